@@ -1,0 +1,133 @@
+"""The central data model: sampling parameters, requests, their ordered status, and outputs."""
+from __future__ import annotations
+
+import enum
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightllm_struct.errors import InvalidRequestError
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingParams:
+    """How to pick each next token and when to stop.
+
+    ``temperature == 0`` means greedy. ``seed`` makes sampling reproducible for the request regardless of
+    which other requests share its batch.
+
+    Raises
+    ------
+    InvalidRequestError
+        On any out-of-range value (checked in ``__post_init__``, at the edge, never in the step loop).
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    seed: int | None = None
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    include_stop_str_in_output: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
+        checks = [
+            (self.temperature >= 0, "temperature", "must be >= 0"),
+            (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+            (self.top_k >= 0, "top_k", "must be >= 0 (0 disables it)"),
+            (isinstance(self.max_tokens, int) and self.max_tokens >= 1, "max_tokens", "must be an integer >= 1"),
+            (all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings"),
+            (self.seed is None or isinstance(self.seed, int), "seed", "must be an integer"),
+        ]
+        for ok, name, why in checks:
+            if not ok:
+                raise InvalidRequestError(f"{name} {why}, got {getattr(self, name)!r}", param=name)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+class RequestStatus(enum.IntEnum):
+    """Ordered: a request only ever moves to a larger value."""
+
+    WAITING_FOR_GRAMMAR = 0
+    WAITING = 1
+    RUNNING = 2
+    FINISHED_STOPPED = 3
+    FINISHED_LENGTH = 4
+    FINISHED_ABORTED = 5
+    FINISHED_ERROR = 6
+
+    @property
+    def finished(self) -> bool:
+        return self >= RequestStatus.FINISHED_STOPPED
+
+    @property
+    def finish_reason(self) -> str | None:
+        return {
+            RequestStatus.FINISHED_STOPPED: "stop",
+            RequestStatus.FINISHED_LENGTH: "length",
+            RequestStatus.FINISHED_ABORTED: "abort",
+            RequestStatus.FINISHED_ERROR: "error",
+        }.get(self)
+
+
+_ids = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"req-{next(_ids)}"
+
+
+@dataclass(kw_only=True)
+class Request:
+    """One generation in flight. Owned by the engine thread; others read it only through outputs."""
+
+    prompt_token_ids: list[int]
+    sampling: SamplingParams
+    request_id: str = field(default_factory=new_request_id)
+    prompt: str | None = None
+    # A grammar constraint, as the grammar manager understands it (compiled asynchronously), or None.
+    constraint: Any = None
+    status: RequestStatus = RequestStatus.WAITING
+    output_token_ids: list[int] = field(default_factory=list)
+    output_text: str = ""
+    error: BaseException | None = None
+    arrival_time: float = field(default_factory=time.monotonic)
+    first_token_time: float | None = None
+    num_cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+
+    @property
+    def all_token_ids(self) -> list[int]:
+        return self.prompt_token_ids + self.output_token_ids
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_token_ids) + len(self.output_token_ids)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestOutput:
+    """What a caller sees of a request: a snapshot (streaming) or the final result."""
+
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    text: str
+    token_ids: list[int]
+    finished: bool
+    finish_reason: str | None  # "stop" | "length" | "abort" | "error" | None while running
+    num_prompt_tokens: int
+    num_output_tokens: int
+    num_cached_tokens: int = 0
+    error: str | None = None
+    stop_reason: str | int | None = None  # the stop string or token id that ended it, if any
