@@ -25,7 +25,7 @@ SPIECE_SPACE = "\u2581"  # ▁
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 # End-of-turn / end-of-text markers of common chat models. A generation ends at any of them, so the
 # grammar engine must allow all of them where the grammar may end, not only the tokenizer's `eos_token`.
-_KNOWN_EOS = (
+KNOWN_EOS_MARKERS = (
     "</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|eom_id|>",
     "<eos>", "<end_of_turn>", "<|end|>", "<|return|>",
 )
@@ -200,7 +200,7 @@ def _eos_ids(tokenizer: Any, pieces: dict[str, int], special: set[int]) -> list[
     declared = getattr(tokenizer, "eos_token_id", None)
     if isinstance(declared, int):
         eos.append(declared)
-    for marker in _KNOWN_EOS:
+    for marker in KNOWN_EOS_MARKERS:
         tid = pieces.get(marker)
         if tid is not None and tid in special and tid not in eos:
             eos.append(tid)
