@@ -1,0 +1,177 @@
+"""Attention over the token-level KV cache: the per-step metadata, the torch backend and the registry.
+
+A backend writes the step's new K/V into their slots, then attends causally over each sequence's context,
+which it gathers slot by slot through ``req_to_token`` (no contiguous per-request blocks exist).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from lightllm_struct.models.errors import ModelLoadError
+
+
+@dataclass
+class AttentionMetadata:
+    """Where the T tokens of one step (prefills and decodes mixed, flattened) sit in the KV cache.
+
+    Sequence ``i`` owns tokens ``query_start_loc[i]:query_start_loc[i+1]`` of the step; they are the last
+    ``query_lens_cpu[i]`` of its ``seq_lens_cpu[i]`` context positions, whose slots are
+    ``req_to_token[i, :seq_lens[i]]``.
+    """
+
+    slot_mapping: torch.Tensor  # int64 [T]
+    req_to_token: torch.Tensor  # int32/int64 [B, >= max_seq_len]
+    seq_lens: torch.Tensor  # int32 [B]
+    query_start_loc: torch.Tensor  # int32 [B + 1]
+    seq_lens_cpu: list[int]
+    query_lens_cpu: list[int]
+    max_seq_len: int
+    max_query_len: int
+
+    @property
+    def is_decode(self) -> bool:
+        """Every sequence adds exactly one token this step."""
+        return self.max_query_len == 1
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.seq_lens_cpu)
+
+    @classmethod
+    def build(cls, seq_lens: list[int], query_lens: list[int], req_to_token: torch.Tensor,
+              *, device: torch.device | str | None = None) -> AttentionMetadata:
+        """Derive every field from host lists and the ``[B, >= max(seq_lens)]`` slot table.
+
+        The new tokens' slots (``slot_mapping``) are read from the table's last ``query_lens[i]`` entries
+        of each row, so the table must already hold them.
+        """
+        device = device if device is not None else req_to_token.device
+        starts = [0]
+        for n in query_lens:
+            starts.append(starts[-1] + n)
+        slots = [req_to_token[i, s - q:s] for i, (s, q) in enumerate(zip(seq_lens, query_lens))]
+        return cls(
+            slot_mapping=torch.cat(slots).to(device=device, dtype=torch.int64),
+            req_to_token=req_to_token.to(device),
+            seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
+            query_start_loc=torch.tensor(starts, dtype=torch.int32, device=device),
+            seq_lens_cpu=list(seq_lens),
+            query_lens_cpu=list(query_lens),
+            max_seq_len=max(seq_lens),
+            max_query_len=max(query_lens),
+        )
+
+
+class KVCacheLike(Protocol):
+    """What a backend needs of the engine's KV cache: one ``[num_slots, kv_heads, head_dim]`` pool a layer."""
+
+    k_buffers: list[torch.Tensor]
+    v_buffers: list[torch.Tensor]
+
+
+class AttentionBackend(Protocol):
+    """``forward(q [T,Hq,D], k [T,Hkv,D], v [T,Hkv,D], *, layer, kv_cache, meta) -> [T,Hq,D]``."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int,
+                kv_cache: KVCacheLike, meta: AttentionMetadata) -> torch.Tensor: ...
+
+
+class TorchAttentionBackend:
+    """Plain torch attention (the CPU path, and the reference for the GPU kernels).
+
+    Decode steps run as one padded batch; steps with a prefill loop over sequences so no query is padded
+    to the longest prompt.
+
+    Parameters
+    ----------
+    sliding_window:
+        If set, a query attends only to the last ``sliding_window`` positions (itself included), as Mistral.
+    """
+
+    def __init__(self, *, sliding_window: int | None = None) -> None:
+        self.sliding_window = sliding_window
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int,
+                kv_cache: KVCacheLike, meta: AttentionMetadata) -> torch.Tensor:
+        k_buf, v_buf = kv_cache.k_buffers[layer], kv_cache.v_buffers[layer]
+        k_buf.index_copy_(0, meta.slot_mapping, k.to(k_buf.dtype))
+        v_buf.index_copy_(0, meta.slot_mapping, v.to(v_buf.dtype))
+        if meta.is_decode:
+            return self._decode(q, k_buf, v_buf, meta)
+        return self._prefill(q, k_buf, v_buf, meta)
+
+    def _decode(self, q, k_buf, v_buf, meta: AttentionMetadata) -> torch.Tensor:
+        length = meta.max_seq_len
+        pos = torch.arange(length, device=q.device)
+        valid = pos[None, :] < meta.seq_lens[:, None].to(pos.dtype)  # [B, L]
+        if self.sliding_window is not None:
+            valid &= pos[None, :] >= meta.seq_lens[:, None].to(pos.dtype) - self.sliding_window
+        # Entries past a sequence's length may be stale; point them at slot 0 so the gather stays in range.
+        idx = torch.where(valid, meta.req_to_token[:, :length].long(), 0)
+        keys = k_buf[idx].transpose(1, 2)  # [B, Hkv, L, D]
+        values = v_buf[idx].transpose(1, 2)
+        out = F.scaled_dot_product_attention(
+            q.unsqueeze(2), keys, values, attn_mask=valid[:, None, None, :], enable_gqa=True
+        )
+        return out.squeeze(2)
+
+    def _prefill(self, q, k_buf, v_buf, meta: AttentionMetadata) -> torch.Tensor:
+        out = torch.empty_like(q)
+        start = 0
+        for i, (seq_len, q_len) in enumerate(zip(meta.seq_lens_cpu, meta.query_lens_cpu)):
+            idx = meta.req_to_token[i, :seq_len].long()
+            keys = k_buf[idx].transpose(0, 1)  # [Hkv, L, D]
+            values = v_buf[idx].transpose(0, 1)
+            mask = self._causal_mask(seq_len, q_len, q.device)
+            qi = q[start:start + q_len].transpose(0, 1)  # [Hq, q_len, D]
+            oi = F.scaled_dot_product_attention(qi, keys, values, attn_mask=mask, enable_gqa=True)
+            out[start:start + q_len] = oi.transpose(0, 1)
+            start += q_len
+        return out
+
+    def _causal_mask(self, seq_len: int, q_len: int, device) -> torch.Tensor:
+        # Query j is context position seq_len - q_len + j: it sees every key at or before that position.
+        q_pos = torch.arange(seq_len - q_len, seq_len, device=device)[:, None]
+        k_pos = torch.arange(seq_len, device=device)[None, :]
+        mask = k_pos <= q_pos
+        if self.sliding_window is not None:
+            mask &= k_pos > q_pos - self.sliding_window
+        return mask
+
+
+# name -> "module:Class"; resolved lazily so GPU backends (and triton) are imported only when chosen.
+ATTENTION_BACKENDS: dict[str, str] = {
+    "torch": "lightllm_struct.models.attention:TorchAttentionBackend",
+    "triton": "lightllm_struct.kernels.attention:TritonAttentionBackend",
+}
+
+
+def create_attention_backend(name: str = "auto", *, device: torch.device | str = "cpu",
+                             sliding_window: int | None = None) -> Any:
+    """Instantiate the attention backend ``name``; ``"auto"`` is Triton on CUDA and torch elsewhere.
+
+    Raises
+    ------
+    ModelLoadError
+        For an unknown name.
+    """
+    if name == "auto":
+        if torch.device(device).type == "cuda":
+            try:
+                return _backend_class("triton")(sliding_window=sliding_window)
+            except (ImportError, AttributeError):  # no GPU kernels installed: torch still works on CUDA
+                pass
+        name = "torch"
+    if name not in ATTENTION_BACKENDS:
+        raise ModelLoadError(f"unknown attention backend {name!r}; known: auto, {', '.join(ATTENTION_BACKENDS)}")
+    return _backend_class(name)(sliding_window=sliding_window)
+
+
+def _backend_class(name: str) -> type:
+    module, cls = ATTENTION_BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
