@@ -1,0 +1,72 @@
+"""The FastAPI app: OpenAI-compatible routes over one ``AsyncEngine``, plus /health and /metrics."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from lightllm_struct.engine.async_engine import AsyncEngine
+from lightllm_struct.server.chat import create_chat_completion
+from lightllm_struct.server.completions import create_completion
+from lightllm_struct.server.errors import install_error_handlers, parse_json_body
+from lightllm_struct.server.metrics import CONTENT_TYPE, ServerMetrics
+from lightllm_struct.server.protocol import ModelCard, ModelList
+from lightllm_struct.server.serving import ServerState
+
+
+def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_model_len: int) -> FastAPI:
+    """An app serving ``engine``; the engine thread starts with the app and stops with it.
+
+    Parameters
+    ----------
+    engine:
+        The asyncio front of the engine (not yet started, or already running).
+    tokenizer:
+        The engine's tokenizer (``encode``, ``apply_chat_template``, ``vocab_size``).
+    model_name:
+        The id ``/v1/models`` reports and responses carry.
+    max_model_len:
+        Longest prompt + output of one request, checked before a request reaches the engine.
+    """
+    state = ServerState(engine=engine, tokenizer=tokenizer, model_name=model_name,
+                        max_model_len=max_model_len, metrics=ServerMetrics(engine.stats))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        if not engine.started:
+            engine.start()
+        yield
+        engine.shutdown()
+
+    app = FastAPI(title="lightllm-struct", version="0.1.0", lifespan=lifespan)
+    app.state.llms = state
+    install_error_handlers(app)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await create_chat_completion(state, parse_json_body(await request.body()), request)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await create_completion(state, parse_json_body(await request.body()), request)
+
+    @app.get("/v1/models")
+    async def models() -> ModelList:
+        return ModelList(data=[ModelCard(id=model_name, max_model_len=max_model_len)])
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        stats = engine.stats()
+        alive = engine.dead is None
+        body = {"status": "ok" if alive else "dead", "model": model_name, **stats}
+        if not alive:
+            body["error"] = str(engine.dead)
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

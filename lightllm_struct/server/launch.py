@@ -1,0 +1,35 @@
+"""Build a ready-to-run server app from an ``EngineConfig`` (what ``lightllm-struct serve`` runs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from lightllm_struct.config import EngineConfig
+from lightllm_struct.engine.async_engine import AsyncEngine
+from lightllm_struct.server.app import create_app
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+
+def model_name_of(config: EngineConfig) -> str:
+    """The id clients see: the model file or folder name, without a .gguf suffix."""
+    if config.model is None:
+        return DEFAULT_MODEL_NAME
+    path = Path(config.model)
+    return path.stem if path.suffix == ".gguf" else path.name
+
+
+def build_app(config: EngineConfig, *, served_model_name: str | None = None, max_pending: int = 512) -> FastAPI:
+    """Load the model and wrap its engine in the HTTP app (the engine thread starts with the app).
+
+    Raises
+    ------
+    LightLLMStructError
+        If the model cannot be loaded or the configuration is invalid.
+    """
+    from lightllm_struct.engine.engine import Engine
+
+    engine = Engine(config)
+    return create_app(AsyncEngine(engine, max_pending=max_pending), tokenizer=engine.tokenizer,
+                      model_name=served_model_name or model_name_of(config), max_model_len=engine.max_model_len)

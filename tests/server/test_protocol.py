@@ -1,0 +1,56 @@
+"""Request models: what they accept, and that every bad value is rejected at the edge."""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from lightllm_struct.errors import InvalidRequestError
+from lightllm_struct.server.protocol import ChatCompletionRequest, CompletionRequest, NamedToolChoice
+
+MSG = [{"role": "user", "content": "hi"}]
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+def test_chat_request_accepts_openai_fields_and_ignores_unknown_ones():
+    req = ChatCompletionRequest.model_validate({
+        "model": "m", "messages": MSG, "max_tokens": 5, "user": "x", "metadata": {"a": 1},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"},
+                                                                   "strict": True}}})
+    assert req.response_format.json_schema.schema_ == {"type": "object"}
+    assert req.effective_tool_choice() == "none"
+
+
+@pytest.mark.parametrize("patch", [
+    {"max_tokens": 0}, {"max_tokens": -3}, {"max_tokens": "5"}, {"max_tokens": 2.5}, {"temperature": "hot"},
+    {"temperature": -1}, {"top_p": 0}, {"n": 2}, {"messages": []}, {"messages": "hi"}, {"stream": "yes"},
+    {"response_format": {"type": "xml"}}, {"response_format": {"type": "json_schema"}},
+    {"structured_outputs": {"regex": "a", "choice": ["a"]}}, {"structured_outputs": {"choice": []}},
+    {"presence_penalty": 0.5}, {"logprobs": True},
+])
+def test_bad_chat_values_fail_validation(patch):
+    with pytest.raises((ValidationError, InvalidRequestError)):
+        ChatCompletionRequest.model_validate({"messages": MSG, **patch})
+
+
+def test_tools_rules():
+    with pytest.raises(InvalidRequestError) as err:
+        ChatCompletionRequest.model_validate({"messages": MSG, "tools": []})
+    assert err.value.param == "tools"
+    with pytest.raises(InvalidRequestError) as err:
+        ChatCompletionRequest.model_validate({"messages": MSG, "tools": [TOOL],
+                                              "tool_choice": {"type": "function", "function": {"name": "g"}}})
+    assert err.value.param == "tool_choice" and "'g'" in err.value.message
+    req = ChatCompletionRequest.model_validate({"messages": MSG, "tools": [TOOL]})
+    assert req.effective_tool_choice() == "auto"
+    req = ChatCompletionRequest.model_validate({"messages": MSG, "tools": [TOOL],
+                                                "tool_choice": {"type": "function", "function": {"name": "f"}}})
+    assert isinstance(req.tool_choice, NamedToolChoice)
+
+
+def test_completion_prompt_forms():
+    assert CompletionRequest.model_validate({"prompt": "a"}).max_tokens == 16
+    assert CompletionRequest.model_validate({"prompt": [1, 2, 3]}).prompt == [1, 2, 3]
+    with pytest.raises(InvalidRequestError):
+        CompletionRequest.model_validate({"prompt": ["a", "b"]})
+    with pytest.raises(ValidationError):
+        CompletionRequest.model_validate({"prompt": "a", "echo": True})

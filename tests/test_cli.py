@@ -1,0 +1,39 @@
+"""The command line: engine flags are EngineConfig's fields, one to one, and env vars fill the rest."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from lightllm_struct.cli import build_parser, engine_config
+from lightllm_struct.config import EngineConfig
+
+
+def test_every_config_field_has_a_flag():
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
+    dests = {a.dest for a in serve._actions}
+    assert {f.name for f in dataclasses.fields(EngineConfig)} <= dests
+
+
+def test_flags_map_onto_config_fields(monkeypatch):
+    monkeypatch.delenv("LLMS_MAX_NUM_SEQS", raising=False)
+    args = build_parser().parse_args(["serve", "--model", "m.gguf", "--device", "cpu", "--tp", "2",
+                                      "--max-num-seqs", "7", "--no-enable-prefix-caching",
+                                      "--grammar-compile-timeout-s", "1.5", "--port", "9001"])
+    cfg = engine_config(args)
+    assert (cfg.model, cfg.device, cfg.tensor_parallel_size, cfg.max_num_seqs) == ("m.gguf", "cpu", 2, 7)
+    assert cfg.enable_prefix_caching is False and cfg.grammar_compile_timeout_s == 1.5
+    assert args.port == 9001 and args.host == "127.0.0.1"
+
+
+def test_env_fills_what_flags_leave_out(monkeypatch):
+    monkeypatch.setenv("LLMS_MAX_NUM_SEQS", "5")
+    assert engine_config(build_parser().parse_args(["serve"])).max_num_seqs == 5
+    assert engine_config(build_parser().parse_args(["serve", "--max-num-seqs", "9"])).max_num_seqs == 9
+
+
+def test_bad_values_are_rejected():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--max-num-seqs", "many"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--dtype", "int3"])
