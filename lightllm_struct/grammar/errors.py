@@ -49,3 +49,10 @@ class CompileTimeout(GrammarError):
 
 class InvalidTokenError(GrammarError):
     """A token id outside the vocabulary was offered to a matcher."""
+
+
+class MatcherStateError(GrammarError):
+    """A matcher was asked for something its state does not allow (rolling back past its start)."""
+
+    http_status = 500
+    error_type = "internal_error"

@@ -1,0 +1,153 @@
+"""GrammarCompiler: Lark grammars, regexes, choices and JSON schemas -> CompiledGrammar."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lightllm_struct.grammar.byte_dfa import ByteDFA, literal_dfa, minimize, regex_dfa
+from lightllm_struct.grammar.compiled import CompiledGrammar
+from lightllm_struct.grammar.deadline import Deadline
+from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex, RegexError
+from lightllm_struct.grammar.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
+from lightllm_struct.grammar.vocab import TokenizerInfo
+
+
+class GrammarCompiler:
+    """Compiles constraints for one vocabulary.
+
+    Parameters
+    ----------
+    tokenizer:
+        The vocabulary every compiled grammar is specialised to.
+    compile_timeout_s:
+        Deadline of one compilation (checked cooperatively); ``None`` for none.
+    max_dfa_states:
+        Limit on the states of one terminal's DFA and of one product lexer.
+    max_lr_states, max_rules:
+        Limits on the LR automaton.
+    max_stack_depth:
+        Parser stack bound; tokens that would exceed it are not allowed (nesting cannot run away).
+    mask_cache_size:
+        Masks cached per compiled grammar (LRU).
+    """
+
+    def __init__(self, tokenizer: TokenizerInfo, *, compile_timeout_s: float | None = 10.0,
+                 max_dfa_states: int = 20_000, max_lr_states: int = 20_000, max_rules: int = 20_000,
+                 max_stack_depth: int = 1024, mask_cache_size: int = 4096) -> None:
+        self.tokenizer = tokenizer
+        self.compile_timeout_s = compile_timeout_s
+        self.max_dfa_states = max_dfa_states
+        self.max_lr_states = max_lr_states
+        self.max_rules = max_rules
+        self.max_stack_depth = max_stack_depth
+        self.mask_cache_size = mask_cache_size
+
+    def compile_lark(self, text: str) -> CompiledGrammar:
+        """Compile a Lark grammar whose start rule is ``start``.
+
+        Raises
+        ------
+        GrammarSyntaxError, GrammarConflictError, RegexError, GrammarTooComplex, CompileTimeout
+        """
+        deadline = Deadline(self.compile_timeout_s)
+        try:
+            lr = build_lr_tables(text, max_states=self.max_lr_states, max_rules=self.max_rules)
+            deadline.check()
+            dfas = [self._terminal_dfa(t, deadline) for t in lr.terminals]
+            return self._finish(lr, dfas, deadline, text)
+        except RecursionError as exc:
+            raise GrammarTooComplex("grammar nests too deeply to compile") from exc
+
+    def compile_regex(self, pattern: str) -> CompiledGrammar:
+        """Compile a regex; the output must match it entirely (``re.fullmatch`` semantics).
+
+        Raises
+        ------
+        RegexError, GrammarTooComplex, CompileTimeout
+        """
+        deadline = Deadline(self.compile_timeout_s)
+        dfa = regex_dfa(pattern, max_states=self.max_dfa_states, deadline=deadline)
+        return self._single_terminal(Terminal("REGEX", pattern, None, 0, 0), dfa, deadline, pattern)
+
+    def compile_choice(self, choices: Sequence[str]) -> CompiledGrammar:
+        """Compile a choice among literal strings (the output is exactly one of them).
+
+        Raises
+        ------
+        GrammarSyntaxError
+            ``choices`` is empty or holds a non-string.
+        """
+        if isinstance(choices, str) or not choices or not all(isinstance(c, str) for c in choices):
+            raise GrammarSyntaxError("compile_choice needs a non-empty list of strings")
+        deadline = Deadline(self.compile_timeout_s)
+        dfa = _literals_dfa([c.encode("utf-8") for c in choices], deadline)
+        return self._single_terminal(Terminal("CHOICE", "", None, 0, 0), dfa, deadline, repr(list(choices)))
+
+    def compile_json_schema(self, schema: dict | str | bool, *, whitespace: str = "compact") -> CompiledGrammar:
+        """Compile a JSON schema (``whitespace``: "compact" or "flexible", bounded).
+
+        Raises
+        ------
+        SchemaError, UnsupportedSchemaFeature
+            From the schema front end, with a JSON pointer.
+        GrammarTooComplex, CompileTimeout
+        """
+        from lightllm_struct.grammar.json_schema import json_schema_to_lark
+
+        return self.compile_lark(json_schema_to_lark(schema, whitespace=whitespace))
+
+    def compile_json_object(self) -> CompiledGrammar:
+        """Any JSON object (``response_format={"type": "json_object"}``)."""
+        return self.compile_json_schema({"type": "object"})
+
+    # -- internals --------------------------------------------------------------------------------
+    def _terminal_dfa(self, term: Terminal, deadline: Deadline) -> ByteDFA:
+        if term.literal is not None:
+            return literal_dfa(term.literal.encode("utf-8"))
+        try:
+            return regex_dfa(term.pattern, max_states=self.max_dfa_states, deadline=deadline)
+        except RegexError as exc:
+            raise RegexError(f"terminal {term.name}: {exc.message}") from exc
+
+    def _single_terminal(self, term: Terminal, dfa: ByteDFA, deadline: Deadline, source: str) -> CompiledGrammar:
+        # start: TERM (| empty when the language holds ""): states 0 -TERM-> 1, goto(0, start) = 2 = end.
+        actions: list[dict] = [{0: (SHIFT, 1)}, {1: (REDUCE, 0)}, {}]
+        rules = [(0, 1)]
+        if dfa.accepting[0]:
+            actions[0][1] = (REDUCE, 1)
+            rules.append((0, 0))
+        lr = LRTables((term,), (), tuple(actions), ({0: 2}, {}, {}), tuple(rules), 0, 2)
+        return self._finish(lr, [dfa], deadline, source)
+
+    def _finish(self, lr: LRTables, dfas: list[ByteDFA], deadline: Deadline, source: str) -> CompiledGrammar:
+        # Product lexers of every state's full terminal set bound all the subsets built at run time
+        # (a subset's reachable product is a projection), so the size limit is enforced here, once.
+        grammar = CompiledGrammar(self.tokenizer, lr, dfas, max_stack_depth=self.max_stack_depth,
+                                  max_lexer_states=self.max_dfa_states, mask_cache_size=self.mask_cache_size,
+                                  source=source)
+        for row in lr.actions:
+            deadline.check()
+            grammar.union_lexer(frozenset(t for t in row if t != lr.end) | frozenset(lr.ignore), deadline)
+        return grammar
+
+
+def _literals_dfa(literals: list[bytes], deadline: Deadline) -> ByteDFA:
+    """Minimal DFA of a finite set of byte strings (a trie, then minimised)."""
+    children: list[dict[int, int]] = [{}]
+    final = [False]
+    for lit in literals:
+        node = 0
+        for b in lit:
+            if b not in children[node]:
+                children[node][b] = len(children)
+                children.append({})
+                final.append(False)
+            node = children[node][b]
+        final[node] = True
+        deadline.check()
+    table = np.full((len(children), 256), -1, dtype=np.int32)
+    for node, edges in enumerate(children):
+        for b, dest in edges.items():
+            table[node, b] = dest
+    return minimize(table, np.array(final, dtype=bool), deadline)

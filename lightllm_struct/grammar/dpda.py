@@ -1,0 +1,145 @@
+"""The LR automaton run as a deterministic pushdown automaton with composite, prefix-conditioned edges.
+
+A stack is an immutable cons list of cells ``(state, height, parent)`` (bottom height 0), so a matcher
+keeps old stacks for free and rollback costs nothing. Feeding terminal ``t`` to a stack whose top is ``s``
+follows the chain of reductions and the final shift as ONE composite edge (Pre³): it is keyed by
+``(s, t)`` plus the exact stack prefix the chain reads, and says how many cells it pops and which states
+it pushes. Shift edges (prefix = the top alone) are tabulated at construction; reduction chains are
+derived on first use from the LR tables and memoised, so a step is a dict lookup plus a prefix match and
+never a search: the prefix a chain reads is itself determined by the states read, so at most one
+memoised edge of a key matches a stack.
+"""
+from __future__ import annotations
+
+import threading
+
+from lightllm_struct.grammar.lr import REDUCE, SHIFT, LRTables
+
+Stack = tuple  # (state: int, height: int, parent: Stack | None)
+ACCEPT = ("accept",)  # push sequence marking an accepted END
+
+
+class Touch:
+    """Records the lowest stack height an operation read, i.e. how deep a result depends on the stack."""
+
+    __slots__ = ("low", "hit_limit")
+
+    def __init__(self, height: int) -> None:
+        self.low = height
+        self.hit_limit = False
+
+
+class DPDA:
+    """Composite-edge transition function over LR stacks (thread-safe, memoising)."""
+
+    def __init__(self, lr: LRTables, *, max_stack_depth: int = 1024, max_edges_per_key: int = 256) -> None:
+        self.lr = lr
+        self.max_stack_depth = max_stack_depth
+        self._max_edges = max_edges_per_key
+        # (top state, terminal) -> {prefix length: {prefix states: (pop, push)}}
+        self._edges: dict[tuple[int, int], dict[int, dict[tuple, tuple]]] = {}
+        self._lock = threading.Lock()
+        for state, row in enumerate(lr.actions):
+            for term, (kind, arg) in row.items():
+                if kind == SHIFT:
+                    self._edges[(state, term)] = {1: {(state,): (0, (arg,))}}
+        self.bottom: Stack = (lr.start_state, 0, None)
+
+    def acceptable(self, state: int) -> list[int]:
+        """Terminals with an action in LR state ``state`` (a superset of what the full stack accepts)."""
+        return list(self.lr.actions[state])
+
+    def advance(self, stack: Stack, term: int, touch: Touch | None = None) -> Stack | None:
+        """The stack after shifting ``term`` (reductions included), or None if ``term`` is an error here."""
+        edge = self._edge(stack, term, touch)
+        if edge is None or edge[1] is ACCEPT:
+            return None
+        pop, push = edge
+        for _ in range(pop):
+            stack = stack[2]
+        height = stack[1]
+        if height + len(push) > self.max_stack_depth:
+            if touch is not None:
+                touch.hit_limit = True
+            return None
+        for state in push:
+            height += 1
+            stack = (state, height, stack)
+        return stack
+
+    def accepts_end(self, stack: Stack, touch: Touch | None = None) -> bool:
+        """Whether the input so far is a complete sentence (END reduces the stack to acceptance)."""
+        edge = self._edge(stack, self.lr.end, touch)
+        return edge is not None and edge[1] is ACCEPT
+
+    def _edge(self, stack: Stack, term: int, touch: Touch | None) -> tuple | None:
+        by_len = self._edges.get((stack[0], term))
+        if by_len is not None:
+            for length, table in list(by_len.items()):
+                prefix = _prefix(stack, length)
+                if prefix is None:
+                    continue
+                edge = table.get(prefix)
+                if edge is not None:
+                    if touch is not None:
+                        touch.low = min(touch.low, stack[1] - length + 1)
+                    return edge
+        depth, edge = self._derive(stack, term)
+        if touch is not None:
+            touch.low = min(touch.low, stack[1] - depth + 1)
+        if edge is not None:
+            self._remember(stack, term, depth, edge)
+        return edge
+
+    def _remember(self, stack: Stack, term: int, depth: int, edge: tuple) -> None:
+        with self._lock:
+            by_len = self._edges.setdefault((stack[0], term), {})
+            table = by_len.setdefault(depth, {})
+            if len(table) < self._max_edges:  # pathological grammars: derive instead of growing forever
+                table[_prefix(stack, depth)] = edge
+
+    def _derive(self, stack: Stack, term: int) -> tuple[int, tuple | None]:
+        """Run the reductions for ``term``: (cells read, (pop, push) or None on error)."""
+        actions, gotos, rules = self.lr.actions, self.lr.gotos, self.lr.rules
+        pushed: list[int] = []
+        cell, popped = stack, 0
+        while True:
+            top = pushed[-1] if pushed else cell[0]
+            act = actions[top].get(term)
+            if act is None:
+                return popped + 1, None
+            kind, arg = act
+            if kind == SHIFT:
+                pushed.append(arg)
+                return popped + 1, (popped, tuple(pushed))
+            origin, length = rules[arg]
+            from_pushed = min(length, len(pushed))
+            del pushed[len(pushed) - from_pushed:]
+            for _ in range(length - from_pushed):
+                cell = cell[2]
+                popped += 1
+                if cell is None:
+                    return popped, None
+            top = pushed[-1] if pushed else cell[0]
+            pushed.append(gotos[top][origin])
+            if term == self.lr.end and pushed[-1] == self.lr.end_state:
+                return popped + 1, (popped, ACCEPT)
+
+
+def _prefix(stack: Stack | None, length: int) -> tuple | None:
+    out = []
+    for _ in range(length):
+        if stack is None:
+            return None
+        out.append(stack[0])
+        stack = stack[2]
+    return tuple(out)
+
+
+def stack_states(stack: Stack | None) -> list[int]:
+    """States of a stack from the top down (for debugging and tests)."""
+    out = []
+    while stack is not None:
+        out.append(stack[0])
+        stack = stack[2]
+    return out

@@ -1,0 +1,88 @@
+"""Contextual byte lexers: one product DFA per set of live terminals.
+
+In a parser configuration only the terminals the parser can shift there (plus ``%ignore`` terminals) are
+live. Their byte DFAs run in parallel as one product DFA, built for the reachable part only. Lexing is
+longest match without backtracking: follow transitions while there are any; when the next byte has none,
+the terminal accepted by the current state ends (ties: higher lark priority, then literal over regex,
+then definition order) and lexing restarts on that byte in the parser's new configuration.
+State 0 is the fresh start and is never re-entered, so "at a terminal boundary" is simply state 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lightllm_struct.grammar.byte_dfa import ByteDFA
+from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
+from lightllm_struct.grammar.errors import GrammarTooComplex
+from lightllm_struct.grammar.lr import Terminal
+
+
+@dataclass(eq=False)
+class UnionLexer:
+    """Product DFA of ``terminals``: ``table[q, b]`` -> next state or -1; ``accept[q]`` -> terminal id or -1."""
+
+    uid: int
+    terminals: frozenset[int]
+    table: np.ndarray  # int32 [n, 256]
+    accept: np.ndarray  # int32 [n]
+    rows: list[list[int]] = field(repr=False)  # the table as Python lists: fast per-byte stepping
+    accept_list: list[int] = field(repr=False)
+
+    @property
+    def num_states(self) -> int:
+        return int(self.table.shape[0])
+
+
+def rank_key(term: Terminal) -> tuple:
+    """Sort key: the preferred terminal first when several accept the same lexeme."""
+    return (-term.priority, term.literal is None, term.order)
+
+
+def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: tuple[Terminal, ...], *,
+                max_states: int, deadline: Deadline = NO_DEADLINE) -> UnionLexer:
+    """Reachable product of the DFAs of ``live``.
+
+    Raises
+    ------
+    GrammarTooComplex
+        More than ``max_states`` product states.
+    """
+    ids = sorted(live, key=lambda t: rank_key(terminals[t]))  # component order = preference order
+    if not ids:
+        table = np.full((1, 256), -1, dtype=np.int32)
+        return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1])
+    tables = [dfas[t].table for t in ids]
+    accepting = [dfas[t].accepting for t in ids]
+    index: dict[tuple, int] = {("init",): 0}
+    order: list[tuple] = [tuple(0 for _ in ids)]
+    rows: list[np.ndarray] = []
+    accept: list[int] = []
+    while len(rows) < len(order):
+        if len(rows) % 64 == 0:
+            deadline.check()
+        comps = order[len(rows)]
+        nxt = np.stack([tables[k][s] if s >= 0 else np.full(256, -1, np.int32) for k, s in enumerate(comps)])
+        cols = np.ascontiguousarray(nxt.T)
+        _, first, inverse = np.unique(cols.view(np.dtype((np.void, 4 * len(ids)))).reshape(-1),
+                                      return_index=True, return_inverse=True)
+        dest = np.empty(len(first), dtype=np.int32)
+        for j, col in enumerate(map(tuple, cols[first].tolist())):
+            if max(col) < 0:
+                dest[j] = -1
+                continue
+            if col not in index:
+                if len(order) >= max_states:
+                    raise GrammarTooComplex(f"lexer DFA exceeds {max_states} states")
+                index[col] = len(order)
+                order.append(col)
+            dest[j] = index[col]
+        rows.append(dest[inverse.reshape(-1)])
+        winner = -1
+        if len(rows) > 1:  # the fresh start never ends a terminal: no empty lexemes
+            winner = next((ids[k] for k, s in enumerate(comps) if s >= 0 and accepting[k][s]), -1)
+        accept.append(winner)
+    table = np.stack(rows).astype(np.int32)
+    acc = np.array(accept, dtype=np.int32)
+    return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist())

@@ -1,0 +1,125 @@
+"""LALR(1) tables and terminals of a Lark grammar, taken from lark's own analysis.
+
+Terminals and nonterminals become small integers; ``actions[state]`` maps a terminal id to
+``(SHIFT, dest)`` or ``(REDUCE, rule id)``; ``gotos[state]`` maps a nonterminal id to the destination.
+The pseudo-terminal ``END`` (lark's ``$END``) is terminal id ``len(terminals)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lark
+from lark.exceptions import GrammarError, LarkError, UnexpectedInput
+from lark.lexer import Lexer
+from lark.parsers.lalr_analysis import Shift
+
+from lightllm_struct.grammar.errors import GrammarConflictError, GrammarSyntaxError, GrammarTooComplex
+
+SHIFT, REDUCE = 0, 1
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """One lexical terminal: ``pattern`` is a Python regex, or a literal when ``literal`` is set."""
+
+    name: str
+    pattern: str
+    literal: str | None
+    priority: int
+    order: int
+
+
+@dataclass(frozen=True, eq=False)
+class LRTables:
+    terminals: tuple[Terminal, ...]
+    ignore: tuple[int, ...]  # terminal ids skipped between tokens
+    actions: tuple[dict[int, tuple[int, int]], ...]
+    gotos: tuple[dict[int, int], ...]
+    rules: tuple[tuple[int, int], ...]  # rule id -> (origin nonterminal id, length of expansion)
+    start_state: int
+    end_state: int
+
+    @property
+    def end(self) -> int:
+        return len(self.terminals)
+
+
+class _NoLexer(Lexer):
+    """We lex bytes ourselves; skipping lark's regex lexers saves most of its construction time."""
+
+    def __init__(self, lexer_conf) -> None:
+        self.lexer_conf = lexer_conf
+
+    def lex(self, lexer_state, parser_state):  # pragma: no cover - never used
+        raise NotImplementedError
+
+
+def build_lr_tables(text: str, *, max_states: int = 20_000, max_rules: int = 20_000) -> LRTables:
+    """Parse Lark grammar text and extract its LALR(1) automaton.
+
+    Raises
+    ------
+    GrammarSyntaxError
+        The text is not a valid Lark grammar (message with line and column when lark gives them).
+    GrammarConflictError
+        The grammar is not LALR(1) (a reduce/reduce collision; shift/reduce resolves as shift).
+    GrammarTooComplex
+        More rules or LR states than the limits.
+    """
+    try:
+        parser = lark.Lark(text, parser="lalr", lexer=_NoLexer, start="start")
+    except UnexpectedInput as exc:
+        raise GrammarSyntaxError(f"grammar syntax error at line {exc.line}, column {exc.column}: {exc}") from exc
+    except GrammarError as exc:
+        msg = str(exc)
+        if "collision" in msg or "conflict" in msg.lower():
+            raise GrammarConflictError(f"grammar is not LALR(1): {msg}") from exc
+        raise GrammarSyntaxError(f"invalid grammar: {msg}") from exc
+    except LarkError as exc:
+        raise GrammarSyntaxError(f"invalid grammar: {exc}") from exc
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:  # lark leaks these on some inputs
+        raise GrammarSyntaxError(f"invalid grammar: {type(exc).__name__}: {exc}") from exc
+    if len(parser.rules) > max_rules:
+        raise GrammarTooComplex(f"grammar has {len(parser.rules)} rules (limit {max_rules})")
+    return _tables_from_lark(parser, max_states)
+
+
+def _tables_from_lark(parser: lark.Lark, max_states: int) -> LRTables:
+    table = parser.parser.parser.parser.parse_table
+    if len(table.states) > max_states:
+        raise GrammarTooComplex(f"grammar has {len(table.states)} LR states (limit {max_states})")
+    terminals = tuple(
+        Terminal(t.name, t.pattern.to_regexp(), _literal_of(t.pattern), t.priority, i)
+        for i, t in enumerate(parser.terminals)
+    )
+    term_id = {t.name: i for i, t in enumerate(terminals)}
+    term_id["$END"] = len(terminals)
+    nonterm_id: dict[str, int] = {}
+    rule_id: dict[object, int] = {}
+    rules: list[tuple[int, int]] = []
+    n_states = max(table.states) + 1
+    actions: list[dict[int, tuple[int, int]]] = [{} for _ in range(n_states)]
+    gotos: list[dict[int, int]] = [{} for _ in range(n_states)]
+    for state, row in table.states.items():
+        for sym, (action, arg) in row.items():
+            if sym in term_id:
+                if action is Shift:
+                    actions[state][term_id[sym]] = (SHIFT, arg)
+                else:
+                    if arg not in rule_id:
+                        origin = nonterm_id.setdefault(arg.origin.name, len(nonterm_id))
+                        rule_id[arg] = len(rules)
+                        rules.append((origin, len(arg.expansion)))
+                    actions[state][term_id[sym]] = (REDUCE, rule_id[arg])
+            else:
+                gotos[state][nonterm_id.setdefault(sym, len(nonterm_id))] = arg
+    ignore = tuple(term_id[name] for name in parser.ignore_tokens)
+    return LRTables(terminals, ignore, tuple(actions), tuple(gotos), tuple(rules),
+                    table.start_states["start"], table.end_states["start"])
+
+
+def _literal_of(pattern) -> str | None:
+    """The literal text of a case-sensitive string terminal; None for regexes."""
+    if pattern.type == "str" and not pattern.flags:
+        return pattern.value
+    return None

@@ -1,0 +1,169 @@
+"""Matcher: one generation's position in a compiled grammar."""
+from __future__ import annotations
+
+import torch
+
+from lightllm_struct.grammar.compiled import CompiledGrammar
+from lightllm_struct.grammar.errors import InvalidTokenError, MatcherStateError
+
+_MAX_FORCED_BYTES = 4096
+
+
+class Matcher:
+    """Tracks accepted tokens, answers which tokens may come next, and rolls back.
+
+    Cheap to create: all heavy state lives in the shared :class:`CompiledGrammar`. Not thread-safe
+    itself (one matcher belongs to one request); many matchers of one grammar may run in parallel.
+
+    Parameters
+    ----------
+    grammar:
+        The compiled grammar.
+    """
+
+    def __init__(self, grammar: CompiledGrammar) -> None:
+        self.grammar = grammar
+        self._tok = grammar.tokenizer
+        self._eos = frozenset(self._tok.eos_token_ids)
+        self._special = frozenset(self._tok.special_token_ids)
+        self._initial = grammar.initial_config()
+        self._history: list[tuple] = [(self._initial, False)]  # (config, terminated) per accepted token
+
+    # -- state ------------------------------------------------------------------------------------
+    def is_terminated(self) -> bool:
+        """True after EOS, or when the output is complete and nothing but EOS can follow."""
+        config, terminated = self._history[-1]
+        if terminated:
+            return True
+        return not self.grammar.next_bytes(config) and self.grammar.is_complete(config)
+
+    def is_complete(self) -> bool:
+        """Whether the output so far is a whole sentence (EOS would be accepted)."""
+        config, terminated = self._history[-1]
+        return terminated or self.grammar.is_complete(config)
+
+    @property
+    def num_accepted_tokens(self) -> int:
+        return len(self._history) - 1
+
+    def reset(self) -> None:
+        """Back to the start of the grammar."""
+        del self._history[1:]
+
+    def rollback(self, n_tokens: int) -> None:
+        """Undo the last ``n_tokens`` accepted tokens.
+
+        Raises
+        ------
+        MatcherStateError
+            ``n_tokens`` is negative or more than were accepted.
+        """
+        if not 0 <= n_tokens < len(self._history):
+            raise MatcherStateError(f"cannot roll back {n_tokens} tokens; {len(self._history) - 1} accepted")
+        if n_tokens:
+            del self._history[-n_tokens:]
+
+    # -- advancing --------------------------------------------------------------------------------
+    def accept_token(self, token_id: int) -> bool:
+        """Advance by one token if the grammar allows it.
+
+        Returns
+        -------
+        bool
+            False (and no change) when the token is not allowed here.
+
+        Raises
+        ------
+        InvalidTokenError
+            ``token_id`` is outside the vocabulary.
+        """
+        if not 0 <= token_id < self._tok.vocab_size:
+            raise InvalidTokenError(f"token id {token_id} outside the vocabulary of {self._tok.vocab_size}")
+        config, terminated = self._history[-1]
+        if token_id in self._eos:
+            if terminated or self.grammar.is_complete(config):
+                self._history.append((config, True))
+                return True
+            return False
+        if terminated or token_id in self._special:
+            return False
+        after = self.grammar.feed_bytes(config, self._tok.vocab[token_id])
+        if after is None:
+            return False
+        self._history.append((after, False))
+        return True
+
+    def accept_bytes(self, data: bytes) -> bool:
+        """Advance by raw bytes as one step (rollback counts it as one token); False if not allowed."""
+        config, terminated = self._history[-1]
+        after = None if terminated else self.grammar.feed_bytes(config, data)
+        if after is None:
+            return False
+        self._history.append((after, False))
+        return True
+
+    # -- masks ------------------------------------------------------------------------------------
+    def fill_next_token_bitmask(self, bitmask: torch.Tensor, index: int = 0) -> None:
+        """Write the allowed next tokens into row ``index`` of a packed int32 bitmask.
+
+        After termination only EOS is allowed, so a row stays samplable.
+        """
+        config, terminated = self._history[-1]
+        row = bitmask[index] if bitmask.dim() == 2 else bitmask
+        if terminated:
+            row.zero_()
+            words = row.numpy() if row.device.type == "cpu" else None
+            for t in self._eos:
+                if words is not None:
+                    words[t >> 5] |= 1 << (t & 31) if (t & 31) < 31 else -(1 << 31)
+                else:
+                    row[t >> 5] |= 1 << (t & 31) if (t & 31) < 31 else -(1 << 31)
+            return
+        row.copy_(self.grammar.masker.mask(config))
+
+    def allowed_token_ids(self) -> list[int]:
+        """The allowed next tokens as a list (tests and debugging; the bitmask is the fast path)."""
+        from lightllm_struct.grammar.bitmask import allocate_token_bitmask, unpack_bitmask
+
+        mask = allocate_token_bitmask(1, self._tok.vocab_size)
+        self.fill_next_token_bitmask(mask, 0)
+        return unpack_bitmask(mask[0], self._tok.vocab_size).nonzero()[0].tolist()
+
+    def forced_tokens(self) -> list[int]:
+        """Tokens the grammar forces next (jump-forward decoding), possibly empty.
+
+        When exactly one byte string can come next (no choice, EOS not allowed), that string is
+        tokenized greedily with the longest vocabulary tokens that lie entirely inside it; each returned
+        token is accepted in sequence by this matcher. The matcher itself is not advanced.
+        """
+        config, terminated = self._history[-1]
+        if terminated:
+            return []
+        forced = bytearray()
+        while len(forced) < _MAX_FORCED_BYTES:
+            nxt = self.grammar.next_bytes(config)
+            if len(nxt) != 1 or self.grammar.is_complete(config):
+                break
+            byte = nxt.pop()
+            forced.append(byte)
+            config = self.grammar.feed_bytes(config, bytes([byte]))
+        return self._tokenize_forced(bytes(forced))
+
+    def _tokenize_forced(self, data: bytes) -> list[int]:
+        out: list[int] = []
+        config = self._history[-1][0]
+        pos = 0
+        lookup = self._tok.token_of_bytes
+        while pos < len(data):
+            for end in range(min(len(data), pos + self._tok.max_token_len), pos, -1):
+                tid = lookup.get(data[pos:end])
+                if tid is not None and tid not in self._special:
+                    break
+            else:
+                break
+            config = self.grammar.feed_bytes(config, self._tok.vocab[tid])
+            if config is None:  # cannot happen for forced bytes; stay safe rather than mislead
+                break
+            out.append(tid)
+            pos = end
+        return out

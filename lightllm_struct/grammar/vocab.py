@@ -1,0 +1,77 @@
+"""TokenizerInfo: the vocabulary as raw bytes per token id, in the layouts the mask computation needs."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from lightllm_struct.grammar.errors import GrammarError
+
+
+class TokenizerInfo:
+    """A vocabulary for the grammar engine.
+
+    Attributes
+    ----------
+    vocab_size:
+        Number of token ids (bitmask width is ``ceil(vocab_size / 32)`` words).
+    eos_token_ids:
+        Ids that end generation; allowed exactly when the output is a complete sentence.
+    special_token_ids:
+        Ids that are never text (control tokens); never allowed by a grammar, EOS apart.
+    """
+
+    def __init__(self, vocab: Sequence[bytes], *, eos_token_ids: Sequence[int],
+                 special_token_ids: Sequence[int] = ()) -> None:
+        self.vocab: list[bytes] = [bytes(v) for v in vocab]
+        self.vocab_size = len(self.vocab)
+        self.eos_token_ids = tuple(sorted({int(t) for t in eos_token_ids}))
+        self.special_token_ids = tuple(sorted({int(t) for t in special_token_ids} - set(self.eos_token_ids)))
+        for t in self.eos_token_ids + self.special_token_ids:
+            if not 0 <= t < self.vocab_size:
+                raise GrammarError(f"token id {t} outside the vocabulary of {self.vocab_size}")
+        non_text = set(self.eos_token_ids) | set(self.special_token_ids)
+        # Text tokens sorted by byte length: a vectorized scan then drops finished tokens by slicing.
+        text_ids = [i for i, v in enumerate(self.vocab) if v and i not in non_text]
+        text_ids.sort(key=lambda i: len(self.vocab[i]))
+        self.row_token = np.array(text_ids, dtype=np.int64)  # row -> token id
+        self.row_len = np.array([len(self.vocab[i]) for i in text_ids], dtype=np.int64)
+        width = int(self.row_len.max()) if len(text_ids) else 0
+        self.byte_matrix = np.zeros((len(text_ids), max(width, 1)), dtype=np.uint8)
+        for row, i in enumerate(text_ids):
+            data = self.vocab[i]
+            self.byte_matrix[row, :len(data)] = np.frombuffer(data, dtype=np.uint8)
+        self.max_token_len = width
+        self.token_of_bytes: dict[bytes, int] = {}
+        for i in sorted(text_ids):  # several ids may share bytes: keep the smallest
+            self.token_of_bytes.setdefault(self.vocab[i], i)
+        self.num_words = (self.vocab_size + 31) // 32
+
+    @classmethod
+    def from_vocab(cls, vocab: Sequence[bytes], *, eos_token_ids: Sequence[int],
+                   special_token_ids: Sequence[int] = ()) -> "TokenizerInfo":
+        """Build from raw bytes per token id.
+
+        Parameters
+        ----------
+        vocab:
+            ``vocab[i]`` is the exact byte string token ``i`` decodes to.
+        eos_token_ids:
+            End-of-sequence ids.
+        special_token_ids:
+            Control tokens that are never allowed inside constrained output.
+
+        Raises
+        ------
+        GrammarError
+            An EOS or special id lies outside the vocabulary.
+        """
+        return cls(vocab, eos_token_ids=eos_token_ids, special_token_ids=special_token_ids)
+
+    @classmethod
+    def from_huggingface(cls, tokenizer) -> "TokenizerInfo":
+        """Build from a Hugging Face tokenizer (byte-level BPE or SentencePiece vocabularies)."""
+        from lightllm_struct.grammar.hf_vocab import vocab_from_huggingface
+
+        vocab, eos_ids, special_ids = vocab_from_huggingface(tokenizer)
+        return cls(vocab, eos_token_ids=eos_ids, special_token_ids=special_ids)
