@@ -27,6 +27,7 @@ class Op(enum.IntEnum):
     STEP = 1  # run one forward pass on the given inputs
     SETUP = 2  # (re)build per-run state, e.g. the KV cache once rank 0 knows its size
     SHUTDOWN = 3  # leave the loop and the groups
+    LOGITS = 4  # project the given hidden rows through the LM head (joins its all-gather)
 
 
 @dataclass

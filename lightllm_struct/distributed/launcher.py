@@ -10,9 +10,12 @@ MASTER_ADDR/MASTER_PORT, rank 0 becomes the engine and ranks > 0 call ``run_rank
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
+import sys
 import time
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -92,7 +95,8 @@ def launch_ranks(
         rdv = Rendezvous(rank=rank, world_size=world_size, master_addr=master_addr, master_port=port)
         proc = spawn.Process(target=_rank_entry, args=(rdv, device, timeout_s, startup_timeout_s, rank_main),
                              name=f"lightllm-struct-tp{rank}", daemon=True)
-        proc.start()
+        with _user_main_hidden():
+            proc.start()
         procs[rank] = proc
     try:
         _await_arrivals(store, procs, startup_timeout_s)
@@ -102,6 +106,22 @@ def launch_ranks(
         _kill(procs)
         raise
     return LaunchedRanks(ctx=ctx, procs=procs)
+
+
+@contextlib.contextmanager
+def _user_main_hidden():
+    """Start a spawned rank without re-running the user's ``__main__`` in it.
+
+    spawn normally re-imports the parent's main script in the child; a rank needs nothing from it, and a
+    script without an ``if __name__ == "__main__"`` guard would build its engine again there (and fail).
+    The rank's target lives in this package, so an empty main module is all the child must see.
+    """
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = saved
 
 
 def _await_arrivals(store: dist.Store, procs: dict[int, mp.Process], timeout_s: float) -> None:

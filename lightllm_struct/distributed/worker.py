@@ -21,6 +21,9 @@ class StepHandler(Protocol):
     def step(self, msg: Message) -> None:
         """Run one step: join every collective that rank 0's step performs, in the same order."""
 
+    def logits(self, msg: Message) -> None:
+        """Join the LM head's gather for hidden rows rank 0 chose after the step."""
+
 
 def channel_for(ctx: DistContext) -> StepChannel:
     """The step channel of a rank: header on the control group, tensors on the data group's device."""
@@ -40,6 +43,8 @@ def serve_steps(channel: StepChannel, handler: StepHandler) -> int:
             return steps
         if msg.op is Op.SETUP:
             handler.setup(msg)
+        elif msg.op is Op.LOGITS:
+            handler.logits(msg)
         else:
             handler.step(msg)
             steps += 1
