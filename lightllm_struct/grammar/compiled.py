@@ -17,13 +17,15 @@ from lightllm_struct.grammar.lr import LRTables
 from lightllm_struct.grammar.vocab import TokenizerInfo
 
 Config = tuple  # (stack, lexer: UnionLexer, q: int)
+_DEPTH_LOOKAHEAD = 2  # terminals looked ahead near the stack-depth limit
 
 
 class CompiledGrammar:
     """A grammar compiled against one vocabulary. Create with :class:`GrammarCompiler`."""
 
     def __init__(self, tokenizer: TokenizerInfo, lr: LRTables, dfas: list[ByteDFA], *,
-                 max_stack_depth: int, max_lexer_states: int, mask_cache_size: int, source: str) -> None:
+                 max_stack_depth: int, max_lexer_states: int, mask_cache_size: int, source: str,
+                 scanner: str = "trie") -> None:
         from lightllm_struct.grammar.token_mask import TokenMasker
 
         self.tokenizer = tokenizer
@@ -35,7 +37,7 @@ class CompiledGrammar:
         self._max_lexer_states = max_lexer_states
         self._lexers: dict[frozenset, UnionLexer] = {}
         self._lexer_lock = threading.Lock()
-        self.masker = TokenMasker(self, cache_size=mask_cache_size)
+        self.masker = TokenMasker(self, cache_size=mask_cache_size, scanner=scanner)
 
     # -- configurations ---------------------------------------------------------------------------
     def initial_config(self) -> Config:
@@ -45,8 +47,25 @@ class CompiledGrammar:
     def lexer_for(self, stack: Stack, touch: Touch | None = None) -> UnionLexer:
         """The product lexer of the terminals the parser can shift on ``stack`` (plus ignored ones)."""
         live = [t for t in self.dpda.acceptable(stack[0])
-                if t != self.lr.end and self.dpda.advance(stack, t, touch) is not None]
+                if t != self.lr.end and self._viable(stack, t, touch, _DEPTH_LOOKAHEAD)]
         return self.union_lexer(frozenset(live) | self._ignore)
+
+    def _viable(self, stack: Stack, term: int, touch: Touch | None, lookahead: int) -> bool:
+        """Whether ``term`` can be shifted without walking into the stack-depth limit.
+
+        Near the limit a shift that fits can still leave no terminal that fits after it (an opening
+        bracket at the last level); looking a few terminals ahead keeps such dead ends out of masks.
+        """
+        after = self.dpda.advance(stack, term, touch)
+        if after is None:
+            return False
+        if lookahead == 0 or after[1] + _DEPTH_LOOKAHEAD < self.dpda.max_stack_depth:
+            return True
+        if touch is not None:
+            touch.hit_limit = True  # the answer depends on the absolute height
+        return self.dpda.accepts_end(after, touch) or any(
+            self._viable(after, t, touch, lookahead - 1)
+            for t in self.dpda.acceptable(after[0]) if t != self.lr.end and t not in self._ignore)
 
     def union_lexer(self, live: frozenset, deadline: Deadline = NO_DEADLINE) -> UnionLexer:
         lexer = self._lexers.get(live)

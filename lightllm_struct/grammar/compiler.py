@@ -10,6 +10,7 @@ from lightllm_struct.grammar.compiled import CompiledGrammar
 from lightllm_struct.grammar.deadline import Deadline
 from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex, RegexError
 from lightllm_struct.grammar.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
+from lightllm_struct.grammar.token_mask import SCANNERS
 from lightllm_struct.grammar.vocab import TokenizerInfo
 
 
@@ -30,11 +31,15 @@ class GrammarCompiler:
         Parser stack bound; tokens that would exceed it are not allowed (nesting cannot run away).
     mask_cache_size:
         Masks cached per compiled grammar (LRU).
+    scanner:
+        How token masks scan the vocabulary: ``"trie"`` (token trie, default, faster) or ``"matrix"``.
     """
 
     def __init__(self, tokenizer: TokenizerInfo, *, compile_timeout_s: float | None = 10.0,
                  max_dfa_states: int = 20_000, max_lr_states: int = 20_000, max_rules: int = 20_000,
-                 max_stack_depth: int = 1024, mask_cache_size: int = 4096) -> None:
+                 max_stack_depth: int = 1024, mask_cache_size: int = 4096, scanner: str = "trie") -> None:
+        if scanner not in SCANNERS:
+            raise ValueError(f"scanner must be one of {SCANNERS}, not {scanner!r}")
         self.tokenizer = tokenizer
         self.compile_timeout_s = compile_timeout_s
         self.max_dfa_states = max_dfa_states
@@ -42,6 +47,7 @@ class GrammarCompiler:
         self.max_rules = max_rules
         self.max_stack_depth = max_stack_depth
         self.mask_cache_size = mask_cache_size
+        self.scanner = scanner
 
     def compile_lark(self, text: str) -> CompiledGrammar:
         """Compile a Lark grammar whose start rule is ``start``.
@@ -125,7 +131,7 @@ class GrammarCompiler:
         # (a subset's reachable product is a projection), so the size limit is enforced here, once.
         grammar = CompiledGrammar(self.tokenizer, lr, dfas, max_stack_depth=self.max_stack_depth,
                                   max_lexer_states=self.max_dfa_states, mask_cache_size=self.mask_cache_size,
-                                  source=source)
+                                  source=source, scanner=self.scanner)
         for row in lr.actions:
             deadline.check()
             grammar.union_lexer(frozenset(t for t in row if t != lr.end) | frozenset(lr.ignore), deadline)

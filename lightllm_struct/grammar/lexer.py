@@ -29,6 +29,9 @@ class UnionLexer:
     accept: np.ndarray  # int32 [n]
     rows: list[list[int]] = field(repr=False)  # the table as Python lists: fast per-byte stepping
     accept_list: list[int] = field(repr=False)
+    # signature[q]: the live (terminal, terminal-DFA state) pairs of q. Everything a token scan from q
+    # computes depends only on it, so lexers of different terminal sets share scans and masks.
+    signature: list[tuple] = field(repr=False)
 
     @property
     def num_states(self) -> int:
@@ -52,7 +55,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
     ids = sorted(live, key=lambda t: rank_key(terminals[t]))  # component order = preference order
     if not ids:
         table = np.full((1, 256), -1, dtype=np.int32)
-        return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1])
+        return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1], [("init",)])
     tables = [dfas[t].table for t in ids]
     accepting = [dfas[t].accepting for t in ids]
     index: dict[tuple, int] = {("init",): 0}
@@ -85,4 +88,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
         accept.append(winner)
     table = np.stack(rows).astype(np.int32)
     acc = np.array(accept, dtype=np.int32)
-    return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist())
+    # the fresh start is keyed by the terminal set itself: which terminals may begin matters there
+    signature = [("init", tuple(sorted(live)))] + [
+        tuple((ids[k], s) for k, s in enumerate(comps) if s >= 0) for comps in order[1:]]
+    return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature)

@@ -110,16 +110,7 @@ class Matcher:
         """
         config, terminated = self._history[-1]
         row = bitmask[index] if bitmask.dim() == 2 else bitmask
-        if terminated:
-            row.zero_()
-            words = row.numpy() if row.device.type == "cpu" else None
-            for t in self._eos:
-                if words is not None:
-                    words[t >> 5] |= 1 << (t & 31) if (t & 31) < 31 else -(1 << 31)
-                else:
-                    row[t >> 5] |= 1 << (t & 31) if (t & 31) < 31 else -(1 << 31)
-            return
-        row.copy_(self.grammar.masker.mask(config))
+        row.copy_(self.grammar.masker.eos_mask if terminated else self.grammar.masker.mask(config))
 
     def allowed_token_ids(self) -> list[int]:
         """The allowed next tokens as a list (tests and debugging; the bitmask is the fast path)."""

@@ -1,6 +1,7 @@
 """TokenizerInfo: the vocabulary as raw bytes per token id, in the layouts the mask computation needs."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,27 +26,43 @@ class TokenizerInfo:
                  special_token_ids: Sequence[int] = ()) -> None:
         self.vocab: list[bytes] = [bytes(v) for v in vocab]
         self.vocab_size = len(self.vocab)
+        self.num_words = (self.vocab_size + 31) // 32
         self.eos_token_ids = tuple(sorted({int(t) for t in eos_token_ids}))
         self.special_token_ids = tuple(sorted({int(t) for t in special_token_ids} - set(self.eos_token_ids)))
         for t in self.eos_token_ids + self.special_token_ids:
             if not 0 <= t < self.vocab_size:
                 raise GrammarError(f"token id {t} outside the vocabulary of {self.vocab_size}")
         non_text = set(self.eos_token_ids) | set(self.special_token_ids)
-        # Text tokens sorted by byte length: a vectorized scan then drops finished tokens by slicing.
-        text_ids = [i for i, v in enumerate(self.vocab) if v and i not in non_text]
-        text_ids.sort(key=lambda i: len(self.vocab[i]))
-        self.row_token = np.array(text_ids, dtype=np.int64)  # row -> token id
-        self.row_len = np.array([len(self.vocab[i]) for i in text_ids], dtype=np.int64)
-        width = int(self.row_len.max()) if len(text_ids) else 0
-        self.byte_matrix = np.zeros((len(text_ids), max(width, 1)), dtype=np.uint8)
-        for row, i in enumerate(text_ids):
-            data = self.vocab[i]
-            self.byte_matrix[row, :len(data)] = np.frombuffer(data, dtype=np.uint8)
-        self.max_token_len = width
+        self.text_ids = [i for i, v in enumerate(self.vocab) if v and i not in non_text]
+        self.max_token_len = max((len(self.vocab[i]) for i in self.text_ids), default=0)
         self.token_of_bytes: dict[bytes, int] = {}
-        for i in sorted(text_ids):  # several ids may share bytes: keep the smallest
+        for i in self.text_ids:  # several ids may share bytes: keep the smallest
             self.token_of_bytes.setdefault(self.vocab[i], i)
-        self.num_words = (self.vocab_size + 31) // 32
+        self._lock = threading.Lock()
+        self._trie = None
+        self._matrix = None
+
+    @property
+    def trie(self):
+        """The token trie (built on first use, once per vocabulary)."""
+        if self._trie is None:
+            from lightllm_struct.grammar.scan_trie import VocabTrie
+
+            with self._lock:
+                if self._trie is None:
+                    self._trie = VocabTrie(self.vocab, self.text_ids)
+        return self._trie
+
+    @property
+    def matrix(self):
+        """The length-sorted padded byte matrix (built on first use, once per vocabulary)."""
+        if self._matrix is None:
+            from lightllm_struct.grammar.scan_matrix import TokenMatrix
+
+            with self._lock:
+                if self._matrix is None:
+                    self._matrix = TokenMatrix(self.vocab, self.text_ids)
+        return self._matrix
 
     @classmethod
     def from_vocab(cls, vocab: Sequence[bytes], *, eos_token_ids: Sequence[int],

@@ -1,0 +1,99 @@
+"""Token-trie scan: the lexer runs once per distinct token prefix instead of once per token byte.
+
+Nodes are the distinct prefixes of the text tokens in breadth-first order, each level sorted
+lexicographically, so a node's children are contiguous in the next level. A scan walks a frontier of
+nodes level by level (vectorized over the level), dropping a whole subtree as soon as its prefix gets
+stuck. For Llama 3 that is 275k nodes against 831k token bytes, and restrictive lexer states touch
+only a few hundred nodes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class VocabTrie:
+    """Breadth-first token trie over the distinct byte strings of the text tokens."""
+
+    def __init__(self, vocab: list[bytes], text_ids: list[int]) -> None:
+        uniq = sorted({vocab[i] for i in text_ids})
+        uidx = {s: i for i, s in enumerate(uniq)}
+        self.num_unique = len(uniq)
+        # token id -> unique index (num_unique for non-text ids): turns unique flags into token flags
+        self.token_uidx = np.full(len(vocab), len(uniq), dtype=np.int64)
+        for i in text_ids:
+            self.token_uidx[i] = uidx[vocab[i]]
+        levels: list[dict[bytes, int]] = [{b"": -1}]
+        for s in uniq:
+            for k in range(1, len(s) + 1):
+                if len(levels) <= k:
+                    levels.append({})
+                levels[k].setdefault(s[:k], -1)
+        self._build_arrays(levels, uidx)
+
+    def _build_arrays(self, levels: list[dict[bytes, int]], uidx: dict[bytes, int]) -> None:
+        node_bytes, parents, ends, starts = [], [], [], []
+        parent_ids = {b"": -1}
+        for depth in range(1, len(levels)):
+            starts.append(len(node_bytes))
+            level = levels[depth]
+            for prefix in level:  # insertion order is lexicographic: uniq was sorted
+                level[prefix] = len(node_bytes)
+                node_bytes.append(prefix[-1])
+                parents.append(parent_ids[prefix[:-1]])
+                ends.append(uidx.get(prefix, -1))
+            parent_ids = level
+        n = len(node_bytes)
+        self.byte = np.array(node_bytes, dtype=np.int64)
+        self.end_uidx = np.array(ends, dtype=np.int64)
+        parent = np.array(parents, dtype=np.int64)
+        counts = np.bincount(parent[parent >= 0], minlength=n)
+        self.child_count = counts.astype(np.int64)
+        # children of consecutive parents are consecutive: the first child follows the level's start
+        first_level_end = starts[1] if len(starts) > 1 else n
+        self.child_start = first_level_end + np.cumsum(counts) - counts
+        self.roots = np.arange(first_level_end, dtype=np.int64)
+        self.num_nodes = n
+
+    def flags_to_words(self, uniq_indices: np.ndarray, num_words: int) -> np.ndarray:
+        """Packed int32 words of every token whose bytes are one of ``uniq_indices``."""
+        flags = np.zeros(self.num_unique + 1, dtype=bool)
+        flags[uniq_indices] = True
+        tok_flags = np.zeros(num_words * 32, dtype=bool)
+        tok_flags[:len(self.token_uidx)] = flags[self.token_uidx]
+        return np.packbits(tok_flags, bitorder="little").view("<i4").astype(np.int32, copy=False)
+
+
+def trie_scan(trie: VocabTrie, lexer, nodes: np.ndarray, state: int):
+    """Run ``lexer`` from ``state`` over the subtrees of ``nodes`` (all of one depth).
+
+    Returns
+    -------
+    (allowed unique indices, [(terminal, stuck nodes)])
+        Tokens that stay inside the lexer, and per terminal the nodes at which a token gets stuck
+        where that terminal ends (the node's byte is the first byte after the terminal).
+    """
+    table = lexer.table.reshape(-1)
+    accept = lexer.accept
+    states = np.full(len(nodes), state, dtype=np.int64)
+    allowed: list[np.ndarray] = []
+    groups: list[tuple[int, np.ndarray]] = []
+    while len(nodes):
+        nxt = table[(states << 8) | trie.byte[nodes]]
+        stuck = nxt < 0
+        if stuck.any():
+            terms = accept[states[stuck]]
+            stuck_nodes = nodes[stuck]
+            for term in np.unique(terms[terms >= 0]).tolist():
+                groups.append((term, stuck_nodes[terms == term]))
+            keep = ~stuck
+            nodes, nxt = nodes[keep], nxt[keep]
+        ends = trie.end_uidx[nodes]
+        allowed.append(ends[ends >= 0])
+        counts = trie.child_count[nodes]
+        total = int(counts.sum())
+        if not total:
+            break
+        offsets = np.repeat(trie.child_start[nodes] - (np.cumsum(counts) - counts), counts)
+        nodes = offsets + np.arange(total, dtype=np.int64)
+        states = np.repeat(nxt, counts)
+    return (np.concatenate(allowed) if allowed else np.zeros(0, dtype=np.int64)), groups
