@@ -44,5 +44,17 @@ class TensorParallel:
         per = total // self.size
         return self.rank * per, (self.rank + 1) * per
 
+    def shard_balanced(self, total: int) -> tuple[int, int]:
+        """The [start, end) of this rank's share of ``total`` items split as evenly as possible.
+
+        The first ``total % size`` ranks take one item more, so e.g. 3 KV heads over 2 ranks is 2 + 1: what
+        a model whose head count the TP size does not divide (SmolLM2-135M's 9 heads, 3 KV heads) needs.
+        """
+        if total < self.size:
+            raise ValueError(f"cannot split {total} items over {self.size} tensor-parallel ranks")
+        per, extra = divmod(total, self.size)
+        start = self.rank * per + min(self.rank, extra)
+        return start, start + per + (1 if self.rank < extra else 0)
+
 
 SINGLE = TensorParallel()

@@ -109,13 +109,27 @@ class RotaryEmbedding(nn.Module):
 
 
 def kv_head_range(num_kv_heads: int, tp: TensorParallel) -> tuple[int, int]:
-    """The KV heads ``[start, end)`` rank ``tp.rank`` holds (one replicated head when heads < ranks)."""
+    """The KV heads ``[start, end)`` rank ``tp.rank`` holds (one replicated head when heads < ranks).
+
+    With at least one KV head per rank the split is balanced, not necessarily even (3 heads over 2 ranks
+    is 2 + 1), so models whose head counts the TP size does not divide still shard.
+    """
     if num_kv_heads >= tp.size:
-        return tp.shard(num_kv_heads)
+        return tp.shard_balanced(num_kv_heads)
     if tp.size % num_kv_heads:
         raise ValueError(f"tensor-parallel size {tp.size} must be a multiple of num_kv_heads {num_kv_heads}")
     head = tp.rank // (tp.size // num_kv_heads)
     return head, head + 1
+
+
+def q_head_range(num_heads: int, num_kv_heads: int, tp: TensorParallel) -> tuple[int, int]:
+    """The query heads ``[start, end)`` of rank ``tp.rank``: those of its KV heads (a GQA group never straddles
+    ranks), or an even share when KV heads are replicated."""
+    if num_kv_heads >= tp.size:
+        group = num_heads // num_kv_heads
+        start, end = kv_head_range(num_kv_heads, tp)
+        return start * group, end * group
+    return tp.shard(num_heads)
 
 
 class QKVParallelLinear(nn.Module):
@@ -125,7 +139,7 @@ class QKVParallelLinear(nn.Module):
                  tp: TensorParallel = SINGLE, device=None, dtype=None) -> None:
         super().__init__()
         self.head_dim = head_dim
-        self.q_heads = tp.shard(num_heads)
+        self.q_heads = q_head_range(num_heads, num_kv_heads, tp)
         self.kv_heads = kv_head_range(num_kv_heads, tp)
         self.num_heads = self.q_heads[1] - self.q_heads[0]
         self.num_kv_heads = self.kv_heads[1] - self.kv_heads[0]
@@ -171,10 +185,12 @@ class RowParallelLinear(nn.Module):
     """``y = x W^T (+ b)`` with ``W``'s input columns split across ranks; one all-reduce sums the parts."""
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = False,
-                 tp: TensorParallel = SINGLE, device=None, dtype=None) -> None:
+                 tp: TensorParallel = SINGLE, cols: tuple[int, int] | None = None, device=None,
+                 dtype=None) -> None:
         super().__init__()
         self.tp = tp
-        self.cols = tp.shard(in_features)
+        # `cols` lets o_proj follow an uneven head split; otherwise the inputs split evenly.
+        self.cols = cols if cols is not None else tp.shard(in_features)
         self.weight = _param((out_features, self.cols[1] - self.cols[0]), device, dtype)
         self.bias = _param((out_features,), device, dtype) if bias else None
 

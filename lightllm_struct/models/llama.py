@@ -35,9 +35,10 @@ class LlamaAttention(nn.Module):
             config.hidden_size, config.head_dim, config.num_heads, config.num_kv_heads,
             bias=config.attention_bias, tp=tp, device=device, dtype=dtype,
         )
+        q_start, q_end = self.qkv_proj.q_heads
         self.o_proj = RowParallelLinear(
             config.num_heads * config.head_dim, config.hidden_size, bias=config.o_proj_bias, tp=tp,
-            device=device, dtype=dtype,
+            cols=(q_start * config.head_dim, q_end * config.head_dim), device=device, dtype=dtype,
         )
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, meta: AttentionMetadata,
