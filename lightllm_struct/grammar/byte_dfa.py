@@ -1,21 +1,22 @@
 """Regexes and literals as minimal byte-level DFAs.
 
-``interegular`` parses a regex into a character FSM; every character class becomes the UTF-8
-byte-range sequences of its code points (``anything_else`` is the complement of the explicit
-characters), which gives a byte NFA whose subset construction and minimisation yield the DFA. Byte level
-matters because LLM tokens split UTF-8 characters and cross terminal boundaries.
+A regex becomes a byte NFA (``regex_nfa.py``: Python's parser, character sets as UTF-8 byte-range
+sequences), then subset construction and Moore minimisation give the DFA. Byte level matters because LLM
+tokens split UTF-8 characters and cross terminal boundaries. Every loop is bounded by a state limit
+and checks the compile deadline, so no regex can hang compilation.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-import interegular
 import numpy as np
 
 from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
-from lightllm_struct.grammar.errors import GrammarTooComplex, RegexError
-from lightllm_struct.grammar.utf8 import code_point_ranges, complement_ranges, utf8_sequences
+from lightllm_struct.grammar.errors import GrammarTooComplex
+from lightllm_struct.grammar.regex_nfa import build_nfa
+
+
+_MINIMIZE_MAX_STATES = 300
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,95 +60,44 @@ def regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline = NO
     Raises
     ------
     RegexError
-        The pattern is invalid or uses a feature a DFA cannot express (look-around, back-references).
+        The pattern is invalid or uses a feature a DFA cannot express (look-around, back-references,
+        anchors).
     GrammarTooComplex
-        The DFA would exceed ``max_states``.
+        The automaton would exceed ``max_states``.
     CompileTimeout
         ``deadline`` passed.
     """
-    try:
-        fsm = interegular.parse_pattern(_expand_unicode_escapes(pattern)).to_fsm()
-    except Exception as exc:  # interegular raises several unrelated types for bad or unsupported input
-        raise RegexError(f"cannot compile regex {pattern!r}: {type(exc).__name__}: {exc}") from exc
-    nfa, starts, finals = _char_fsm_to_byte_nfa(fsm, deadline)
-    table, accepting = _determinize(nfa, starts, finals, max_states, deadline)
+    nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline)
+    table, accepting = _determinize(nfa, start, final, max_states, deadline)
     return minimize(table, accepting, deadline)
 
 
-_UNICODE_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.DOTALL)
+def _closure(nfa, nodes) -> frozenset:
+    seen = set(nodes)
+    todo = list(nodes)
+    while todo:
+        for nxt in nfa.eps[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return frozenset(seen)
 
 
-def _expand_unicode_escapes(pattern: str) -> str:
-    """Replace ``\\uXXXX`` / ``\\UXXXXXXXX`` (which interegular rejects) by the escaped character."""
-
-    def sub(m: re.Match) -> str:
-        if m.group(3) is not None:
-            return m.group(0)
-        return re.escape(chr(int(m.group(1) or m.group(2), 16)))
-
-    return _UNICODE_ESCAPE.sub(sub, pattern)
-
-
-def _symbol_ranges(fsm) -> dict:
-    """Code point ranges of every alphabet symbol of an interegular FSM."""
-    explicit: set[int] = set()
-    by_symbol: dict = {}
-    other_symbol = None
-    for symbol, chars in fsm.alphabet.by_transition.items():
-        cps = {ord(c) for c in chars if c is not interegular.fsm.anything_else}
-        if any(c is interegular.fsm.anything_else for c in chars):
-            other_symbol = symbol
-        explicit |= cps
-        by_symbol[symbol] = code_point_ranges(cps)
-    if other_symbol is not None:
-        by_symbol[other_symbol] = by_symbol[other_symbol] + complement_ranges(code_point_ranges(explicit))
-    return by_symbol
-
-
-def _char_fsm_to_byte_nfa(fsm, deadline: Deadline):
-    """Byte NFA with edges ``node -> [(lo, hi, target)]``; chains are shared by (target, suffix)."""
-    states = sorted(fsm.states)
-    node_of = {s: i for i, s in enumerate(states)}
-    nfa: list[list[tuple[int, int, int]]] = [[] for _ in states]
-    chain: dict[tuple, int] = {}
-    sequences = {sym: [seq for lo, hi in rs for seq in utf8_sequences(lo, hi)]
-                 for sym, rs in _symbol_ranges(fsm).items()}
-
-    def node_for(target: int, suffix: tuple) -> int:
-        if not suffix:
-            return target
-        key = (target, suffix)
-        if key not in chain:
-            chain[key] = len(nfa)
-            nfa.append([])
-            nxt = node_for(target, suffix[1:])
-            nfa[chain[key]].append((suffix[0][0], suffix[0][1], nxt))
-        return chain[key]
-
-    for s in states:
-        deadline.check()
-        for symbol, dest in fsm.map.get(s, {}).items():
-            target = node_of[dest]
-            for seq in sequences.get(symbol, ()):
-                nfa[node_of[s]].append((seq[0][0], seq[0][1], node_for(target, seq[1:])))
-    finals = {node_of[s] for s in fsm.finals}
-    return nfa, frozenset([node_of[fsm.initial]]), finals
-
-
-def _determinize(nfa, start: frozenset, finals: set, max_states: int, deadline: Deadline):
-    index = {start: 0}
-    order = [start]
+def _determinize(nfa, start: int, final: int, max_states: int, deadline: Deadline):
+    first = _closure(nfa, [start])
+    index = {first: 0}
+    order = [first]
     rows: list[np.ndarray] = []
     while len(rows) < len(order):
         deadline.check()
-        subset = order[len(rows)]
-        edges = [e for node in subset for e in nfa[node]]
+        edges = [e for node in order[len(rows)] for e in nfa.edges[node]]
         cuts = sorted({0, 256} | {lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
         row = np.full(256, -1, dtype=np.int32)
         for a, b in zip(cuts, cuts[1:]):
-            dest = frozenset(t for lo, hi, t in edges if lo <= a <= hi)
-            if not dest:
+            targets = [t for lo, hi, t in edges if lo <= a <= hi]
+            if not targets:
                 continue
+            dest = _closure(nfa, targets)
             if dest not in index:
                 if len(order) >= max_states:
                     raise GrammarTooComplex(f"regex DFA exceeds {max_states} states")
@@ -155,7 +105,7 @@ def _determinize(nfa, start: frozenset, finals: set, max_states: int, deadline: 
                 order.append(dest)
             row[a:b] = index[dest]
         rows.append(row)
-    accepting = np.array([bool(s & finals) for s in order], dtype=bool)
+    accepting = np.array([final in s for s in order], dtype=bool)
     return np.stack(rows), accepting
 
 
@@ -164,17 +114,45 @@ def minimize(table: np.ndarray, accepting: np.ndarray, deadline: Deadline = NO_D
     n = table.shape[0]
     full = np.vstack([np.where(table < 0, n, table), np.full((1, 256), n, dtype=np.int32)])
     acc = np.append(accepting, False)
+    # bytes whose columns are identical in every state behave alike: refine on one column per class
+    _, firsts = np.unique(np.ascontiguousarray(full.T).view(np.dtype((np.void, 4 * (n + 1)))).reshape(-1),
+                          return_index=True)
+    classes = full[:, np.sort(firsts)]
+    if n > _MINIMIZE_MAX_STATES:
+        # Moore needs one round per distinguishing depth (long counted repeats: hundreds); a
+        # non-minimal DFA is still exact, so big ones only lose their dead states.
+        return _renumber(full, acc, _live_or_dead(classes, acc, n), n)
     cls = acc.astype(np.int64)
     n_cls = len(np.unique(cls))
     while True:
         deadline.check()
-        sig = np.ascontiguousarray(np.concatenate([cls[:, None], cls[full]], axis=1))
-        ids: dict[bytes, int] = {}
-        new = np.fromiter((ids.setdefault(row.tobytes(), len(ids)) for row in sig), np.int64, len(sig))
-        if len(ids) == n_cls:
+        sig = np.ascontiguousarray(np.concatenate([cls[:, None], cls[classes]], axis=1))
+        _, new = np.unique(sig.view(np.dtype((np.void, 8 * sig.shape[1]))).reshape(-1), return_inverse=True)
+        new = new.reshape(-1).astype(np.int64)
+        if int(new.max()) + 1 == n_cls:
             break
-        cls, n_cls = new, len(ids)
+        cls, n_cls = new, int(new.max()) + 1
     return _renumber(full, acc, cls, n)
+
+
+def _live_or_dead(classes: np.ndarray, acc: np.ndarray, sink: int) -> np.ndarray:
+    """A partition with one class per state that can reach acceptance and one class for the rest."""
+    src = np.repeat(np.arange(len(classes)), classes.shape[1])
+    pairs = np.unique(np.stack([classes.reshape(-1), src], axis=1), axis=0)
+    preds: dict[int, list[int]] = {}
+    for dst, s in pairs.tolist():
+        preds.setdefault(dst, []).append(s)
+    live = set(np.flatnonzero(acc).tolist())
+    todo = list(live)
+    while todo:
+        for s in preds.get(todo.pop(), ()):
+            if s not in live:
+                live.add(s)
+                todo.append(s)
+    cls = np.full(len(classes), sink, dtype=np.int64)
+    idx = np.array(sorted(live), dtype=np.int64)
+    cls[idx] = idx
+    return cls
 
 
 def _renumber(full: np.ndarray, acc: np.ndarray, cls: np.ndarray, sink: int) -> ByteDFA:

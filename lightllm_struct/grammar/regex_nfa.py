@@ -1,0 +1,207 @@
+"""Python regex syntax -> byte-level NFA, from the standard library's own regex parser.
+
+``re._parser`` gives exactly Python's syntax; every character set becomes the UTF-8 byte-range
+sequences of its code points, so the automaton works on bytes (tokens split characters). Everything is
+bounded: node counts are limited and the deadline is checked while building. Semantics: full match;
+lazy quantifiers match the same language as greedy ones; ``\\d`` and ``\\w`` are ASCII (as in
+JSON Schema's ECMA-262 regexes), ``\\s`` is Unicode whitespace; anchors, look-around,
+back-references, possessive and atomic groups are refused.
+"""
+from __future__ import annotations
+
+import re
+
+try:  # Python >= 3.11
+    import re._constants as C
+    import re._parser as sre_parse
+except ImportError:  # pragma: no cover
+    import sre_constants as C
+    import sre_parse
+
+from lightllm_struct.grammar.deadline import Deadline
+from lightllm_struct.grammar.errors import GrammarTooComplex, RegexError
+from lightllm_struct.grammar.utf8 import MAX_CODE_POINT, code_point_ranges, complement_ranges, utf8_sequences
+
+_ASCII_CATEGORIES = {
+    C.CATEGORY_DIGIT: [(0x30, 0x39)],
+    C.CATEGORY_WORD: [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)],
+}
+
+
+# Python's str.isspace() code points (tests check this list against it).
+UNICODE_SPACE = ((0x09, 0x0D), (0x1C, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A),
+                 (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000))
+
+
+def _category(cat) -> list[tuple[int, int]]:
+    negated = {C.CATEGORY_NOT_DIGIT: C.CATEGORY_DIGIT, C.CATEGORY_NOT_WORD: C.CATEGORY_WORD,
+               C.CATEGORY_NOT_SPACE: C.CATEGORY_SPACE}
+    if cat in negated:
+        return complement_ranges(_category(negated[cat]))
+    if cat == C.CATEGORY_SPACE:
+        return list(UNICODE_SPACE)
+    if cat in _ASCII_CATEGORIES:
+        return list(_ASCII_CATEGORIES[cat])
+    raise RegexError(f"unsupported character category {cat}")
+
+
+class ByteNFA:
+    """Nodes with byte-range edges ``(lo, hi, target)`` and epsilon edges."""
+
+    def __init__(self, max_nodes: int, deadline: Deadline) -> None:
+        self.edges: list[list[tuple[int, int, int]]] = []
+        self.eps: list[list[int]] = []
+        self._max_nodes = max_nodes
+        self._deadline = deadline
+
+    def node(self) -> int:
+        if len(self.edges) >= self._max_nodes:
+            raise GrammarTooComplex(f"regex automaton exceeds {self._max_nodes} nodes")
+        if len(self.edges) % 256 == 0:
+            self._deadline.check()
+        self.edges.append([])
+        self.eps.append([])
+        return len(self.edges) - 1
+
+    def char_set(self, ranges: list[tuple[int, int]]) -> tuple[int, int]:
+        start, end = self.node(), self.node()
+        chain: dict[tuple, int] = {}
+        for lo, hi in ranges:
+            for seq in utf8_sequences(lo, hi):
+                src = start
+                for k, (b_lo, b_hi) in enumerate(seq):
+                    if k == len(seq) - 1:
+                        self.edges[src].append((b_lo, b_hi, end))
+                        continue
+                    key = (src, b_lo, b_hi)  # share the trie of lead bytes within one set
+                    if key not in chain:
+                        chain[key] = self.node()
+                        self.edges[src].append((b_lo, b_hi, chain[key]))
+                    src = chain[key]
+        return start, end
+
+
+def parse_regex(pattern: str) -> tuple:
+    try:
+        parsed = sre_parse.parse(pattern, 0)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise RegexError(f"cannot compile regex {pattern!r}: {exc}") from exc
+    return parsed, parsed.state.flags
+
+
+def build_nfa(pattern: str, *, max_nodes: int, deadline: Deadline) -> tuple[ByteNFA, int, int]:
+    """Thompson construction: (nfa, start node, accepting node)."""
+    parsed, flags = parse_regex(pattern)
+    nfa = ByteNFA(max_nodes, deadline)
+    try:
+        start, end = _Builder(nfa, pattern).seq(list(parsed), flags)
+    except RecursionError as exc:
+        raise GrammarTooComplex(f"regex {pattern!r} nests too deeply") from exc
+    return nfa, start, end
+
+
+class _Builder:
+    def __init__(self, nfa: ByteNFA, pattern: str) -> None:
+        self.nfa, self.pattern = nfa, pattern
+
+    def unsupported(self, what: str) -> RegexError:
+        return RegexError(f"cannot compile regex {self.pattern!r}: {what} is not supported")
+
+    def seq(self, items: list, flags: int) -> tuple[int, int]:
+        start = cur = self.nfa.node()
+        for op, av in items:
+            s, e = self.item(op, av, flags)
+            self.nfa.eps[cur].append(s)
+            cur = e
+        return start, cur
+
+    def item(self, op, av, flags: int) -> tuple[int, int]:
+        if op in (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN, C.CATEGORY):
+            return self.nfa.char_set(self.char_ranges(op, av, flags))
+        if op == C.BRANCH:
+            start, end = self.nfa.node(), self.nfa.node()
+            for alt in av[1]:
+                s, e = self.seq(list(alt), flags)
+                self.nfa.eps[start].append(s)
+                self.nfa.eps[e].append(end)
+            return start, end
+        if op == C.SUBPATTERN:
+            _, add, remove, sub = av
+            return self.seq(list(sub), (flags | add) & ~remove)
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT):
+            return self.repeat(av, flags)
+        names = {C.AT: "an anchor", C.GROUPREF: "a back-reference", C.ASSERT: "look-around",
+                 C.ASSERT_NOT: "look-around", C.GROUPREF_EXISTS: "a conditional group"}
+        raise self.unsupported(names.get(op, str(op).lower().replace("_", " ")))
+
+    def repeat(self, av, flags: int) -> tuple[int, int]:
+        lo, hi, sub = av
+        items = list(sub)
+        start = cur = self.nfa.node()
+        for _ in range(lo):
+            s, e = self.seq(items, flags)
+            self.nfa.eps[cur].append(s)
+            cur = e
+        if hi == C.MAXREPEAT:
+            s, e = self.seq(items, flags)
+            self.nfa.eps[cur].append(s)
+            self.nfa.eps[e].append(cur)  # loop back: zero or more further copies
+            return start, cur
+        end = self.nfa.node()
+        self.nfa.eps[cur].append(end)
+        for _ in range(hi - lo):
+            s, e = self.seq(items, flags)
+            self.nfa.eps[cur].append(s)
+            self.nfa.eps[e].append(end)
+            cur = e
+        return start, end
+
+    def char_ranges(self, op, av, flags: int) -> list[tuple[int, int]]:
+        if op == C.ANY:
+            dotall = [(0, MAX_CODE_POINT)]
+            return dotall if flags & re.DOTALL else complement_ranges([(0x0A, 0x0A)])
+        if op == C.CATEGORY:
+            return _category(av)
+        if op in (C.LITERAL, C.NOT_LITERAL):
+            ranges = self.fold(code_point_ranges({av}), flags)
+            return ranges if op == C.LITERAL else complement_ranges(ranges)
+        negate, chars = False, set()
+        ranges: list[tuple[int, int]] = []
+        for sub_op, sub_av in av:
+            if sub_op == C.NEGATE:
+                negate = True
+            elif sub_op == C.LITERAL:
+                chars.add(sub_av)
+            elif sub_op == C.RANGE:
+                ranges.append(sub_av)
+            elif sub_op == C.CATEGORY:
+                ranges.extend(_category(sub_av))
+            else:
+                raise self.unsupported(f"{sub_op} in a character class")
+        merged = _merge(ranges + code_point_ranges(chars))
+        merged = self.fold(merged, flags)
+        return complement_ranges(merged) if negate else merged
+
+    @staticmethod
+    def fold(ranges: list[tuple[int, int]], flags: int) -> list[tuple[int, int]]:
+        """Case variants under IGNORECASE (for ranges of reasonable size)."""
+        if not flags & re.IGNORECASE:
+            return ranges
+        extra = set()
+        for lo, hi in ranges:
+            if hi - lo > 0x3000:
+                continue
+            for c in range(lo, hi + 1):
+                ch = chr(c)
+                extra.update(ord(x) for x in (ch.lower(), ch.upper(), ch.swapcase()) if len(x) == 1)
+        return _merge(ranges + code_point_ranges(extra))
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out

@@ -1,0 +1,73 @@
+"""Byte DFAs from regexes agree with ``re.fullmatch``, including multibyte and split characters."""
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from lightllm_struct.grammar.byte_dfa import literal_dfa, regex_dfa
+from lightllm_struct.grammar.errors import CompileTimeout, GrammarTooComplex, RegexError
+from lightllm_struct.grammar.deadline import Deadline
+
+PATTERNS = [
+    r"[a-z]+", r'"([^"\\]|\\.)*"', r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?", r".", r"[^a]",
+    r"(ab|cd)*", r"é+|ü", r"[\u4e00-\u9fff]{1,2}", r"x{2,4}y?", r"\u00e9", r"(?i:ab)c", r"[^\"é]*",
+    r"\d{2}-\w", r"a|", r"[😀-😂]?z",
+]
+ALPHABET = ["a", "b", "c", "d", "x", "y", "z", "A", "B", '"', "\\", "é", "ü", "中", "0", "1", "-", ".",
+            "e", "\n", "😀", "😃", "_"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_regex_dfa_agrees_with_re(pattern):
+    dfa = regex_dfa(pattern)
+    rng = random.Random(pattern)
+    for _ in range(1500):
+        text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 6)))
+        assert dfa.fullmatch(text.encode("utf-8")) == bool(re.fullmatch(pattern, text, re.ASCII)), text
+
+
+def test_split_utf8_characters_are_prefixes_not_matches():
+    dfa = regex_dfa(r"é中")
+    data = "é中".encode("utf-8")
+    for cut in range(1, len(data)):
+        state = 0
+        for b in data[:cut]:
+            state = int(dfa.table[state, b])
+            assert state >= 0  # every prefix, even mid-character, stays live
+        assert not dfa.accepting[state]
+    assert dfa.fullmatch(data)
+    assert not dfa.fullmatch(b"\xc3\xa9\xe4\xb8")  # truncated
+
+
+def test_dot_rejects_invalid_utf8_and_newline():
+    dfa = regex_dfa(r".")
+    assert dfa.fullmatch("中".encode()) and dfa.fullmatch(b"a")
+    for bad in [b"\n", b"\xff", b"\xc3", b"\xed\xa0\x80", b"ab"]:
+        assert not dfa.fullmatch(bad)
+
+
+def test_minimal_and_dead_free():
+    dfa = regex_dfa(r"(a|b)*abb")
+    assert dfa.num_states == 4
+    lit = literal_dfa("ké".encode())
+    assert lit.fullmatch("ké".encode()) and not lit.fullmatch(b"k")
+
+
+UNSUPPORTED = [r"(?=a)b", r"a(?=b)", r"(?!a)b", r"(a)\1", r"[", r"a{3,1}", r"(?<=x)y", r"\p{L}", r"^a$"]
+
+
+@pytest.mark.parametrize("pattern", UNSUPPORTED)
+def test_unsupported_or_invalid_regex(pattern):
+    with pytest.raises(RegexError) as info:
+        regex_dfa(pattern)
+    assert repr(pattern) in str(info.value)
+
+
+def test_limits():
+    with pytest.raises(GrammarTooComplex):
+        regex_dfa(r"[ab]*a[ab]{12}", max_states=500)
+    deadline = Deadline(0.0)
+    with pytest.raises(CompileTimeout):
+        regex_dfa(r"[a-z]{30}", deadline=deadline)
