@@ -8,6 +8,11 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# Triton picks compiled or interpreted kernels when it is first imported (transformers may import it early):
+# without a GPU, kernel tests must run in its CPU interpreter, so decide here, before any test module loads.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

@@ -1,0 +1,267 @@
+"""One batched sampling kernel: grammar mask, temperature, top-k, top-p and seeded noise in one launch.
+
+One program per row streams over the vocabulary in chunks, so nothing of size ``V`` is materialised and the
+host never waits. Per row:
+
+1. A pass for the maximum (and, for greedy rows, the arg-max) over the allowed tokens.
+2. Top-k, then top-p over the top-k-renormalised distribution, each as a threshold on the scaled logit:
+   an 8-ary search (8 candidate thresholds counted per pass, 7 passes) finds the largest threshold whose
+   kept set still holds ``k`` tokens / ``top_p`` of the mass. Ties at the threshold are all kept; tokens
+   more than ``_SEARCH_RANGE`` below the maximum (relative probability < 1e-13) count as outside the search.
+3. An exponential race: the winner is ``argmax z_t - log(E_t)`` with ``E_t = -log(u_t)``, which picks ``t``
+   with probability ``softmax(z)_t``; ``u_t`` is a Philox hash of ``(seed, step, t)``, so a request's draws
+   depend only on its own seed and step, never on its batch neighbours.
+
+The bitmask is int32 ``[B, W]``: bit ``j`` of word ``i`` allows token ``32*i + j``; columns of the logits at
+or beyond ``32*W`` are never chosen. A row with nothing allowed returns 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+
+from lightllm_struct.kernels._common import check, check_tensor
+
+_SEARCH_RANGE = 30.0
+_SEARCH_CANDIDATES = 8
+_SEARCH_PASSES = 7
+
+
+@triton.jit
+def _max_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m,
+              HAS_MASK: tl.constexpr, BLOCK: tl.constexpr):
+    """Maximum scaled logit over the allowed tokens and its lowest index (the greedy token)."""
+    offs = tl.arange(0, BLOCK)
+    best = tl.full([BLOCK], float("-inf"), tl.float32)
+    best_idx = tl.zeros([BLOCK], tl.int32)
+    for start in range(0, n_valid, BLOCK):
+        cols = start + offs
+        ok = cols < n_valid
+        z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
+        if HAS_MASK:
+            ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
+        z = tl.where(ok, z * inv_temp, float("-inf"))
+        better = z > best  # strict: the first (lowest) index wins ties, like torch.argmax
+        best_idx = tl.where(better, cols, best_idx)
+        best = tl.where(better, z, best)
+    z_max = tl.max(best, axis=0)
+    # A row with nothing allowed is all -inf: every lane ties and the answer falls back to index 0.
+    return z_max, tl.min(tl.where(best == z_max, best_idx, n_valid), axis=0)
+
+
+@triton.jit
+def _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max, floor,
+                      target_frac, top_k, active, USE_MASS: tl.constexpr, HAS_MASK: tl.constexpr,
+                      BLOCK: tl.constexpr, CAND: tl.constexpr, PASSES: tl.constexpr):
+    """Largest threshold ``c >= floor`` whose kept set ``z >= c`` holds ``top_k`` tokens (``USE_MASS`` off)
+    or ``target_frac`` of the mass ``exp(z - z_max)`` above ``floor`` (``USE_MASS`` on)."""
+    offs = tl.arange(0, BLOCK)
+    target = top_k.to(tl.float32)
+    mass = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, tl.where(active & USE_MASS, n_valid, 0), BLOCK):
+        cols = start + offs
+        ok = cols < n_valid
+        z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
+        if HAS_MASK:
+            ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
+        z = tl.where(ok, z * inv_temp, float("-inf"))
+        mass += tl.where(z >= floor, tl.exp(z - z_max), 0.0)
+    if USE_MASS:
+        target = target_frac * tl.sum(mass, axis=0)
+    lo = floor
+    # Strictly above the maximum, so the kept set at ``hi`` is empty and always below target.
+    hi = z_max + 1e-3 + tl.abs(z_max) * 1e-6
+    j = (tl.arange(0, CAND) + 1).to(tl.float32)
+    for _ in range(0, tl.where(active, PASSES, 0)):
+        step = (hi - lo) / (CAND + 1)
+        cand = lo + step * j
+        total = tl.zeros([CAND], tl.float32)
+        for start in range(0, n_valid, BLOCK):
+            cols = start + offs
+            ok = cols < n_valid
+            z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
+            if HAS_MASK:
+                ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
+            z = tl.where(ok, z * inv_temp, float("-inf"))
+            w = tl.exp(z - z_max) if USE_MASS else tl.where(ok, 1.0, 0.0)
+            total += tl.sum(tl.where(z[:, None] >= cand[None, :], w[:, None], 0.0), axis=0)
+        n_ok = tl.sum((total >= target).to(tl.float32), axis=0)
+        lo, hi = lo + step * n_ok, lo + step * (n_ok + 1.0)
+    return lo
+
+
+@triton.jit
+def _race_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, tau, seed, step, active,
+               HAS_MASK: tl.constexpr, BLOCK: tl.constexpr):
+    """Exponential race over the kept tokens ``z >= tau`` with Philox noise of ``(seed, step, token)``."""
+    offs = tl.arange(0, BLOCK)
+    step_lo = tl.zeros([BLOCK], tl.uint32) + (step & 0xFFFFFFFF).to(tl.uint32)
+    step_hi = tl.zeros([BLOCK], tl.uint32) + (step >> 32).to(tl.uint32)
+    zero = tl.zeros([BLOCK], tl.uint32)
+    key_best = tl.full([BLOCK], float("-inf"), tl.float32)
+    key_idx = tl.zeros([BLOCK], tl.int32)
+    for start in range(0, tl.where(active, n_valid, 0), BLOCK):
+        cols = start + offs
+        ok = cols < n_valid
+        z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
+        if HAS_MASK:
+            ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
+        z = tl.where(ok, z * inv_temp, float("-inf"))
+        r0, _r1, _r2, _r3 = tl.philox(seed, cols.to(tl.uint32), step_lo, step_hi, zero)
+        # 24 random bits centred in their bucket: u is strictly inside (0, 1), so log(-log(u)) is finite.
+        u = ((r0 >> 8).to(tl.float32) + 0.5) * 5.960464477539063e-08
+        key = tl.where(z >= tau, z - tl.log(-tl.log(u)), float("-inf"))
+        better = key > key_best
+        key_idx = tl.where(better, cols, key_idx)
+        key_best = tl.where(better, key, key_best)
+    k_max = tl.max(key_best, axis=0)
+    return tl.min(tl.where(key_best == k_max, key_idx, n_valid), axis=0)
+
+
+@triton.jit
+def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, seed_ptr, step_ptr, mask_ptr, out_ptr,
+                   n_valid, stride_l, stride_m, search_range,
+                   HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, CAND: tl.constexpr, PASSES: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    temp = tl.load(temp_ptr + row)
+    do_sample = temp > 0.0
+    inv_temp = tl.where(do_sample, 1.0 / tl.where(do_sample, temp, 1.0), 1.0)
+    z_max, greedy = _max_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, HAS_MASK, BLOCK)
+    top_k = tl.load(top_k_ptr + row)
+    tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max,
+                            z_max - search_range, 1.0, top_k, do_sample & (top_k > 0), False, HAS_MASK,
+                            BLOCK, CAND, PASSES)
+    top_p = tl.load(top_p_ptr + row)
+    tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max, tau,
+                            top_p, top_k, do_sample & (top_p < 1.0), True, HAS_MASK, BLOCK, CAND, PASSES)
+    sampled = _race_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, tau,
+                         tl.load(seed_ptr + row), tl.load(step_ptr + row).to(tl.uint64), do_sample, HAS_MASK,
+                         BLOCK)
+    tl.store(out_ptr + row, tl.where(do_sample, sampled, greedy).to(tl.int64))
+
+
+def _check_args(logits, temperature, top_p, top_k, seed, step, bitmask) -> None:
+    check_tensor("logits", logits, ndim=2, dtypes=(torch.float32, torch.float16, torch.bfloat16))
+    batch, device = logits.shape[0], logits.device
+    for name, t, dtypes in (("temperature", temperature, (torch.float32,)), ("top_p", top_p, (torch.float32,)),
+                            ("top_k", top_k, (torch.int32, torch.int64)), ("seed", seed, (torch.int64,)),
+                            ("step", step, (torch.int64,))):
+        check_tensor(name, t, ndim=1, dtypes=dtypes, device=device)
+        check(t.shape[0] == batch, f"{name} has {t.shape[0]} entries for a batch of {batch}")
+    if bitmask is not None:
+        check_tensor("bitmask", bitmask, ndim=2, dtypes=(torch.int32,), device=device)
+        check(bitmask.shape[0] == batch, f"bitmask has {bitmask.shape[0]} rows for a batch of {batch}")
+
+
+def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: torch.Tensor,
+                  top_k: torch.Tensor, seed: torch.Tensor, step: torch.Tensor,
+                  bitmask: torch.Tensor | None = None, block: int = 1024, num_warps: int = 8) -> torch.Tensor:
+    """Next token of every row of ``logits [B, V]`` in one launch (see the module docstring).
+
+    Parameters
+    ----------
+    temperature:
+        ``[B]`` float32; 0 means greedy (top-k/top-p ignored).
+    top_p, top_k:
+        ``[B]``; ``top_p >= 1`` and ``top_k == 0`` switch them off.
+    seed, step:
+        ``[B]`` int64 (seed in ``[0, 2**63)``); the noise of a row depends only on these two.
+    bitmask:
+        ``[B, W]`` int32 grammar mask or None (everything allowed).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B]`` int64 token ids.
+
+    Raises
+    ------
+    KernelArgumentError
+        On wrong shapes, dtypes or devices.
+    """
+    _check_args(logits, temperature, top_p, top_k, seed, step, bitmask)
+    batch, vocab = logits.shape
+    out = torch.empty(batch, dtype=torch.int64, device=logits.device)
+    if batch == 0:
+        return out
+    n_valid = vocab if bitmask is None else min(vocab, 32 * bitmask.shape[1])
+    mask_arg = bitmask if bitmask is not None else top_k
+    _sample_kernel[(batch,)](
+        logits, temperature, top_p, top_k, seed, step, mask_arg, out, n_valid, logits.stride(0),
+        bitmask.stride(0) if bitmask is not None else 0, _SEARCH_RANGE,
+        HAS_MASK=bitmask is not None, BLOCK=block, CAND=_SEARCH_CANDIDATES, PASSES=_SEARCH_PASSES,
+        num_warps=num_warps)
+    return out
+
+
+def sample(logits: torch.Tensor, params, bitmask: torch.Tensor | None = None) -> torch.Tensor:
+    """The engine's sampler signature: ``params`` carries ``temperature/top_p/top_k/seed/step`` tensors."""
+    return sample_tokens(logits, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+                         seed=params.seed, step=params.step, bitmask=bitmask)
+
+
+_PHILOX = (0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85)  # round A, round B, key A, key B
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+def philox_uniform(seed: int, step: int, n: int) -> torch.Tensor:
+    """The kernel's noise ``u_t`` for tokens ``0..n-1`` (Philox-4x32-10 of ``(t, step) `` keyed by seed)."""
+    round_a, round_b, key_a, key_b = (np.uint64(x) for x in _PHILOX)
+    c0 = np.arange(n, dtype=np.uint64)
+    c1 = np.full(n, step & 0xFFFFFFFF, dtype=np.uint64)
+    c2 = np.full(n, (step >> 32) & 0xFFFFFFFF, dtype=np.uint64)
+    c3 = np.zeros(n, dtype=np.uint64)
+    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
+    for _ in range(10):
+        prod_b, prod_a = round_b * c2, round_a * c0
+        c0, c2 = (prod_b >> np.uint64(32)) ^ c1 ^ k0, (prod_a >> np.uint64(32)) ^ c3 ^ k1
+        c1, c3 = prod_b & _M32, prod_a & _M32
+        k0, k1 = (k0 + key_a) & _M32, (k1 + key_b) & _M32
+    return torch.from_numpy(((c0 >> np.uint64(8)).astype(np.float32) + 0.5) * np.float32(2.0 ** -24))
+
+
+def allowed_reference(bitmask: torch.Tensor | None, batch: int, vocab: int) -> torch.Tensor:
+    """``[B, V]`` bool: which columns a bitmask allows (columns past its width never)."""
+    if bitmask is None:
+        return torch.ones(batch, vocab, dtype=torch.bool)
+    bits = (bitmask.cpu().long()[:, :, None] >> torch.arange(32)) & 1
+    allowed = bits.reshape(batch, -1).bool()[:, :vocab]
+    return torch.nn.functional.pad(allowed, (0, vocab - allowed.shape[1]), value=False)
+
+
+def kept_distribution_reference(logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int,
+                                allowed: torch.Tensor) -> torch.Tensor:
+    """Sampling distribution ``[V]`` (float64) of one row after mask, temperature, top-k and top-p."""
+    z = torch.where(allowed, logits.double().cpu() / temperature, float("-inf"))
+    tau = float(z.max()) - _SEARCH_RANGE
+    ordered = z.sort(descending=True).values
+    if 0 < top_k < int(allowed.sum()):
+        tau = max(tau, float(ordered[top_k - 1]))
+    if top_p < 1.0:
+        mass = torch.where(ordered >= tau, (ordered - ordered[0]).exp(), 0.0)
+        cum = mass.cumsum(0)
+        tau = max(tau, float(ordered[int(torch.searchsorted(cum, top_p * cum[-1]))]))
+    return torch.where(z >= tau, z, float("-inf")).softmax(0)
+
+
+def sample_reference(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: torch.Tensor,
+                     top_k: torch.Tensor, seed: torch.Tensor, step: torch.Tensor,
+                     bitmask: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain torch version of :func:`sample_tokens`, drawing the same Philox noise row by row."""
+    batch, vocab = logits.shape
+    allowed = allowed_reference(bitmask, batch, vocab)
+    out = torch.zeros(batch, dtype=torch.int64)
+    for b in range(batch):
+        if not allowed[b].any():
+            continue
+        if float(temperature[b]) == 0.0:
+            out[b] = torch.where(allowed[b], logits[b].float().cpu(), float("-inf")).argmax()
+            continue
+        probs = kept_distribution_reference(logits[b], temperature=float(temperature[b]),
+                                            top_p=float(top_p[b]), top_k=int(top_k[b]), allowed=allowed[b])
+        u = philox_uniform(int(seed[b]), int(step[b]), vocab).double()
+        key = torch.where(probs > 0, probs.log() - (-u.log()).log(), float("-inf"))
+        out[b] = key.argmax()
+    return out.to(logits.device)
