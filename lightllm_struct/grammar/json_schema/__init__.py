@@ -1,0 +1,87 @@
+"""JSON Schema frontend of the grammar engine: ``json_schema_to_lark`` turns a schema into Lark grammar text.
+
+The text is LALR(1) (``lark.Lark(text, parser="lalr")`` builds without conflicts), every terminal is a regex
+that ``interegular`` parses, and terminals that may meet in one parser state are disjoint where a wrong
+longest-match choice would lose valid continuations. Intentional restrictions (all sound, i.e. they only
+reject): known property keys appear in schema order; object keys use json.dumps spelling; bounded numbers carry
+no exponent; ``-0`` is not produced under bounds; formats and patterns accept only raw (unescaped)
+non-ASCII characters; enum/const objects keep their key order.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import lark
+from lark.common import ParserConf
+from lark.load_grammar import load_grammar
+from lark.parsers.lalr_analysis import LALR_Analyzer
+
+from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
+from lightllm_struct.grammar.json_schema.builder import WHITESPACE_MODES, GrammarBuilder
+from lightllm_struct.grammar.json_schema.converter import Converter
+
+__all__ = ["json_schema_to_lark", "any_json_lark", "WHITESPACE_MODES"]
+
+
+def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact", check: bool = True) -> str:
+    """Translate a JSON Schema (draft 2020-12) into Lark grammar text with a ``start`` rule.
+
+    Parameters
+    ----------
+    schema : the schema, as a dict, a boolean schema, or JSON text.
+    whitespace : "compact" (no whitespace at all, like ``json.dumps(x, separators=(",", ":"))``) or
+        "flexible" (bounded whitespace around punctuation).
+    check : build the grammar with lark's LALR(1) analysis and turn a conflict into an error naming the
+        ``anyOf``/``oneOf`` that caused it.
+
+    Returns
+    -------
+    str : Lark grammar text.
+
+    Raises
+    ------
+    SchemaError : malformed schema (wrong keyword value types, bad ``$ref``, invalid JSON text); ``pointer``
+        names the place.
+    UnsupportedSchemaFeature : a keyword that cannot be enforced exactly (never silently loosened).
+    ValueError : unknown ``whitespace`` mode.
+    """
+    if whitespace not in WHITESPACE_MODES:
+        raise ValueError(f"whitespace must be one of {WHITESPACE_MODES}, got {whitespace!r}")
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"schema is not valid JSON: {exc}") from exc
+    if not isinstance(schema, (dict, bool)):
+        raise SchemaError("a schema must be an object or a boolean")
+    conv = Converter(schema, whitespace=whitespace)
+    start = conv.compile(schema, conv.resolver.root_base, "")
+    text = conv.builder.render(start)
+    if check:
+        _check_lalr(text, conv.union_pointers)
+    return text
+
+
+def any_json_lark(*, whitespace: str = "compact", root: str = "object") -> str:
+    """The canonical any-JSON grammar: any object (``root="object"``, response_format json_object) or value."""
+    builder = GrammarBuilder(whitespace=whitespace)
+    value = builder.any_json()
+    if root == "value":
+        return builder.render(value)
+    if root != "object":
+        raise ValueError(f"root must be 'object' or 'value', got {root!r}")
+    return builder.render(value).replace("start: json_value", "start: json_object", 1)
+
+
+def _check_lalr(text: str, union_pointers: list[str]) -> None:
+    """Run lark's LALR(1) analysis (strict: shift/reduce conflicts too) without building a lexer."""
+    try:
+        grammar, _ = load_grammar(text, "<json-schema>", (), False)
+        _terminals, rules, _ignore = grammar.compile(["start"], set())
+        LALR_Analyzer(ParserConf(rules, None, ["start"]), strict=True).compute_lalr()
+    except lark.exceptions.GrammarError as exc:
+        where = union_pointers[0] if union_pointers else ""
+        raise UnsupportedSchemaFeature(
+            f"the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide: "
+            f"{str(exc).splitlines()[0]}", pointer=where) from exc

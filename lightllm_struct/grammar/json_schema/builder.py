@@ -1,0 +1,121 @@
+"""Accumulates the rules and terminals of one generated Lark grammar.
+
+A compiled subschema is a :class:`Piece`: a grammar symbol plus what we know about its language. Pieces that
+are a single terminal keep their regex, so unions of scalars (``anyOf`` of strings and numbers, enums) become one
+terminal: two overlapping terminals acceptable in the same parser state would make the longest-match lexer
+guess, and a wrong guess loses valid continuations.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
+from lightllm_struct.grammar.json_schema.numbers import ANY_NUMBER
+from lightllm_struct.grammar.json_schema.regex_util import alt
+from lightllm_struct.grammar.json_schema.strings import ANY_STRING
+
+KINDS = frozenset({"null", "boolean", "number", "string", "object", "array"})
+# Flexible whitespace: at most two spaces, then optionally one newline and an indent. Bounded, so a model can
+# never run away in whitespace; enough for pretty-printed JSON up to 20 levels of 2-space indent.
+FLEX_WS = r"[ \t]{0,2}(?:\r?\n[ \t]{0,40})?"
+WHITESPACE_MODES = ("compact", "flexible")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A compiled subschema: ``sym`` (None: no instance at all), its terminal regex if it is one terminal."""
+
+    sym: str | None
+    regex: str | None
+    kinds: frozenset[str]
+
+
+NOTHING = Piece(None, None, frozenset())
+
+
+class GrammarBuilder:
+    """Rules and deduplicated terminals of one grammar; punctuation terminals carry the whitespace policy."""
+
+    def __init__(self, *, whitespace: str) -> None:
+        if whitespace not in WHITESPACE_MODES:
+            raise ValueError(f"whitespace must be one of {WHITESPACE_MODES}, got {whitespace!r}")
+        self.whitespace = whitespace
+        self.rules: dict[str, list[str]] = {}
+        self._terminals: dict[str, str] = {}
+        self._counter = 0
+        ws = FLEX_WS if whitespace == "flexible" else ""
+        self.lbrace = self.terminal(r"\{" + ws, name="LBRACE")
+        self.rbrace = self.terminal(ws + r"\}", name="RBRACE")
+        self.lbrack = self.terminal(r"\[" + ws, name="LBRACK")
+        self.rbrack = self.terminal(ws + r"\]", name="RBRACK")
+        self.comma = self.terminal(ws + "," + ws, name="COMMA")
+        self.colon = self.terminal(ws + ":" + ws, name="COLON")
+        self._any: Piece | None = None
+
+    def terminal(self, regex: str, *, name: str | None = None) -> str:
+        """The terminal for ``regex`` (one terminal per distinct regex)."""
+        if regex not in self._terminals:
+            self._counter += 1
+            self._terminals[regex] = name or f"T{self._counter}"
+        return self._terminals[regex]
+
+    def new_rule(self, hint: str) -> str:
+        self._counter += 1
+        return f"r{self._counter}_{hint}"
+
+    def set_rule(self, name: str, alternatives: Iterable[str]) -> str:
+        self.rules[name] = list(dict.fromkeys(alternatives))
+        return name
+
+    def rule(self, hint: str, alternatives: Iterable[str]) -> str:
+        return self.set_rule(self.new_rule(hint), alternatives)
+
+    def scalar(self, regex: str | None, kinds: Iterable[str]) -> Piece:
+        """A one-terminal piece (NOTHING if ``regex`` is None)."""
+        if regex is None:
+            return NOTHING
+        return Piece(self.terminal(regex), regex, frozenset(kinds))
+
+    def union(self, pieces: Sequence[Piece], hint: str = "any_of") -> Piece:
+        """The union of pieces; all single-terminal pieces merge into one terminal."""
+        live = [p for p in pieces if p.sym is not None]
+        if len(live) <= 1:
+            return live[0] if live else NOTHING
+        kinds = frozenset().union(*(p.kinds for p in live))
+        regexes = [p.regex for p in live if p.regex is not None]
+        others = list(dict.fromkeys(p.sym for p in live if p.regex is None))
+        scalar = self.scalar(alt(regexes), kinds) if regexes else None
+        if not others and scalar is not None:
+            return scalar
+        syms = others + ([scalar.sym] if scalar is not None else [])
+        if len(syms) == 1:
+            return Piece(syms[0], None, kinds)
+        return Piece(self.rule(hint, syms), None, kinds)
+
+    def any_json(self) -> Piece:
+        """Any JSON value (the canonical any-JSON grammar: duplicate keys allowed, like JSON itself)."""
+        if self._any is None:
+            value, obj, arr = "json_value", "json_object", "json_array"
+            string, number = self.terminal(ANY_STRING), self.terminal(ANY_NUMBER)
+            lit = self.terminal("true|false|null")
+            self.set_rule(value, [obj, arr, string, number, lit])
+            member = self.set_rule("json_member", [f"{string} {self.colon} {value}"])
+            self.set_rule(obj, [f"{self.lbrace} {self.rbrace}",
+                                f"{self.lbrace} {member} ({self.comma} {member})* {self.rbrace}"])
+            self.set_rule(arr, [f"{self.lbrack} {self.rbrack}",
+                                f"{self.lbrack} {value} ({self.comma} {value})* {self.rbrack}"])
+            self._any = Piece(value, None, KINDS)
+        return self._any
+
+    def render(self, start: Piece, *, pointer: str = "") -> str:
+        """The Lark grammar text with ``start`` as its start rule."""
+        if start.sym is None:
+            raise UnsupportedSchemaFeature("the schema accepts no instance at all", pointer=pointer)
+        lines = [f"start: {start.sym}", ""]
+        for name, alts in self.rules.items():
+            lines.append(f"{name}: " + "\n    | ".join(alts))
+        lines.append("")
+        for regex, name in self._terminals.items():
+            lines.append(f"{name}: /{regex}/")
+        return "\n".join(lines) + "\n"

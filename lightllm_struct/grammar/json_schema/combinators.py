@@ -1,0 +1,134 @@
+"""Merging schemas (``allOf``, ``$ref`` with siblings, ``anyOf`` branches with their parent's keywords).
+
+``merge(a, b)`` returns one schema whose instances are exactly those valid under both, or raises
+UnsupportedSchemaFeature when no exact single-schema form exists here (two different patterns, say). Subschemas
+that both sides constrain become ``{"allOf": [x, y]}`` and are merged lazily when compiled, so recursive
+schemas merge in finite time.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
+
+ANNOTATIONS = frozenset({
+    "title", "description", "default", "examples", "$comment", "$schema", "$id", "$anchor", "$defs",
+    "definitions", "deprecated", "readOnly", "writeOnly", "contentMediaType", "contentEncoding",
+    "contentSchema", "$vocabulary", "$dynamicAnchor",
+})
+_LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains")
+_UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains")
+_SCHEMA_VALUED = ("items", "additionalProperties", "propertyNames", "unevaluatedItems", "unevaluatedProperties")
+MAX_BRANCHES = 64
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON Schema equality: numbers by value (1 == 1.0), booleans apart from numbers, deep for containers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def _types(schema: dict) -> set[str] | None:
+    t = schema.get("type")
+    return None if t is None else ({t} if isinstance(t, str) else set(t))
+
+
+def _merge_types(a: set[str] | None, b: set[str] | None) -> list[str] | None:
+    if a is None or b is None:
+        return None if a is None and b is None else sorted(a if b is None else b)
+    out = a & b
+    if "integer" in a and "number" in b or "number" in a and "integer" in b:
+        out.add("integer")
+    return sorted(out)
+
+
+def _both(x: Any, y: Any) -> Any:
+    if x is True or x == {}:
+        return y
+    if y is True or y == {}:
+        return x
+    return {"allOf": [x, y]}
+
+
+def _merge_properties(a: dict, b: dict, out: dict) -> None:
+    pa, pb = a.get("properties", {}), b.get("properties", {})
+    props: dict[str, Any] = {}
+    for key in list(pa) + [k for k in pb if k not in pa]:
+        # A side that does not name ``key`` still constrains it through its additionalProperties.
+        sa = pa.get(key, a.get("additionalProperties", True))
+        sb = pb.get(key, b.get("additionalProperties", True))
+        props[key] = _both(sa, sb)
+    if props:
+        out["properties"] = props
+    if "additionalProperties" in a or "additionalProperties" in b:
+        out["additionalProperties"] = _both(a.get("additionalProperties", True), b.get("additionalProperties", True))
+
+
+def _merge_items(a: dict, b: dict, out: dict) -> None:
+    pa, pb = a.get("prefixItems", []), b.get("prefixItems", [])
+    n = max(len(pa), len(pb))
+    if n:
+        out["prefixItems"] = [_both(pa[i] if i < len(pa) else a.get("items", True),
+                                    pb[i] if i < len(pb) else b.get("items", True)) for i in range(n)]
+    if "items" in a or "items" in b:
+        out["items"] = _both(a.get("items", True), b.get("items", True))
+
+
+def merge(a: dict, b: dict, *, pointer: str) -> dict:
+    """The conjunction of two schemas without ``$ref``/``allOf`` at their top level.
+
+    Raises
+    ------
+    UnsupportedSchemaFeature : a keyword present on both sides with no exact merged form.
+    """
+    out: dict[str, Any] = {}
+    types = _merge_types(_types(a), _types(b))
+    if types is not None:
+        out["type"] = types
+    _merge_properties(a, b, out)
+    _merge_items(a, b, out)
+    enums = [s["enum"] if "enum" in s else [s["const"]] for s in (a, b) if "enum" in s or "const" in s]
+    if enums:
+        values = enums[0] if len(enums) == 1 else [v for v in enums[0] if any(json_equal(v, w) for w in enums[1])]
+        out["enum"] = values
+    if "required" in a or "required" in b:
+        out["required"] = list(dict.fromkeys(list(a.get("required", [])) + list(b.get("required", []))))
+    for key in _LOWER + _UPPER:
+        vals = [s[key] for s in (a, b) if key in s]
+        if vals:
+            out[key] = max(vals) if key in _LOWER else min(vals)
+    if a.get("uniqueItems") or b.get("uniqueItems"):
+        out["uniqueItems"] = True
+    _merge_branches(a, b, out, pointer)
+    handled = {"type", "properties", "additionalProperties", "prefixItems", "items", "enum", "const", "required",
+               "uniqueItems", "anyOf", "oneOf", *_LOWER, *_UPPER, *ANNOTATIONS}
+    for key in (k for s in (a, b) for k in s if k not in handled):
+        if key in a and key in b and not json_equal(a[key], b[key]):
+            if key in _SCHEMA_VALUED:
+                out[key] = _both(a[key], b[key])
+                continue
+            raise UnsupportedSchemaFeature(f"cannot merge two different {key!r} constraints",
+                                           pointer=f"{pointer}/{key}")
+        out[key] = a[key] if key in a else b[key]
+    return out
+
+
+def _merge_branches(a: dict, b: dict, out: dict, pointer: str) -> None:
+    for key in ("anyOf", "oneOf"):
+        if key in a and key in b:
+            if key == "oneOf":
+                raise UnsupportedSchemaFeature("cannot merge two oneOf", pointer=f"{pointer}/oneOf")
+            pairs = list(itertools.product(a[key], b[key]))
+            if len(pairs) > MAX_BRANCHES:
+                raise UnsupportedSchemaFeature("anyOf product too large to merge", pointer=f"{pointer}/anyOf")
+            out[key] = [{"allOf": [x, y]} for x, y in pairs]
+        elif key in a or key in b:
+            out[key] = a[key] if key in a else b[key]

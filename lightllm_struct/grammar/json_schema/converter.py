@@ -1,0 +1,221 @@
+"""JSON Schema (draft 2020-12) -> Lark grammar text for the LALR(1) core of the grammar engine.
+
+One rule per distinct (base URI, schema) pair, named before its body is compiled, so recursive ``$ref``s
+terminate. A schema node compiles in this order: ``$ref`` (with siblings: merged), ``allOf`` (merged), ``enum`` /
+``const`` (the listed values that validate against the whole node, so every sibling keyword is exact),
+``anyOf`` / ``oneOf`` (each branch merged with the node's other keywords), then one alternative per JSON type.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
+from lightllm_struct.grammar.json_schema import scalars
+from lightllm_struct.grammar.json_schema.builder import KINDS, NOTHING, GrammarBuilder, Piece
+from lightllm_struct.grammar.json_schema.combinators import ANNOTATIONS, merge
+from lightllm_struct.grammar.json_schema.containers import compile_array, compile_object, const_piece
+from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
+from lightllm_struct.grammar.json_schema.refs import RefResolver
+
+TYPE_KEYWORDS = {
+    "null": (),
+    "boolean": (),
+    "number": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
+    "string": ("minLength", "maxLength", "pattern", "format"),
+    "array": ("items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains", "minContains",
+              "maxContains", "unevaluatedItems"),
+    "object": ("properties", "required", "additionalProperties", "patternProperties", "propertyNames",
+               "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "unevaluatedProperties"),
+}
+_GENERIC = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "nullable", "not", "if", "then", "else",
+            "$dynamicRef"}
+KNOWN_KEYWORDS = _GENERIC | ANNOTATIONS | {k for ks in TYPE_KEYWORDS.values() for k in ks}
+JSON_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
+MAX_MERGE_DEPTH = 64
+
+
+class _Unsatisfiable(Exception):
+    """A ``false`` schema met while merging: the conjunction accepts nothing."""
+
+
+class Converter:
+    """Compiles one schema document into a :class:`GrammarBuilder`."""
+
+    def __init__(self, root: Any, *, whitespace: str) -> None:
+        self.root = root
+        self.builder = GrammarBuilder(whitespace=whitespace)
+        self.resolver = RefResolver(root)
+        self._memo: dict[tuple[str, str], Piece] = {}
+        self._validator: jsonschema.protocols.Validator | None = None
+        self.union_pointers: list[str] = []
+        self._referenced: set[str] = set()
+
+    def compile(self, schema: Any, base: str, ptr: str) -> Piece:
+        """Compile the subschema found at ``ptr`` (``base``: the URI relative references resolve against)."""
+        if schema is True:
+            return self.builder.any_json()
+        if schema is False:
+            return NOTHING
+        if not isinstance(schema, dict):
+            raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
+        base = self.resolver.base_of(schema, base)
+        key = (base, json.dumps(schema, sort_keys=True))
+        known = self._lookup(key)
+        if known is not None:
+            return known
+        name = self.builder.new_rule("s")
+        # Recursive references see the rule name; what it can produce is unknown until compiled, so all kinds.
+        self._memo[key] = Piece(name, None, KINDS)
+        self._referenced.discard(name)
+        piece = self._compile_node(schema, base, ptr, depth=0)
+        if name in self._referenced:  # a recursive reference used the name: it must be defined
+            if piece.sym is None:
+                raise UnsupportedSchemaFeature("a recursive schema that accepts no instance", pointer=ptr)
+            self.builder.set_rule(name, [piece.sym])
+        self._memo[key] = piece
+        return piece
+
+    def _lookup(self, key: tuple[str, str]) -> Piece | None:
+        piece = self._memo.get(key)
+        if piece is not None and piece.sym is not None and piece.sym not in self.builder.rules:
+            self._referenced.add(piece.sym)
+        return piece
+
+    def _compile_node(self, schema: dict, base: str, ptr: str, *, depth: int) -> Piece:
+        try:
+            return self._compile_merged(schema, base, ptr, depth=depth)
+        except _Unsatisfiable:
+            return NOTHING
+
+    def _compile_merged(self, schema: dict, base: str, ptr: str, *, depth: int) -> Piece:
+        if depth > MAX_MERGE_DEPTH:
+            raise UnsupportedSchemaFeature("allOf/$ref merging nests too deep", pointer=ptr)
+        if "$ref" in schema:
+            target = self.resolver.resolve(schema["$ref"], base, pointer=f"{ptr}/$ref")
+            rest = {k: v for k, v in schema.items() if k != "$ref" and k not in ANNOTATIONS}
+            if not rest:
+                return self.compile(target.schema, target.base, target.pointer)
+            if target.schema is False:
+                return NOTHING
+            if target.base != base:
+                raise UnsupportedSchemaFeature("$ref with sibling keywords across $id scopes", pointer=ptr)
+            merged = rest if target.schema is True else merge(self._flat(target.schema, target.base, ptr, depth),
+                                                              rest, pointer=ptr)
+            return self._compile_node(merged, base, ptr, depth=depth + 1)
+        if "allOf" in schema:
+            return self._compile_node(self._flat(schema, base, ptr, depth), base, ptr, depth=depth + 1)
+        return self._compile_flat(schema, base, ptr)
+
+    def _flat(self, schema: Any, base: str, ptr: str, depth: int) -> dict:
+        """``schema`` with its top-level ``$ref``/``allOf`` merged away (False: an impossible schema)."""
+        if schema is True:
+            return {}
+        if schema is False:
+            raise _Unsatisfiable
+        if not isinstance(schema, dict):
+            raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
+        if depth > MAX_MERGE_DEPTH:
+            raise UnsupportedSchemaFeature("allOf/$ref merging nests too deep", pointer=ptr)
+        out = {k: v for k, v in schema.items() if k not in ("$ref", "allOf")}
+        if "$ref" in schema:
+            target = self.resolver.resolve(schema["$ref"], base, pointer=f"{ptr}/$ref")
+            out = merge(self._flat(target.schema, target.base, target.pointer, depth + 1), out, pointer=ptr)
+        subs = schema.get("allOf", [])
+        if not isinstance(subs, list) or not subs and "allOf" in schema:
+            raise SchemaError("allOf must be a non-empty array", pointer=f"{ptr}/allOf")
+        for i, sub in enumerate(subs):
+            out = merge(out, self._flat(sub, base, f"{ptr}/allOf/{i}", depth + 1), pointer=ptr)
+        return out
+
+    def _compile_flat(self, schema: dict, base: str, ptr: str) -> Piece:
+        if "enum" in schema or "const" in schema:
+            return self._compile_enum(schema, ptr)
+        self._check_generic(schema, ptr)
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                return self._compile_branches(schema, key, base, ptr)
+        return self._compile_types(schema, base, ptr)
+
+    def _check_generic(self, schema: dict, ptr: str) -> None:
+        for key in schema:
+            if key not in KNOWN_KEYWORDS and not key.startswith("x-"):
+                raise UnsupportedSchemaFeature(f"unknown keyword {key!r}", pointer=f"{ptr}/{key}")
+        if "not" in schema:
+            raise UnsupportedSchemaFeature("not is not supported", pointer=f"{ptr}/not")
+        if "if" in schema and ("then" in schema or "else" in schema):
+            raise UnsupportedSchemaFeature("if/then/else is not supported", pointer=f"{ptr}/if")
+        if "$dynamicRef" in schema:
+            raise UnsupportedSchemaFeature("$dynamicRef is not supported", pointer=f"{ptr}/$dynamicRef")
+
+    def _compile_enum(self, schema: dict, ptr: str) -> Piece:
+        if "enum" in schema and not isinstance(schema["enum"], list):
+            raise SchemaError("enum must be an array", pointer=f"{ptr}/enum")
+        values = list(schema.get("enum", [])) + ([schema["const"]] if "const" in schema else [])
+        validator = self._node_validator(schema, ptr)
+        pieces, seen = [], set()
+        for value in values:
+            text = json.dumps(value, sort_keys=False, ensure_ascii=False)
+            if text in seen or not validator.is_valid(value):
+                continue
+            seen.add(text)
+            pieces.append(const_piece(self, value))
+        return self.builder.union(pieces, "enum")
+
+    def _node_validator(self, schema: dict, ptr: str) -> jsonschema.protocols.Validator:
+        if self._validator is None:
+            cls = jsonschema.Draft202012Validator
+            self._validator = cls(self.root, format_checker=cls.FORMAT_CHECKER)
+        try:
+            validator = self._validator.evolve(schema=schema)
+            validator.is_valid(None)
+        except jsonschema.exceptions.SchemaError as exc:
+            raise SchemaError(f"invalid schema: {exc.message}", pointer=ptr) from exc
+        except Exception as exc:  # a $ref jsonschema cannot follow, a bad regex: our compile must not crash
+            raise UnsupportedSchemaFeature(f"enum/const next to a keyword that cannot be checked: {exc}",
+                                           pointer=ptr) from exc
+        return validator
+
+    def scalar_const(self, value: Any) -> Piece:
+        return scalars.const_scalar(self.builder, value)
+
+    def _compile_branches(self, schema: dict, key: str, base: str, ptr: str) -> Piece:
+        branches = schema[key]
+        if not isinstance(branches, list) or not branches:
+            raise SchemaError(f"{key} must be a non-empty array", pointer=f"{ptr}/{key}")
+        rest = {k: v for k, v in schema.items() if k != key and k not in ANNOTATIONS}
+        pieces = []
+        for i, sub in enumerate(branches):
+            sub_ptr = f"{ptr}/{key}/{i}"
+            if rest and sub is not False:
+                merged = rest if sub is True else {"allOf": [rest, sub]}
+                pieces.append(self._compile_node(merged, base, sub_ptr, depth=1))
+            else:
+                pieces.append(self.compile(sub, base, sub_ptr))
+        if key == "oneOf":
+            check_disjoint(pieces, pointer=f"{ptr}/oneOf")
+        if sum(1 for p in pieces if p.regex is None and p.sym is not None) > 1:
+            self.union_pointers.append(f"{ptr}/{key}")
+        return self.builder.union(pieces)
+
+    def _compile_types(self, schema: dict, base: str, ptr: str) -> Piece:
+        types = schema.get("type", list(JSON_TYPES))
+        types = [types] if isinstance(types, str) else types
+        if not isinstance(types, list) or not types or any(t not in JSON_TYPES for t in types):
+            raise SchemaError(f"type must be one of {JSON_TYPES} or a non-empty array of them",
+                              pointer=f"{ptr}/type")
+        if schema.get("nullable") is True and "null" not in types:
+            types = [*types, "null"]
+        pieces = []
+        for t in dict.fromkeys(types):
+            if t == "integer" and "number" in types:
+                continue
+            if t == "object":
+                pieces.append(compile_object(self, schema, base, ptr))
+            elif t == "array":
+                pieces.append(compile_array(self, schema, base, ptr))
+            else:
+                pieces.append(scalars.compile_scalar(self.builder, schema, t, ptr))
+        return self.builder.union(pieces, "types")

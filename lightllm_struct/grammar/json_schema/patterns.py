@@ -1,0 +1,166 @@
+"""``pattern`` and ``format`` as regexes over the *encoded* content of a JSON string.
+
+A pattern speaks about decoded code points; the grammar sees the JSON spelling. Every code-point set of the
+pattern becomes a unit regex (raw character, short escape, or ``\\uXXXX`` for ASCII code points) so that escaped
+spellings match exactly when their decoded character does. Patterns have search semantics (unanchored unless
+``^``/``$``). Soundness is judged by Python's ``re.search`` (what ``jsonschema`` uses), so the positive classes
+``\\d \\w \\s`` are narrowed to their ASCII members (a subset is sound) and the negated ones are the exact
+complements of Python's sets.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+try:
+    from re import _constants as sre_c
+    from re import _parser as sre_parse
+except ImportError:  # pragma: no cover - Python < 3.11
+    import sre_constants as sre_c  # type: ignore[no-redef]
+    import sre_parse  # type: ignore[no-redef]
+
+from lightllm_struct.grammar.json_schema.regex_util import MAX_CODE_POINT, Ranges, alt, complement, normalize, repeat
+from lightllm_struct.grammar.json_schema.strings import ALL, ANY_UNIT, unit
+
+# \uXXXX escapes inside patterned strings only for ASCII: a model writes other characters raw, and the unit
+# regex for big non-ASCII classes would otherwise explode in size.
+_HEX_LIMIT = 0x7F
+_ASCII_CATEGORY = {
+    sre_c.CATEGORY_DIGIT: [(0x30, 0x39)],
+    sre_c.CATEGORY_WORD: [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)],
+    sre_c.CATEGORY_SPACE: [(0x09, 0x0D), (0x20, 0x20)],
+}
+_NEGATED = {
+    sre_c.CATEGORY_NOT_DIGIT: r"\d",
+    sre_c.CATEGORY_NOT_WORD: r"\w",
+    sre_c.CATEGORY_NOT_SPACE: r"\s",
+}
+_LINE_TERMINATORS: Ranges = [(0x0A, 0x0A)]  # Python's "." excludes only "\n"
+
+
+class PatternUnsupported(ValueError):
+    """A regex construct with no regular, look-around-free translation (message says which)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _python_class(escape: str) -> tuple[tuple[int, int], ...]:
+    rx = re.compile(escape)
+    cps = (cp for cp in range(MAX_CODE_POINT + 1) if not 0xD800 <= cp <= 0xDFFF and rx.match(chr(cp)))
+    return tuple(normalize((cp, cp) for cp in cps))
+
+
+def pattern_content_regex(pattern: str) -> str:
+    """Regex for the encoded contents of JSON strings that ``re.search(pattern, decoded)`` matches.
+
+    Raises
+    ------
+    re.error : the pattern does not parse.
+    PatternUnsupported : back-references, look-around, word boundaries, inline flags, inner anchors.
+    """
+    tree = list(sre_parse.parse(pattern))
+    anchored_start = bool(tree) and tree[0] == (sre_c.AT, sre_c.AT_BEGINNING)
+    if anchored_start:
+        tree = tree[1:]
+    anchored_end = bool(tree) and tree[-1][0] == sre_c.AT and tree[-1][1] in (sre_c.AT_END, sre_c.AT_END_STRING)
+    if anchored_end:
+        tree = tree[:-1]
+    any_star = repeat(ANY_UNIT, 0, None) if ANY_UNIT else ""
+    body = _seq(tree)
+    return ("" if anchored_start else any_star) + body + ("" if anchored_end else any_star)
+
+
+def _seq(items) -> str:
+    return "".join(_node(op, av) for op, av in items)
+
+
+def _unit(ranges: Ranges) -> str:
+    text = unit(ranges, hex_limit=_HEX_LIMIT)
+    if text is None:
+        raise PatternUnsupported("a character class that matches nothing")
+    return text
+
+
+def _node(op, av) -> str:
+    if op == sre_c.LITERAL:
+        return _unit([(av, av)])
+    if op == sre_c.NOT_LITERAL:
+        return _unit(complement([(av, av)]))
+    if op == sre_c.ANY:
+        return _unit(complement(_LINE_TERMINATORS))
+    if op == sre_c.IN:
+        return _unit(_class(av))
+    if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, getattr(sre_c, "POSSESSIVE_REPEAT", None)):
+        lo, hi, sub = av
+        inner = _seq(sub)
+        atom = alt([inner]) if inner else ""
+        return repeat(atom, lo, None if hi == sre_c.MAXREPEAT else hi) if atom else ""
+    if op == sre_c.SUBPATTERN:
+        _group, add_flags, del_flags, sub = av
+        if add_flags or del_flags:
+            raise PatternUnsupported("inline flags")
+        return alt([_seq(sub)]) or ""
+    if op == sre_c.BRANCH:
+        return alt([_seq(b) for b in av[1]]) or ""
+    if op == sre_c.AT:
+        raise PatternUnsupported(f"anchor or boundary {av} inside the pattern")
+    if op in (sre_c.CATEGORY,):
+        return _unit(_class([(op, av)]))
+    raise PatternUnsupported(f"regex construct {op}")
+
+
+def _class(items) -> Ranges:
+    ranges: Ranges = []
+    negate = False
+    for op, av in items:
+        if op == sre_c.NEGATE:
+            negate = True
+        elif op == sre_c.LITERAL:
+            ranges.append((av, av))
+        elif op == sre_c.RANGE:
+            ranges.append(av)
+        elif op == sre_c.CATEGORY and av in _ASCII_CATEGORY:
+            ranges += _ASCII_CATEGORY[av]
+        elif op == sre_c.CATEGORY and av in _NEGATED:
+            ranges += complement(list(_python_class(_NEGATED[av])))
+        else:
+            raise PatternUnsupported(f"character class item {op} {av}")
+    ranges = normalize(ranges)
+    return complement(ranges) if negate else ranges
+
+
+# --- formats: ASCII-only contents, so no escapes are needed (an escaped spelling is rejected) ---
+
+_DAY31 = "(?:0[1-9]|[12][0-9]|3[01])"
+_LEAP = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)"
+DATE = (f"(?:[0-9]{{4}}-(?:(?:0[13578]|1[02])-{_DAY31}|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+        f"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)")
+TIME = (r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+        r"(?:[zZ]|[+\-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9\\-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = f"{_LABEL}(?:\\.{_LABEL})*"
+_ATOM = "[A-Za-z0-9!#$%&'*+\\/=?\\^_`{|}~\\-]+"
+EMAIL = f"{_ATOM}(?:\\.{_ATOM})*@{HOSTNAME}"
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+IPV4 = f"{_OCTET}(?:\\.{_OCTET}){{3}}"
+_H16 = "[0-9a-fA-F]{1,4}"
+_LS32 = f"(?:{_H16}:{_H16}|{IPV4})"
+
+
+def _ipv6() -> str:
+    def head(n: int) -> str:  # up to n h16 groups before "::"
+        return "" if n < 0 else f"(?:(?:{_H16}:){{0,{n}}}{_H16})?" if n else f"(?:{_H16})?"
+
+    forms = [f"(?:{_H16}:){{6}}{_LS32}", f"::(?:{_H16}:){{5}}{_LS32}"]
+    forms += [f"{head(k)}::(?:{_H16}:){{{4 - k}}}{_LS32}" for k in range(0, 4)]
+    forms += [f"{head(4)}::{_LS32}", f"{head(5)}::{_H16}", f"{head(6)}::"]
+    return "(?:" + "|".join(f.replace("{1}", "") for f in forms) + ")"
+
+
+IPV6 = _ipv6()
+UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_URI_CHAR = "(?:[A-Za-z0-9\\-._~:\\/?#\\[\\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})"
+URI = f"[A-Za-z][A-Za-z0-9+\\-.]*:{_URI_CHAR}*"
+FORMATS = {
+    "date": DATE, "time": TIME, "date-time": f"{DATE}[Tt]{TIME}", "email": EMAIL, "uuid": UUID,
+    "uri": URI, "ipv4": IPV4, "ipv6": IPV6, "hostname": HOSTNAME,
+}

@@ -1,0 +1,111 @@
+"""``$ref`` resolution inside one schema document: JSON pointers, ``$id`` resources and ``$anchor`` names.
+
+References leaving the document (remote schemas) cannot be fetched here and raise UnsupportedSchemaFeature;
+references into the document that lead nowhere raise SchemaError. Recursion is handled by the converter (it
+names a rule per resolved target before compiling it), not here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urldefrag, urljoin
+
+from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
+
+DEFAULT_BASE = "https://lightllm-struct.invalid/schema.json"
+# Keywords whose values are subschemas (dict of, list of, or single): walked to find $id and $anchor.
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_LISTS = ("prefixItems", "allOf", "anyOf", "oneOf")
+_SCHEMA_SINGLE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else",
+                  "unevaluatedItems", "unevaluatedProperties", "contentSchema")
+
+
+def escape_token(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved reference: the subschema, the base URI in force there, and its JSON pointer (for errors)."""
+
+    schema: Any
+    base: str
+    pointer: str
+
+
+class RefResolver:
+    """Index of one document's resources (``$id``) and anchors; resolves ``$ref`` values against a base."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        root_id = root.get("$id") if isinstance(root, dict) else None
+        self.root_base = urldefrag(urljoin(DEFAULT_BASE, root_id))[0] if isinstance(root_id, str) else DEFAULT_BASE
+        self._resources: dict[str, Target] = {}
+        self._anchors: dict[str, Target] = {}
+        self._index(root, self.root_base, "")
+
+    def base_of(self, schema: Any, base: str) -> str:
+        """The base URI inside ``schema`` (its own ``$id`` re-bases it)."""
+        if isinstance(schema, dict) and isinstance(schema.get("$id"), str):
+            return urldefrag(urljoin(base, schema["$id"]))[0]
+        return base
+
+    def _index(self, schema: Any, base: str, pointer: str) -> None:
+        if not isinstance(schema, dict):
+            return
+        base = self.base_of(schema, base)
+        self._resources.setdefault(base, Target(schema, base, pointer))
+        for key in ("$anchor", "$dynamicAnchor"):
+            if isinstance(schema.get(key), str):
+                self._anchors.setdefault(f"{base}#{schema[key]}", Target(schema, base, pointer))
+        for key in _SCHEMA_MAPS:
+            if isinstance(schema.get(key), dict):
+                for name, sub in schema[key].items():
+                    self._index(sub, base, f"{pointer}/{key}/{escape_token(name)}")
+        for key in _SCHEMA_LISTS:
+            if isinstance(schema.get(key), list):
+                for i, sub in enumerate(schema[key]):
+                    self._index(sub, base, f"{pointer}/{key}/{i}")
+        for key in _SCHEMA_SINGLE:
+            self._index(schema.get(key), base, f"{pointer}/{key}")
+
+    def resolve(self, ref: Any, base: str, *, pointer: str) -> Target:
+        """Resolve the ``$ref`` value found at ``pointer`` (which is the ``$ref`` keyword's own pointer).
+
+        Raises
+        ------
+        SchemaError : not a string, or a fragment that does not resolve inside the document.
+        UnsupportedSchemaFeature : a reference to another document.
+        """
+        if not isinstance(ref, str):
+            raise SchemaError("$ref must be a string", pointer=pointer)
+        uri, fragment = urldefrag(urljoin(base, ref))
+        resource = self._resources.get(uri)
+        if resource is None:
+            raise UnsupportedSchemaFeature(f"$ref {ref!r} points outside this schema (remote references "
+                                           "are not fetched)", pointer=pointer)
+        if not fragment:
+            return resource
+        if not fragment.startswith("/"):
+            anchor = self._anchors.get(f"{uri}#{fragment}")
+            if anchor is None:
+                raise SchemaError(f"$ref {ref!r}: no $anchor {fragment!r}", pointer=pointer)
+            return anchor
+        return self._walk(resource, unquote(fragment), ref, pointer)
+
+    def _walk(self, resource: Target, fragment: str, ref: str, pointer: str) -> Target:
+        node, path, base = resource.schema, resource.pointer, resource.base
+        for raw in fragment.split("/")[1:]:
+            token = raw.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and token in node:
+                node = node[token]
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+                node = node[int(token)]
+            else:
+                raise SchemaError(f"$ref {ref!r} does not resolve (no {token!r})", pointer=pointer)
+            path = f"{path}/{escape_token(token)}"
+            if isinstance(node, dict) and isinstance(node.get("$id"), str):
+                base = self.base_of(node, base)
+        if not isinstance(node, (dict, bool)):
+            raise SchemaError(f"$ref {ref!r} points at a {type(node).__name__}, not a schema", pointer=pointer)
+        return Target(node, base, path)

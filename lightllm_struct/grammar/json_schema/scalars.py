@@ -1,0 +1,105 @@
+"""null, booleans, numbers and strings: each one terminal (a regex), with its keywords enforced exactly."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
+from lightllm_struct.grammar.json_schema.builder import GrammarBuilder, Piece
+from lightllm_struct.grammar.json_schema.containers import nonneg_int
+from lightllm_struct.grammar.json_schema.numbers import Bound, number_regex, to_decimal
+from lightllm_struct.grammar.json_schema.patterns import FORMATS, PatternUnsupported, pattern_content_regex
+from lightllm_struct.grammar.json_schema.strings import literal_string, string_regex
+
+
+def compile_scalar(builder: GrammarBuilder, schema: dict, json_type: str, ptr: str) -> Piece:
+    """The terminal for one scalar JSON type under ``schema``'s keywords for that type."""
+    if json_type == "null":
+        return builder.scalar("null", ["null"])
+    if json_type == "boolean":
+        return builder.scalar("true|false", ["boolean"])
+    if json_type in ("integer", "number"):
+        return builder.scalar(_number(schema, json_type == "integer", ptr), ["number"])
+    return builder.scalar(_string(schema, ptr), ["string"])
+
+
+def const_scalar(builder: GrammarBuilder, value: Any) -> Piece:
+    """Exactly one scalar value; a number in every spelling of its value that has no exponent."""
+    if value is None:
+        return builder.scalar("null", ["null"])
+    if isinstance(value, bool):
+        return builder.scalar("true" if value else "false", ["boolean"])
+    if isinstance(value, (int, float)):
+        exact = Bound(to_decimal(value), False)
+        return builder.scalar(number_regex(exact, exact, integer=False), ["number"])
+    if isinstance(value, str):
+        return builder.scalar(literal_string(value), ["string"])
+    raise TypeError(f"not a JSON scalar: {value!r}")
+
+
+def _numeric(schema: dict, key: str, ptr: str):
+    value = schema.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise SchemaError(f"{key} must be a number", pointer=f"{ptr}/{key}")
+    return value
+
+
+def _number(schema: dict, integer: bool, ptr: str) -> str | None:
+    step = _numeric(schema, "multipleOf", ptr)
+    if step is not None:
+        if step <= 0:
+            raise SchemaError("multipleOf must be greater than 0", pointer=f"{ptr}/multipleOf")
+        if not (integer and step == 1):
+            raise UnsupportedSchemaFeature("multipleOf is not supported", pointer=f"{ptr}/multipleOf")
+    lo = _tighter([_bound(schema, "minimum", False, ptr), _bound(schema, "exclusiveMinimum", True, ptr)], lower=True)
+    hi = _tighter([_bound(schema, "maximum", False, ptr), _bound(schema, "exclusiveMaximum", True, ptr)], lower=False)
+    return number_regex(lo, hi, integer=integer)
+
+
+def _bound(schema: dict, key: str, exclusive: bool, ptr: str) -> Bound | None:
+    value = _numeric(schema, key, ptr)
+    return None if value is None else Bound(to_decimal(value), exclusive)
+
+
+def _tighter(bounds: list[Bound | None], *, lower: bool) -> Bound | None:
+    live = [b for b in bounds if b is not None]
+    if not live:
+        return None
+    # Among equal values the exclusive bound is the tighter one.
+    key = (lambda b: (b.value, b.exclusive)) if lower else (lambda b: (-b.value, b.exclusive))
+    return max(live, key=key)
+
+
+def _string(schema: dict, ptr: str) -> str | None:
+    lo = nonneg_int(schema, "minLength", ptr, 0) or 0
+    hi = nonneg_int(schema, "maxLength", ptr)
+    if hi is not None and lo > hi:
+        return None
+    lengths = lo > 0 or hi is not None
+    pattern, fmt = schema.get("pattern"), schema.get("format")
+    if pattern is not None and fmt is not None:
+        raise UnsupportedSchemaFeature("pattern together with format", pointer=f"{ptr}/format")
+    if (pattern is not None or fmt is not None) and lengths:
+        where = "minLength" if "minLength" in schema else "maxLength"
+        raise UnsupportedSchemaFeature(f"{where} together with pattern/format", pointer=f"{ptr}/{where}")
+    if fmt is not None:
+        if not isinstance(fmt, str):
+            raise SchemaError("format must be a string", pointer=f"{ptr}/format")
+        if fmt not in FORMATS:
+            raise UnsupportedSchemaFeature(f"format {fmt!r} is not supported (supported: {sorted(FORMATS)})",
+                                           pointer=f"{ptr}/format")
+        return '"' + FORMATS[fmt] + '"'
+    if pattern is not None:
+        return '"' + _pattern(pattern, ptr) + '"'
+    return string_regex(lo, hi)
+
+
+def _pattern(pattern: Any, ptr: str) -> str:
+    if not isinstance(pattern, str):
+        raise SchemaError("pattern must be a string", pointer=f"{ptr}/pattern")
+    try:
+        return pattern_content_regex(pattern)
+    except re.error as exc:
+        raise SchemaError(f"invalid pattern: {exc}", pointer=f"{ptr}/pattern") from exc
+    except PatternUnsupported as exc:
+        raise UnsupportedSchemaFeature(f"pattern: {exc}", pointer=f"{ptr}/pattern") from exc
