@@ -38,3 +38,9 @@ def check_tensor(name: str, t: torch.Tensor, *, ndim: int, dtypes: tuple[torch.d
 def next_pow2(n: int) -> int:
     """Smallest power of two >= ``n`` (Triton block sizes must be powers of two)."""
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """``tl.dot`` input precision: full fp32 for fp32 tensors (the GPU-vs-CPU equivalence runs need it;
+    Triton's default would round them to tf32), the native one otherwise."""
+    return "ieee" if dtype == torch.float32 else "tf32"

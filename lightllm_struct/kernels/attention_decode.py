@@ -9,12 +9,14 @@ is the only host-side choice and a CUDA graph captured with it serves any contex
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
 from lightllm_struct.kernels._common import (
-    FLOAT_DTYPES, INDEX_DTYPES, check, check_tensor, next_pow2,
+    FLOAT_DTYPES, INDEX_DTYPES, check, check_tensor, dot_precision, next_pow2,
 )
 
 _LOG2E = 1.4426950408889634
@@ -25,7 +27,7 @@ def _decode_split_kernel(q_ptr, k_ptr, v_ptr, r2t_ptr, seq_lens_ptr, mid_o_ptr, 
                          qk_scale, group, head_dim, num_splits,
                          stride_qb, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_rb,
                          stride_mob, stride_moh, stride_mos, stride_mlb, stride_mlh,
-                         BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                         BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
@@ -52,14 +54,14 @@ def _decode_split_kernel(q_ptr, k_ptr, v_ptr, r2t_ptr, seq_lens_ptr, mid_o_ptr, 
         slots = tl.load(r2t_ptr + b * stride_rb + n, mask=n_mask, other=0).to(tl.int64)
         kv_mask = n_mask[:, None] & d_mask[None, :]
         k = tl.load(k_ptr + slots[:, None] * stride_kt + kvh * stride_kh + d[None, :], mask=kv_mask, other=0.0)
-        qk = tl.dot(q, tl.trans(k)).to(tl.float32) * qk_scale
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION).to(tl.float32) * qk_scale
         qk = tl.where(n_mask[None, :], qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, axis=1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(qk - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
         v = tl.load(v_ptr + slots[:, None] * stride_vt + kvh * stride_vh + d[None, :], mask=kv_mask, other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION).to(tl.float32)
         m_i = m_new
 
     # An empty chunk (short sequence) leaves l_i = 0: it stores lse = -inf and a zero output.
@@ -92,9 +94,14 @@ def _decode_combine_kernel(mid_o_ptr, mid_lse_ptr, o_ptr, head_dim, num_splits,
     tl.store(o_ptr + b * stride_ob + h * stride_oh + d, out.to(o_ptr.dtype.element_ty), mask=d_mask)
 
 
+@functools.lru_cache(maxsize=None)
+def _num_sms(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+
+
 def default_num_splits(batch: int, num_kv_heads: int, max_seq_len: int, device: torch.device) -> int:
     """Chunks a sequence so that about two programs run per multiprocessor, each over >= 128 tokens."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+    sms = _num_sms(torch.device(device))
     by_occupancy = triton.cdiv(2 * sms, max(1, batch * num_kv_heads))
     return max(1, min(64, by_occupancy, triton.cdiv(max(1, max_seq_len), 128)))
 
@@ -157,7 +164,7 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
         q.stride(0), q.stride(1), k_buffer.stride(0), k_buffer.stride(1), v_buffer.stride(0),
         v_buffer.stride(1), req_to_token.stride(0),
         mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1),
-        BLOCK_H=max(16, next_pow2(group)), BLOCK_N=block_n, BLOCK_D=block_d,
+        BLOCK_H=max(16, next_pow2(group)), BLOCK_N=block_n, BLOCK_D=block_d, DOT_PRECISION=dot_precision(q.dtype),
         num_warps=num_warps, num_stages=num_stages)
     _decode_combine_kernel[(batch, n_heads)](
         mid_o, mid_lse, out, head_dim, num_splits,

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from lightllm_struct.kernels._common import (
-    FLOAT_DTYPES, INDEX_DTYPES, check, check_tensor, next_pow2,
+    FLOAT_DTYPES, INDEX_DTYPES, check, check_tensor, dot_precision, next_pow2,
 )
 
 _LOG2E = 1.4426950408889634
@@ -65,7 +65,8 @@ def store_kv(k: torch.Tensor, v: torch.Tensor, k_buffer: torch.Tensor, v_buffer:
 def _prefill_kernel(q_ptr, k_ptr, v_ptr, o_ptr, r2t_ptr, seq_lens_ptr, qsl_ptr, qk_scale, group, head_dim,
                     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_rb,
                     stride_ot, stride_oh,
-                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                    DOT_PRECISION: tl.constexpr):
     m_blk = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     h = tl.program_id(2)
@@ -95,7 +96,7 @@ def _prefill_kernel(q_ptr, k_ptr, v_ptr, o_ptr, r2t_ptr, seq_lens_ptr, qsl_ptr, 
         slots = tl.load(r2t_ptr + b * stride_rb + n, mask=n_mask, other=0).to(tl.int64)
         kv_mask = n_mask[:, None] & d_mask[None, :]
         k = tl.load(k_ptr + slots[:, None] * stride_kt + kvh * stride_kh + d[None, :], mask=kv_mask, other=0.0)
-        qk = tl.dot(q, tl.trans(k)).to(tl.float32) * qk_scale
+        qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION).to(tl.float32) * qk_scale
         valid = n_mask[None, :] & (n[None, :] <= q_pos[:, None])
         qk = tl.where(valid, qk, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, axis=1))
@@ -105,7 +106,7 @@ def _prefill_kernel(q_ptr, k_ptr, v_ptr, o_ptr, r2t_ptr, seq_lens_ptr, qsl_ptr, 
         p = tl.exp2(qk - m_shift[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
         v = tl.load(v_ptr + slots[:, None] * stride_vt + kvh * stride_vh + d[None, :], mask=kv_mask, other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION).to(tl.float32)
         m_i = m_new
 
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
@@ -115,8 +116,8 @@ def _prefill_kernel(q_ptr, k_ptr, v_ptr, o_ptr, r2t_ptr, seq_lens_ptr, qsl_ptr, 
 
 def prefill_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Tensor,
                       req_to_token: torch.Tensor, seq_lens: torch.Tensor, query_start_loc: torch.Tensor,
-                      *, max_query_len: int, scale: float, block_m: int = 64, block_n: int = 64,
-                      num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
+                      *, max_query_len: int, scale: float, block_m: int | None = None, block_n: int = 64,
+                      num_warps: int = 4, num_stages: int = 3) -> torch.Tensor:
     """Causal attention of the new tokens ``q [T, Hq, D]`` of every sequence over its whole context.
 
     The new tokens' K/V must already be in ``k_buffer``/``v_buffer`` (see :func:`store_kv`).
@@ -143,6 +144,8 @@ def prefill_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.T
     if batch == 0 or q.shape[0] == 0 or max_query_len == 0:
         return out
     n_heads, head_dim = q.shape[1], q.shape[2]
+    # Measured on an H100 (benchmarks/kernel_bench.py): 128-query blocks win from a few thousand tokens on.
+    block_m = block_m or (128 if max_query_len >= 2048 and q.is_cuda else 64)
     grid = (triton.cdiv(max_query_len, block_m), batch, n_heads)
     _prefill_kernel[grid](
         q, k_buffer, v_buffer, out, req_to_token, seq_lens, query_start_loc,
@@ -150,7 +153,7 @@ def prefill_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.T
         q.stride(0), q.stride(1), k_buffer.stride(0), k_buffer.stride(1), v_buffer.stride(0),
         v_buffer.stride(1), req_to_token.stride(0), out.stride(0), out.stride(1),
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=max(16, next_pow2(head_dim)),
-        num_warps=num_warps, num_stages=num_stages)
+        DOT_PRECISION=dot_precision(q.dtype), num_warps=num_warps, num_stages=num_stages)
     return out
 
 
@@ -169,7 +172,7 @@ def prefill_attention_reference(q: torch.Tensor, k_buffer: torch.Tensor, v_buffe
         k = k_buffer[slots].float().repeat_interleave(group, dim=1)
         v = v_buffer[slots].float().repeat_interleave(group, dim=1)
         scores = torch.einsum("mhd,nhd->hmn", q[qsl[b]:qsl[b + 1]].float(), k) * scale
-        q_pos = torch.arange(n - q_len, n)[:, None]
-        scores = scores.masked_fill(torch.arange(n)[None, :] > q_pos, float("-inf"))
+        q_pos = torch.arange(n - q_len, n, device=q.device)[:, None]
+        scores = scores.masked_fill(torch.arange(n, device=q.device)[None, :] > q_pos, float("-inf"))
         out[qsl[b]:qsl[b + 1]] = torch.einsum("hmn,nhd->mhd", scores.softmax(-1), v).to(q.dtype)
     return out
