@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from lightllm_struct.distributed.tp import SINGLE, TensorParallel
 from lightllm_struct.models.config import RopeScaling
+from lightllm_struct.models.errors import ModelLoadError
 from lightllm_struct.models.ops import TORCH_OPS, LayerOps
 
 
@@ -43,10 +44,19 @@ def _param(shape: tuple[int, ...], device, dtype) -> nn.Parameter:
 
 def _copy(dst: torch.Tensor, src: torch.Tensor, name: str) -> None:
     if tuple(dst.shape) != tuple(src.shape):
-        from lightllm_struct.models.errors import ModelLoadError
-
         raise ModelLoadError(f"{name}: expected shape {tuple(dst.shape)}, checkpoint has {tuple(src.shape)}")
     dst.copy_(src)
+
+
+def _copy_stacked(dst: torch.Tensor, parts: list[torch.Tensor], name: str) -> None:
+    """Copy ``parts`` one after another along dim 0 of ``dst`` (no concatenated temporary: loading is
+    memory-bound, and a second full pass over every merged weight doubled its time)."""
+    if sum(p.shape[0] for p in parts) != dst.shape[0]:
+        raise ModelLoadError(f"{name}: expected {dst.shape[0]} rows, checkpoint parts have {[p.shape[0] for p in parts]}")
+    row = 0
+    for part in parts:
+        _copy(dst[row:row + part.shape[0]], part, name)
+        row += part.shape[0]
 
 
 class RMSNorm(nn.Module):
@@ -160,7 +170,7 @@ class QKVParallelLinear(nn.Module):
         kinds = ["weight"] + (["bias"] if self.bias is not None else [])
         for kind in kinds:
             parts = [src.read(f"{prefix}.{n}.{kind}", start=a * d, end=b * d) for n, (a, b) in spans.items()]
-            _copy(getattr(self, kind).data, torch.cat(parts), f"{prefix}.qkv.{kind}")
+            _copy_stacked(getattr(self, kind).data, parts, f"{prefix}.qkv.{kind}")
 
 
 class GateUpParallelLinear(nn.Module):
@@ -178,7 +188,7 @@ class GateUpParallelLinear(nn.Module):
     def load(self, src: WeightSource, prefix: str) -> None:
         a, b = self.cols
         parts = [src.read(f"{prefix}.{n}.weight", start=a, end=b) for n in ("gate_proj", "up_proj")]
-        _copy(self.weight.data, torch.cat(parts), f"{prefix}.gate_up")
+        _copy_stacked(self.weight.data, parts, f"{prefix}.gate_up")
 
 
 class RowParallelLinear(nn.Module):
@@ -213,12 +223,10 @@ def vocab_range(vocab_size: int, tp: TensorParallel) -> tuple[int, int, int]:
     return min(start, vocab_size), min(start + rows, vocab_size), rows
 
 
-def _read_vocab_rows(src: WeightSource, name: str, vocab_size: int, tp: TensorParallel) -> torch.Tensor:
-    start, end, rows = vocab_range(vocab_size, tp)
-    part = src.read(name, start=start, end=end)
-    if part.shape[0] < rows:  # the last rank's padding rows: never looked up, logits cut off after gather
-        part = torch.cat([part, part.new_zeros(rows - part.shape[0], part.shape[1])])
-    return part
+def _load_vocab_rows(dst: torch.Tensor, src: WeightSource, name: str, vocab_size: int, tp: TensorParallel) -> None:
+    start, end, _ = vocab_range(vocab_size, tp)
+    _copy(dst[:end - start], src.read(name, start=start, end=end), name)
+    dst[end - start:].zero_()  # the last rank's padding rows: never looked up, logits cut off after gather
 
 
 class VocabParallelEmbedding(nn.Module):
@@ -240,7 +248,7 @@ class VocabParallelEmbedding(nn.Module):
         return self.tp.all_reduce(out)
 
     def load(self, src: WeightSource, prefix: str) -> None:
-        _copy(self.weight.data, _read_vocab_rows(src, f"{prefix}.weight", self.vocab_size, self.tp), prefix)
+        _load_vocab_rows(self.weight.data, src, f"{prefix}.weight", self.vocab_size, self.tp)
 
 
 class ParallelLMHead(nn.Module):
@@ -265,4 +273,4 @@ class ParallelLMHead(nn.Module):
 
     def load(self, src: WeightSource, prefix: str) -> None:
         if not self.tied:
-            _copy(self.weight.data, _read_vocab_rows(src, f"{prefix}.weight", self.vocab_size, self.tp), prefix)
+            _load_vocab_rows(self.weight.data, src, f"{prefix}.weight", self.vocab_size, self.tp)

@@ -102,3 +102,15 @@ def test_config_reads_variant(pair):
     assert config.tie_word_embeddings == hf.config.tie_word_embeddings
     assert (ours.lm_head.weight is ours.embed_tokens.weight) == config.tie_word_embeddings
     assert config.attention_bias == (ours.layers[0].self_attn.qkv_proj.bias is not None)
+
+
+def test_bf16_weights_close_to_fp32(pair, tmp_path):
+    hf, _, _ = pair
+    hf.save_pretrained(tmp_path)
+    ours, _, _ = load_model(tmp_path, dtype=torch.bfloat16)
+    assert ours.layers[0].mlp.gate_up_proj.weight.dtype == torch.bfloat16
+    seq = _sequences(BASE["vocab_size"])[1]
+    got = StepRunner(ours, max_seqs=1, max_len=16).step([(0, seq)])[0]
+    want = _reference(hf, seq)
+    assert got.dtype == torch.float32
+    assert (got - want).abs().max().item() <= 0.05 * want.abs().max().item()
