@@ -82,7 +82,7 @@ def _detail_table(results: dict[str, list[dict]], cases: list[dict]) -> list[str
 
 
 def render_markdown(results: dict[str, list[dict]], cases: list[dict], *, command: str, passes: int,
-                    vocab: str) -> str:
+                    vocab: str, clock: str = "wall") -> str:
     total = len(cases)
     common = set.intersection(*[{r["name"] for r in rs if "error" not in r} for rs in results.values()]) \
         if results else set()
@@ -90,7 +90,8 @@ def render_markdown(results: dict[str, list[dict]], cases: list[dict], *, comman
     out = [f"Command: `{command}`  ",
            f"{when}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, one thread "
            f"per engine; vocabulary {vocab}; {total} schemas, {passes} trace passes each (fresh matcher per "
-           "pass; mask time = one bitmask fill; compile = schema to a ready matcher).", "",
+           "pass; mask time = one bitmask fill; compile = schema to a ready matcher; "
+           f"{'process CPU' if clock == 'cpu' else 'wall-clock'} time).", "",
            "### All schemas each engine compiled", "", *_summary_table(results, total, None), ""]
     gaps = _gap_lines(results, None)
     if gaps:

@@ -1,0 +1,86 @@
+"""Completeness: every valid instance is accepted, however the text is split into tokens.
+
+Instances come from hypothesis-jsonschema (kept only if `jsonschema` agrees they are valid, since that
+generator does not know every draft 2020-12 keyword). Each compact serialisation is forced through the
+matcher under the real tokenizers' own encodings (SmolLM2; Llama 3 via quicktok) and under random other
+segmentations into vocabulary tokens (which split UTF-8 characters and terminals anywhere).
+"""
+from __future__ import annotations
+
+import json
+import random
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis_jsonschema import from_schema
+
+from tests.grammar.vocab_fixtures import (bench_schema, bench_spec, compiled_schema, encoder, token_of_bytes,
+                                          vocab_bundle)
+from tests.grammar.walks import force_trace, random_segmentation
+
+VOCABS = ["smollm2", "llama3"]
+# Benchmark schemas hypothesis-jsonschema can generate for (no recursion, no formats it fakes loosely).
+SCHEMAS = ["tool_call_weather", "tool_choice_anyof", "ticket_enums", "nullable_fields", "shapes_oneof",
+           "string_patterns", "signed_ranges", "matrix", "metrics_map", "free_json_object", "geo_feature",
+           "product_catalog", "sql_query_tool", "allof_merge"]
+INLINE = {
+    "unicode_strings": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 4},
+    "numbers": {"type": "array", "items": {"type": "number"}, "maxItems": 5},
+    "int_ranges": {"type": "array", "items": {"type": "integer", "minimum": -130, "maximum": 1001}, "maxItems": 6},
+    "any_json": True,
+}
+INSTANCES = settings(max_examples=12, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                            HealthCheck.data_too_large])
+
+
+def _schema(name: str):
+    return INLINE[name] if name in INLINE else bench_schema(name)
+
+
+def check_instance(schema, instance, seed: int, *, ensure_ascii: bool = False) -> None:
+    assume(jsonschema.Draft202012Validator(schema).is_valid(instance))
+    text = json.dumps(instance, separators=(",", ":"), ensure_ascii=ensure_ascii)
+    data = text.encode("utf-8")
+    for vocab_name in VOCABS:
+        vocab, eos, _ = vocab_bundle(vocab_name)
+        grammar = compiled_schema(vocab_name, json.dumps(schema, sort_keys=True))
+        own = encoder(vocab_name)(text)
+        assert b"".join(vocab[t] for t in own) == data  # the tokenizer spells exactly this text
+        table, max_len = token_of_bytes(vocab_name)
+        rng = random.Random(seed)
+        tokenizations = {"own encoding": own,
+                         "random split": random_segmentation(data, table, max_len, rng),
+                         "byte-heavy split": random_segmentation(data, table, 2, rng)}
+        for label, tokens in tokenizations.items():
+            verdict = force_trace(grammar, len(vocab), tokens, eos)
+            assert verdict == "ok", f"{vocab_name} {label}: {verdict} on {text!r}"
+
+
+@pytest.mark.parametrize("name", SCHEMAS + sorted(INLINE))
+@INSTANCES
+@given(data=st.data(), seed=st.integers(0, 2**16))
+def test_generated_instances_are_accepted(name, data, seed):
+    schema = _schema(name)
+    check_instance(schema, data.draw(from_schema(schema), label="instance"), seed)
+
+
+@pytest.mark.parametrize("name", ["unicode_strings", "tool_call_weather", "metrics_map"])
+@settings(max_examples=8, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data(), seed=st.integers(0, 2**16))
+def test_escaped_unicode_spelling_is_accepted(name, data, seed):
+    """``\\uXXXX`` escapes (json.dumps with ensure_ascii) are the same JSON value and must be accepted."""
+    schema = _schema(name)
+    check_instance(schema, data.draw(from_schema(schema), label="instance"), seed, ensure_ascii=True)
+
+
+@pytest.mark.parametrize("stem", ["person", "address_book", "calendar_event", "network_config", "invoice",
+                                  "recursive_tree", "linked_list", "article", "user_profile_optional"])
+def test_benchmark_instances_are_accepted_under_every_split(stem):
+    """The hand-written instances (formats, recursion, long strings) under own and random tokenizations."""
+    spec = bench_spec(stem)
+    for seed in range(3):
+        check_instance(spec["schema"], spec["instance"], seed)
