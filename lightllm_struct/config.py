@@ -1,0 +1,151 @@
+"""The engine's configuration: one frozen dataclass, validated on construction, overridable by LLMS_* env vars.
+
+CLI flags map one to one onto these fields (``--max-num-seqs`` -> ``max_num_seqs``); the environment variable
+for a field is ``LLMS_`` + its upper-case name (``LLMS_MAX_NUM_SEQS``). Explicit arguments win over the
+environment, which wins over the defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from lightllm_struct.errors import LightLLMStructError
+
+ENV_PREFIX = "LLMS_"
+
+
+class ConfigError(LightLLMStructError):
+    """An engine configuration value is out of range or of the wrong type."""
+
+    http_status = 500
+    error_type = "config_error"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """Everything the engine needs to know before it loads a model.
+
+    Attributes
+    ----------
+    model:
+        A GGUF file or an HF-format folder; None = the default model (SmolLM2-135M-Instruct).
+    device:
+        "auto" (CUDA when available), "cpu" or "cuda".
+    dtype:
+        "auto" (float32 on CPU, bfloat16 on CUDA), "float32", "float16" or "bfloat16".
+    max_num_seqs:
+        Most requests decoded together in one step.
+    max_num_batched_tokens:
+        Token budget of one step (decode tokens + prefill chunks).
+    max_model_len:
+        Longest prompt + output of one request; None = the model's context, capped by the KV pool.
+    num_kv_slots:
+        Size of the token-level KV pool; None = derived from ``kv_cache_memory_gb``.
+    kv_cache_memory_gb:
+        Memory given to the KV pool when ``num_kv_slots`` is None; None = 0.5 GB on CPU and
+        ``gpu_memory_utilization`` of the free GPU memory on CUDA.
+    enable_prefix_caching:
+        Share KV of common prompt prefixes through a radix tree.
+    enable_chunked_prefill:
+        Split prompts longer than the step's remaining budget across steps.
+    grammar_compile_threads, grammar_compile_timeout_s, grammar_cache_size:
+        The grammar compile pool: its threads, each compile's deadline, and the LRU size of compiled grammars.
+    num_threads:
+        torch CPU threads; None = min(cores, 4), leaving one core free on small machines.
+    output_history_size:
+        How many finished output lengths feed the admission estimate of future memory.
+    """
+
+    model: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    max_num_seqs: int = 32
+    max_num_batched_tokens: int = 2048
+    max_model_len: int | None = None
+    num_kv_slots: int | None = None
+    kv_cache_memory_gb: float | None = None
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    grammar_compile_threads: int = 2
+    grammar_compile_timeout_s: float = 30.0
+    grammar_cache_size: int = 128
+    num_threads: int | None = None
+    output_history_size: int = 200
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
+             "must be auto, cpu, cuda or cuda:N"),
+            (self.dtype in ("auto", "float32", "float16", "bfloat16"), "dtype",
+             "must be auto, float32, float16 or bfloat16"),
+            (self.max_num_seqs >= 1, "max_num_seqs", "must be >= 1"),
+            (self.max_num_batched_tokens >= self.max_num_seqs, "max_num_batched_tokens",
+             "must be >= max_num_seqs (every running request decodes one token a step)"),
+            (self.max_model_len is None or self.max_model_len >= 2, "max_model_len", "must be >= 2"),
+            (self.num_kv_slots is None or self.num_kv_slots >= 16, "num_kv_slots", "must be >= 16"),
+            (self.kv_cache_memory_gb is None or self.kv_cache_memory_gb > 0, "kv_cache_memory_gb", "must be > 0"),
+            (0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]"),
+            (self.tensor_parallel_size >= 1, "tensor_parallel_size", "must be >= 1"),
+            (self.grammar_compile_threads >= 1, "grammar_compile_threads", "must be >= 1"),
+            (self.grammar_compile_timeout_s > 0, "grammar_compile_timeout_s", "must be > 0"),
+            (self.grammar_cache_size >= 1, "grammar_cache_size", "must be >= 1"),
+            (self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1"),
+            (self.output_history_size >= 1, "output_history_size", "must be >= 1"),
+        ]
+        for ok, name, why in checks:
+            if not ok:
+                raise ConfigError(f"EngineConfig.{name} {why}, got {getattr(self, name)!r}", param=name)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "EngineConfig":
+        """Build a config from ``LLMS_*`` variables, then ``overrides`` (which win).
+
+        Raises
+        ------
+        ConfigError
+            On an unknown override, an unparsable variable or an out-of-range value.
+        """
+        environ = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - set(fields)
+        if unknown:
+            raise ConfigError(f"unknown engine option(s): {sorted(unknown)}; known: {sorted(fields)}")
+        values: dict[str, Any] = {}
+        for name, f in fields.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = _parse(raw, default=f.default, name=name)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def torch_threads(self) -> int:
+        """Threads for torch on the CPU: leave a core for the server and client on small machines."""
+        if self.num_threads is not None:
+            return self.num_threads
+        return max(1, min(4, os.cpu_count() or 1))
+
+
+def _parse(raw: str, *, default: Any, name: str) -> Any:
+    """Parse an environment string to the type of the field's default (None defaults stay numbers or text)."""
+    text = raw.strip()
+    if text.lower() in ("", "none", "null"):
+        return None
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float) or name.endswith("_gb"):
+            return float(text)
+        if default is None and name not in ("model",):
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid value", param=name) from exc
+    return text

@@ -1,0 +1,211 @@
+"""The engine: continuous batching over a token-level KV cache, one step at a time.
+
+request -> scheduler (which tokens run) -> model runner (forward) -> sampler (with grammar masks)
+-> output processor (stop checks, text) -> RequestOutput. Single-threaded: whoever calls ``step`` owns it.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from lightllm_struct.config import EngineConfig
+from lightllm_struct.engine.grammar_manager import Constraint, GrammarManager
+from lightllm_struct.engine.kv_cache import KVCache, ReqToTokenTable, SlotAllocator
+from lightllm_struct.engine.model_runner import ModelRunner
+from lightllm_struct.engine.output_processor import append_token, make_output
+from lightllm_struct.engine.prefix_cache import PrefixCache
+from lightllm_struct.engine.sampler import SamplingTensors, sample
+from lightllm_struct.engine.scheduler import ScheduledBatch, Scheduler
+from lightllm_struct.engine.sequence import Sequence
+from lightllm_struct.engine.setup import build_kv, load
+from lightllm_struct.errors import InvalidRequestError, LightLLMStructError, PromptTooLongError
+from lightllm_struct.request import Request, RequestOutput, RequestStatus
+
+
+class EngineRequestError(LightLLMStructError):
+    """An unexpected failure while processing one request's token (the others carry on)."""
+
+
+@dataclass(frozen=True)
+class KVStats:
+    num_free: int
+    num_total: int
+    num_evictable: int  # held by the prefix cache only: reclaimable at once
+
+    @property
+    def num_reclaimable(self) -> int:
+        return self.num_free + self.num_evictable
+
+
+class Engine:
+    """Generates tokens for many requests at once.
+
+    Parameters
+    ----------
+    config:
+        The engine configuration.
+    loaded:
+        An already loaded ``(model, model_config, model_dir)`` (tensor-parallel workers, tests); by default
+        ``config.model`` is loaded.
+
+    Raises
+    ------
+    ModelLoadError
+        If the model cannot be loaded.
+    """
+
+    def __init__(self, config: EngineConfig | None = None, *, loaded: tuple | None = None) -> None:
+        self.config = config = config or EngineConfig()
+        self.device, self.model, self.model_config, self.tokenizer = load(config, loaded)
+        self.kv_cache, self.max_model_len = build_kv(config, self.model, self.model_config, self.device)
+        self.allocator = SlotAllocator(self.kv_cache.num_slots)
+        table = ReqToTokenTable(max_rows=config.max_num_seqs, max_seq_len=self.max_model_len, device=self.device)
+        self.prefix_cache = PrefixCache(self.allocator) if config.enable_prefix_caching else None
+        self.scheduler = Scheduler(config, allocator=self.allocator, table=table, prefix_cache=self.prefix_cache,
+                                   max_model_len=self.max_model_len)
+        self.runner = ModelRunner(self.model, kv_cache=self.kv_cache, table=table, device=self.device)
+        self.grammar = GrammarManager(self.tokenizer, vocab_size=self.model_config.vocab_size,
+                                      threads=config.grammar_compile_threads,
+                                      timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size)
+        self.sampler = sample
+        self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)
+        self._seqs: dict[str, Sequence] = {}
+        self._outbox: list[RequestOutput] = []  # finished outside a step (aborts, failed compiles)
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    def add_request(self, req: Request) -> None:
+        """Queue ``req``; it joins the running batch at a coming step (after its grammar compiles).
+
+        Raises
+        ------
+        InvalidRequestError
+            Duplicate id, empty prompt, token ids out of range, or a constraint of the wrong type.
+        PromptTooLongError
+            If the prompt leaves no room for one output token within ``max_model_len``.
+        """
+        self._validate(req)
+        seq = Sequence(req=req, seed=req.sampling.seed if req.sampling.seed is not None else random.getrandbits(62),
+                       detokenizer=self.tokenizer.detokenizer())
+        self._seqs[req.request_id] = seq
+        req.status = RequestStatus.WAITING
+        if req.constraint is None or self.grammar.submit(seq):
+            self.scheduler.add(seq)
+
+    def abort_request(self, request_id: str) -> None:
+        """Finish ``request_id`` as aborted and free its KV slots at once (unknown or finished ids: no-op)."""
+        seq = self._seqs.get(request_id)
+        if seq is None or seq.finished:
+            return
+        self.grammar.abort(request_id)
+        self._retire(seq, RequestStatus.FINISHED_ABORTED)
+
+    def has_unfinished(self) -> bool:
+        return bool(self._seqs) or bool(self._outbox)
+
+    def step(self) -> list[RequestOutput]:
+        """Run one step; returns the outputs of requests that progressed or finished in it."""
+        self._admit_compiled()
+        batch = self.scheduler.schedule()
+        logits = self.runner.launch(batch)
+        bitmask = self.grammar.fill_bitmask(batch.sampled)
+        tokens = self._sample(logits.result(), batch, bitmask)
+        return self._update_and_stream(batch, tokens)
+
+    @property
+    def kv(self) -> KVStats:
+        evictable = self.prefix_cache.num_evictable if self.prefix_cache else 0
+        return KVStats(self.allocator.num_free, self.allocator.num_total, evictable)
+
+    def stats(self) -> dict[str, float]:
+        """Flat numbers for metrics and /health (read from other threads: approximate by design)."""
+        kv = self.kv
+        return {"num_running": len(self.scheduler.running), "num_waiting": len(self.scheduler.waiting),
+                "num_waiting_for_grammar": self.grammar.num_pending,
+                "kv_usage": 1.0 - kv.num_reclaimable / kv.num_total, "kv_free_slots": kv.num_free,
+                "kv_total_slots": kv.num_total, "num_preemptions": self.scheduler.num_preemptions,
+                **self.grammar.stats}
+
+    def flush_prefix_cache(self) -> int:
+        """Evict every unused prefix-cache entry; returns the slots freed."""
+        return self.prefix_cache.flush() if self.prefix_cache else 0
+
+    def shutdown(self) -> None:
+        self.grammar.shutdown()
+        stop_ranks = getattr(self.model, "shutdown", None)  # a TensorParallelModel: stop the other ranks
+        if stop_ranks is not None:
+            stop_ranks()
+
+    # -- step helpers -----------------------------------------------------------------------------
+
+    def _admit_compiled(self) -> None:
+        """Move requests whose grammar compiled into the queue; fail those whose compile failed."""
+        if not self.grammar.num_pending:
+            return
+        if not self.scheduler.has_work():
+            self.grammar.wait(timeout=0.05)  # nothing else to run: don't spin
+        ready, failed = self.grammar.poll()
+        for seq in ready:
+            self.scheduler.add(seq)
+        for seq, error in failed:
+            self._retire(seq, RequestStatus.FINISHED_ERROR, error=error)
+
+    def _sample(self, logits: torch.Tensor | None, batch: ScheduledBatch, bitmask: torch.Tensor | None) -> list[int]:
+        if logits is None:
+            return []
+        seqs = batch.sampled
+        params = SamplingTensors.from_lists(
+            temperature=[s.req.sampling.temperature for s in seqs], top_p=[s.req.sampling.top_p for s in seqs],
+            top_k=[s.req.sampling.top_k for s in seqs], seed=[s.seed for s in seqs],
+            step=[s.num_output for s in seqs], device=logits.device)
+        if bitmask is not None:
+            bitmask = bitmask.to(logits.device, non_blocking=True)
+        return self.sampler(logits, params, bitmask).tolist()
+
+    def _update_and_stream(self, batch: ScheduledBatch, tokens: list[int]) -> list[RequestOutput]:
+        """Record each sampled token, finish what stops, and snapshot every request that moved."""
+        outputs, self._outbox = self._outbox, []
+        for seq, token in zip(batch.sampled, tokens):
+            self._process_token(seq, token)
+            if seq.finished:
+                self._release(seq)
+            outputs.append(make_output(seq))
+        return outputs
+
+    def _process_token(self, seq: Sequence, token: int) -> None:
+        try:
+            self.grammar.accept(seq, token)
+            append_token(seq, token, eos_token_ids=self.eos_token_ids, max_model_len=self.max_model_len)
+        except Exception as exc:  # noqa: BLE001 -- one request's failure must not end the others
+            if not isinstance(exc, LightLLMStructError):
+                exc = EngineRequestError(f"{type(exc).__name__}: {exc}")
+            if not seq.finished:
+                seq.finish(RequestStatus.FINISHED_ERROR, error=exc)
+
+    def _retire(self, seq: Sequence, status: RequestStatus, *, error: BaseException | None = None) -> None:
+        """Finish ``seq`` outside the normal token path; its output goes out with the next step."""
+        if not seq.finished:
+            seq.finish(status, error=error)
+        self._release(seq)
+        self._outbox.append(make_output(seq))
+
+    def _release(self, seq: Sequence) -> None:
+        self.scheduler.finish(seq)
+        self._seqs.pop(seq.request_id, None)
+
+    def _validate(self, req: Request) -> None:
+        if req.request_id in self._seqs:
+            raise InvalidRequestError(f"request id {req.request_id!r} is already in flight", param="request_id")
+        if not req.prompt_token_ids:
+            raise InvalidRequestError("the prompt is empty", param="prompt")
+        vocab = self.model_config.vocab_size
+        if any(not 0 <= t < vocab for t in req.prompt_token_ids):
+            raise InvalidRequestError(f"prompt token ids must be in [0, {vocab})", param="prompt")
+        if len(req.prompt_token_ids) >= self.max_model_len:
+            raise PromptTooLongError(f"the prompt has {len(req.prompt_token_ids)} tokens; this engine takes at "
+                                     f"most {self.max_model_len - 1} (max_model_len {self.max_model_len})",
+                                     param="prompt")
+        if req.constraint is not None and not isinstance(req.constraint, Constraint):
+            raise InvalidRequestError("constraint must be an engine Constraint", param="constraint")

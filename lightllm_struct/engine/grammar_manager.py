@@ -1,0 +1,234 @@
+"""The engine's grammar hook: compile constraints off the step loop, fill the batch bitmask, advance matchers.
+
+Compiles run in a thread pool with an LRU cache keyed by the canonical constraint (sorted-keys JSON) and the
+tokenizer, so the batch never stalls on a new schema; the request waits in WAITING_FOR_GRAMMAR meanwhile. A
+compile that fails or overruns its deadline fails that request alone, with the compiler's typed error.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lightllm_struct.engine.sequence import Sequence
+from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
+from lightllm_struct.grammar.errors import CompileTimeout, InvalidTokenError
+from lightllm_struct.request import RequestStatus
+
+CONSTRAINT_KINDS = ("json_schema", "json_object", "regex", "lark", "choice")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What a request's output must match.
+
+    Attributes
+    ----------
+    kind:
+        "json_schema" (spec: dict, JSON text or bool), "json_object" (spec: None), "regex" (spec: pattern),
+        "lark" (spec: grammar text) or "choice" (spec: list of strings).
+    spec:
+        The constraint itself.
+    options:
+        Compiler options, e.g. ``{"whitespace": "flexible"}`` for JSON schemas.
+
+    Raises
+    ------
+    InvalidRequestError
+        For an unknown kind or a spec of the wrong type.
+    """
+
+    kind: str
+    spec: Any = None
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONSTRAINT_KINDS:
+            raise InvalidRequestError(f"unknown constraint kind {self.kind!r}; known: {CONSTRAINT_KINDS}")
+        ok = {"json_schema": isinstance(self.spec, (dict, str, bool)), "json_object": True,
+              "regex": isinstance(self.spec, str), "lark": isinstance(self.spec, str),
+              "choice": isinstance(self.spec, (list, tuple)) and bool(self.spec)
+              and all(isinstance(c, str) for c in self.spec)}[self.kind]
+        if not ok:
+            raise InvalidRequestError(f"a {self.kind} constraint cannot take {type(self.spec).__name__} "
+                                      f"{self.spec!r:.80}")
+
+    def canonical(self) -> str:
+        """The cache key: equal constraints (whatever their key order) give equal strings."""
+        spec = self.spec
+        if self.kind == "json_schema" and isinstance(spec, str):
+            try:
+                spec = json.loads(spec)
+            except ValueError:
+                pass  # the compiler reports the malformed schema with its position
+        return json.dumps([self.kind, spec, self.options], sort_keys=True, separators=(",", ":"), default=str)
+
+
+def compile_constraint(compiler: Any, c: Constraint) -> Any:
+    """Run the grammar compiler for ``c`` (in a pool thread)."""
+    if c.kind == "json_schema":
+        return compiler.compile_json_schema(c.spec, **c.options)
+    if c.kind == "json_object":
+        return compiler.compile_json_object(**c.options)
+    if c.kind == "regex":
+        return compiler.compile_regex(c.spec, **c.options)
+    if c.kind == "lark":
+        return compiler.compile_lark(c.spec, **c.options)
+    return compiler.compile_choice(list(c.spec), **c.options)
+
+
+class GrammarManager:
+    """Compiles constraints asynchronously and applies them to batches.
+
+    Parameters
+    ----------
+    tokenizer:
+        The engine's :class:`~lightllm_struct.engine.tokenizer.Tokenizer` (its vocabulary and EOS ids).
+    vocab_size:
+        Width of the model's logits; the bitmask covers ``ceil(vocab_size / 32)`` words.
+    threads, timeout_s, cache_size:
+        Compile pool size, each compile's deadline and the number of compiled grammars kept.
+    compiler, matcher_cls:
+        A ready ``GrammarCompiler`` and the matcher class for its grammars (tests); by default the grammar
+        engine's, the compiler built from the tokenizer on first use.
+    """
+
+    def __init__(self, tokenizer: Any, *, vocab_size: int, threads: int = 2, timeout_s: float = 30.0,
+                 cache_size: int = 128, compiler: Any = None, matcher_cls: Any = None) -> None:
+        self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
+        self.cache_size = cache_size
+        self._compiler, self._compiler_lock = compiler, threading.Lock()
+        self._matcher_cls = matcher_cls
+        self._pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="llms-grammar")
+        self._cache: OrderedDict[str, cf.Future] = OrderedDict()
+        self._pending: dict[str, tuple[Sequence, cf.Future, float]] = {}
+        self.stats = {"grammar_compiles_total": 0, "grammar_cache_hits_total": 0,
+                      "grammar_compile_seconds_total": 0.0}
+
+    @property
+    def num_pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, seq: Sequence) -> bool:
+        """Start compiling ``seq``'s constraint; True if it is ready at once (cached), else it waits."""
+        key = f"{getattr(self.tokenizer, 'model_dir', '')}|{seq.req.constraint.canonical()}"
+        future = self._cache.get(key)
+        if future is not None:
+            self._cache.move_to_end(key)
+            self.stats["grammar_cache_hits_total"] += 1
+        else:
+            future = self._pool.submit(self._compile, seq.req.constraint)
+            self._cache[key] = future
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        if future.done() and future.exception() is None:
+            self._attach(seq, future.result())
+            return True
+        seq.req.status = RequestStatus.WAITING_FOR_GRAMMAR
+        self._pending[seq.request_id] = (seq, future, time.monotonic() + self.timeout_s)
+        return False
+
+    def poll(self) -> tuple[list[Sequence], list[tuple[Sequence, LightLLMStructError]]]:
+        """Requests whose grammar is now ready, and those whose compile failed (with the error)."""
+        ready, failed, now = [], [], time.monotonic()
+        for rid, (seq, future, deadline) in list(self._pending.items()):
+            if future.done():
+                del self._pending[rid]
+                exc = future.exception()
+                if exc is None:
+                    self._attach(seq, future.result())
+                    seq.req.status = RequestStatus.WAITING
+                    ready.append(seq)
+                else:
+                    self._forget(future)
+                    failed.append((seq, _as_typed(exc)))
+            elif now > deadline:
+                del self._pending[rid]
+                failed.append((seq, CompileTimeout(f"grammar compilation exceeded {self.timeout_s:g} s")))
+        return ready, failed
+
+    def wait(self, timeout: float) -> None:
+        """Block up to ``timeout`` seconds for any pending compile to finish (when nothing else can run)."""
+        futures = [f for _, f, _ in self._pending.values()]
+        if futures:
+            cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+
+    def abort(self, request_id: str) -> Sequence | None:
+        """Stop waiting for ``request_id``'s grammar; returns its sequence if it was waiting."""
+        entry = self._pending.pop(request_id, None)
+        return entry[0] if entry else None
+
+    def fill_bitmask(self, seqs: list[Sequence]) -> torch.Tensor | None:
+        """The int32 ``[len(seqs), ceil(V/32)]`` mask of this step's sampling rows; None if none is constrained.
+
+        Free rows stay all ones, so constrained and free requests share one batched sampling call.
+        """
+        if not any(s.matcher is not None for s in seqs):
+            return None
+        mask = torch.full((len(seqs), (self.vocab_size + 31) // 32), -1, dtype=torch.int32)
+        for i, seq in enumerate(seqs):
+            if seq.matcher is not None:
+                seq.matcher.fill_next_token_bitmask(mask, index=i)
+        return mask
+
+    def accept(self, seq: Sequence, token_id: int) -> None:
+        """Advance ``seq``'s matcher by the sampled token.
+
+        Raises
+        ------
+        InvalidTokenError
+            If the matcher rejects it (a mask and sampler disagreement: fails this request only).
+        """
+        if seq.matcher is not None and not seq.matcher.accept_token(token_id):
+            raise InvalidTokenError(f"the grammar rejected sampled token {token_id}")
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _compile(self, constraint: Constraint) -> Any:
+        start = time.perf_counter()
+        try:
+            return compile_constraint(self._get_compiler(), constraint)
+        finally:
+            self.stats["grammar_compiles_total"] += 1
+            self.stats["grammar_compile_seconds_total"] += time.perf_counter() - start
+
+    def _get_compiler(self) -> Any:
+        with self._compiler_lock:
+            if self._compiler is None:
+                from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
+                from lightllm_struct.grammar.hf_vocab import vocab_from_huggingface
+
+                vocab, _, _ = vocab_from_huggingface(self.tokenizer.backend)
+                info = TokenizerInfo.from_vocab(vocab, eos_token_ids=list(self.tokenizer.eos_token_ids))
+                self._compiler = GrammarCompiler(info, compile_timeout_s=self.timeout_s)
+            return self._compiler
+
+    def _attach(self, seq: Sequence, grammar: Any) -> None:
+        if self._matcher_cls is None:
+            from lightllm_struct.grammar import Matcher
+
+            self._matcher_cls = Matcher
+        seq.matcher = self._matcher_cls(grammar)
+        bound = getattr(grammar, "max_output_tokens", None)
+        seq.output_bound = bound if isinstance(bound, int) else None
+
+    def _forget(self, future: cf.Future) -> None:
+        """Drop a failed compile from the cache so a transient failure (a timeout) is retried next time."""
+        for key, f in list(self._cache.items()):
+            if f is future:
+                del self._cache[key]
+
+
+def _as_typed(exc: BaseException) -> LightLLMStructError:
+    if isinstance(exc, LightLLMStructError):
+        return exc
+    return InvalidRequestError(f"grammar compilation failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,121 @@
+"""The token-level KV cache: one slot a token, a free list of single slots, and a request-to-slots table.
+
+A page table with page size 1 (LightLLM's design): any free slot serves any token of any request, so memory
+is never fragmented and a finished request's slots are reusable by the very next step.
+"""
+from __future__ import annotations
+
+import torch
+
+from lightllm_struct.errors import LightLLMStructError
+
+
+class KVCacheError(LightLLMStructError):
+    """Misuse of the KV pool (double free, over-allocation): a bug in the engine, never the user's fault."""
+
+
+class KVCache:
+    """The K and V buffers of every layer, ``[num_slots, num_kv_heads, head_dim]`` each.
+
+    Parameters
+    ----------
+    num_layers, num_slots, num_kv_heads, head_dim:
+        Shape of the pool; ``num_kv_heads`` is the number held by this tensor-parallel rank.
+    dtype, device:
+        Where and how the buffers live.
+    """
+
+    def __init__(self, *, num_layers: int, num_slots: int, num_kv_heads: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
+        shape = (num_slots, num_kv_heads, head_dim)
+        self.num_slots = num_slots
+        self.k_buffers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.v_buffers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+
+    @staticmethod
+    def bytes_per_slot(*, num_layers: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
+        """Memory one token costs across all layers (K and V)."""
+        return 2 * num_layers * num_kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+
+
+class SlotAllocator:
+    """A free list of single KV slots, kept on the host so allocation never synchronises a device.
+
+    Invariant: every slot is either in the free list or owned by exactly one holder (a request or the prefix
+    cache); ``_in_use`` catches double frees at once instead of corrupting another request's KV later.
+    """
+
+    def __init__(self, num_slots: int) -> None:
+        self._free = torch.arange(num_slots - 1, -1, -1, dtype=torch.int64)
+        self._num_free = num_slots
+        self._in_use = torch.zeros(num_slots, dtype=torch.bool)
+        self.num_total = num_slots
+
+    @property
+    def num_free(self) -> int:
+        return self._num_free
+
+    def alloc(self, n: int) -> torch.Tensor:
+        """Take ``n`` free slots (int64 tensor of slot ids).
+
+        Raises
+        ------
+        KVCacheError
+            If fewer than ``n`` are free: callers check ``num_free`` first (the scheduler evicts or preempts).
+        """
+        if n > self._num_free:
+            raise KVCacheError(f"asked for {n} KV slots, only {self._num_free} free")
+        slots = self._free[self._num_free - n:self._num_free].clone()
+        self._num_free -= n
+        self._in_use[slots] = True
+        return slots
+
+    def free(self, slots: torch.Tensor) -> None:
+        """Return ``slots`` to the pool.
+
+        Raises
+        ------
+        KVCacheError
+            If any of them is already free (a double free).
+        """
+        if slots.numel() == 0:
+            return
+        slots = slots.to(device="cpu", dtype=torch.int64)
+        if not bool(self._in_use[slots].all()) or slots.unique().numel() != slots.numel():
+            raise KVCacheError("double free of KV slots")
+        self._in_use[slots] = False
+        n = slots.numel()
+        self._free[self._num_free:self._num_free + n] = slots
+        self._num_free += n
+
+
+class ReqToTokenTable:
+    """Rows of ``[max_seq_len]`` slot ids, one row per running request: position -> KV slot.
+
+    Attention gathers a request's context through its row, so a request's slots need not be contiguous.
+    """
+
+    def __init__(self, *, max_rows: int, max_seq_len: int, device: torch.device | str = "cpu") -> None:
+        self.table = torch.zeros((max_rows, max_seq_len), dtype=torch.int64, device=device)
+        self.max_seq_len = max_seq_len
+        self._free_rows = list(range(max_rows - 1, -1, -1))
+
+    @property
+    def num_free_rows(self) -> int:
+        return len(self._free_rows)
+
+    def alloc_row(self) -> int:
+        if not self._free_rows:
+            raise KVCacheError("no free request row in the request-to-slots table")
+        return self._free_rows.pop()
+
+    def free_row(self, row: int) -> None:
+        self._free_rows.append(row)
+
+    def write(self, row: int, start: int, slots: torch.Tensor) -> None:
+        """Record that positions ``start..start+len(slots)`` of ``row`` live in ``slots``."""
+        self.table[row, start:start + slots.numel()] = slots.to(self.table.device)
+
+    def slots_of(self, row: int, length: int) -> torch.Tensor:
+        """The slots of the first ``length`` positions of ``row`` (host copy)."""
+        return self.table[row, :length].to("cpu")

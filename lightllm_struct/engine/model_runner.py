@@ -1,0 +1,75 @@
+"""Turn a scheduled batch into model inputs, run the model, and hand back each sampling row's logits.
+
+On CUDA the forward is launched asynchronously and ``launch`` returns at once, so the grammar masks can be
+filled on the CPU meanwhile; ``LogitsFuture.result()`` is where the host first waits for the device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lightllm_struct.engine.kv_cache import KVCache, ReqToTokenTable
+from lightllm_struct.engine.scheduler import ScheduledBatch
+from lightllm_struct.models.attention import AttentionMetadata
+
+
+@dataclass
+class LogitsFuture:
+    """The logits of one step, possibly still being computed on the device."""
+
+    logits: torch.Tensor | None  # float32 [num sampling rows, V]; None when no row samples
+    done: torch.cuda.Event | None = None
+
+    def result(self) -> torch.Tensor | None:
+        if self.done is not None:
+            self.done.synchronize()
+        return self.logits
+
+
+class ModelRunner:
+    """Runs ``model`` over the token-level KV cache.
+
+    Parameters
+    ----------
+    model:
+        A model with ``forward(input_ids, positions, *, meta, kv_cache)`` and ``compute_logits(hidden)``.
+    kv_cache, table:
+        The KV pool and the request-to-slots table the scheduler filled for this step.
+    device:
+        Where inputs are built.
+    """
+
+    def __init__(self, model, *, kv_cache: KVCache, table: ReqToTokenTable, device: torch.device) -> None:
+        self.model, self.kv_cache, self.table, self.device = model, kv_cache, table, device
+
+    def launch(self, batch: ScheduledBatch) -> LogitsFuture:
+        """Start the forward of ``batch``; returns the logits of the last token of each sampling sequence."""
+        if batch.empty:
+            return LogitsFuture(None)
+        input_ids, positions, meta = self.prepare(batch)
+        hidden = self.model.forward(input_ids, positions, meta=meta, kv_cache=self.kv_cache)
+        rows = batch.sample_rows
+        if not rows:
+            return LogitsFuture(None)
+        last = meta.query_start_loc[1:].long()[torch.tensor(rows, device=self.device)] - 1
+        logits = self.model.compute_logits(hidden[last]).float()
+        done = None
+        if logits.is_cuda:
+            done = torch.cuda.Event()
+            done.record()
+        return LogitsFuture(logits, done)
+
+    def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
+        """Flattened ``input_ids [T]``, ``positions [T]`` and the attention metadata of ``batch``."""
+        ids: list[int] = []
+        pos: list[int] = []
+        for seq, start, n in zip(batch.seqs, batch.starts, batch.lens):
+            ids.extend(seq.all_token_ids[start:start + n])
+            pos.extend(range(start, start + n))
+        seq_lens = [start + n for start, n in zip(batch.starts, batch.lens)]
+        rows = torch.tensor([s.row for s in batch.seqs], dtype=torch.int64, device=self.table.table.device)
+        req_to_token = self.table.table[rows, :max(seq_lens)]
+        meta = AttentionMetadata.build(seq_lens, list(batch.lens), req_to_token, device=self.device)
+        as_tensor = lambda xs: torch.tensor(xs, dtype=torch.int64, device=self.device)  # noqa: E731
+        return as_tensor(ids), as_tensor(pos), meta

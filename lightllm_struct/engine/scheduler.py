@@ -1,0 +1,215 @@
+"""Which tokens of which requests run in the next step, and where their KV goes.
+
+One step mixes decodes (one token each) and prefill chunks under a token budget. New requests are admitted
+first-come first-served while the *future peak* memory of the running requests plus the candidate fits the
+pool (LightLLM): with ``a_i`` slots held and ``b_i`` still to come, sorted by ``b`` descending, the peak is
+``max_i (b_i * i + sum_{j<=i} a_j)``. ``b`` is estimated from the last finished output lengths conditioned
+on what was already produced, capped by max_tokens and by a grammar's hard bound. When an estimate proves
+too small, the newest request is preempted (its KV goes to the prefix cache, so re-admission is cheap).
+"""
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from lightllm_struct.config import EngineConfig
+from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
+from lightllm_struct.engine.prefix_cache import PrefixCache
+from lightllm_struct.engine.sequence import Sequence
+from lightllm_struct.request import RequestStatus
+
+
+@dataclass
+class ScheduledBatch:
+    """The per-step context: what runs, where its KV goes, which rows sample."""
+
+    seqs: list[Sequence] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)  # first position computed this step, per sequence
+    lens: list[int] = field(default_factory=list)  # tokens computed this step, per sequence
+    slots: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.seqs
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.lens)
+
+    @property
+    def sample_rows(self) -> list[int]:
+        """Indices of sequences whose last computed token is their last token: they get a new token now."""
+        return [i for i, (s, st, n) in enumerate(zip(self.seqs, self.starts, self.lens)) if st + n == s.num_tokens]
+
+    @property
+    def sampled(self) -> list[Sequence]:
+        return [self.seqs[i] for i in self.sample_rows]
+
+    def add(self, seq: Sequence, start: int, slots: torch.Tensor) -> None:
+        self.seqs.append(seq)
+        self.starts.append(start)
+        self.lens.append(slots.numel())
+        self.slots.append(slots)
+
+
+class Scheduler:
+    """Owns the waiting queue, the running set and their KV slots."""
+
+    def __init__(self, config: EngineConfig, *, allocator: SlotAllocator, table: ReqToTokenTable,
+                 prefix_cache: PrefixCache | None, max_model_len: int) -> None:
+        self.config = config
+        self.allocator, self.table, self.prefix_cache = allocator, table, prefix_cache
+        self.max_model_len = max_model_len
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.history: deque[int] = deque(maxlen=config.output_history_size)
+        self._admissions = itertools.count()
+        self.num_preemptions = 0
+
+    def add(self, seq: Sequence) -> None:
+        self.waiting.append(seq)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> ScheduledBatch:
+        """Plan the next step: continue running requests, then admit waiting ones while budget and memory last."""
+        batch, budget = ScheduledBatch(), self.config.max_num_batched_tokens
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            n = min(seq.num_tokens - seq.num_computed, budget)
+            if not self._make_room(n, protect=seq):
+                continue  # seq itself was preempted; the list shifted
+            batch.add(seq, seq.num_computed, self._alloc(seq, n))
+            budget -= n
+            i += 1
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            n = self._admit(self.waiting[0], budget, batch_empty=batch.empty)
+            if n == 0:
+                break
+            seq = self.waiting.popleft()
+            self.running.append(seq)
+            batch.add(seq, seq.num_computed, self._alloc(seq, n))
+            budget -= n
+        return batch
+
+    def finish(self, seq: Sequence) -> None:
+        """Release a finished (stopped, length, aborted, failed) sequence's slots and row."""
+        if seq in self.running:
+            self.running.remove(seq)
+        elif seq in self.waiting:
+            self.waiting.remove(seq)
+        if seq.req.status in (RequestStatus.FINISHED_STOPPED, RequestStatus.FINISHED_LENGTH):
+            self.history.append(seq.num_output)
+        self._release(seq, keep_kv=seq.req.status != RequestStatus.FINISHED_ERROR)
+
+    def num_reclaimable(self) -> int:
+        """Slots free now or freeable at once by evicting unused prefix-cache entries."""
+        evictable = self.prefix_cache.num_evictable if self.prefix_cache else 0
+        return self.allocator.num_free + evictable
+
+    # -- admission -----------------------------------------------------------------------------------
+
+    def _admit(self, seq: Sequence, budget: int, *, batch_empty: bool) -> int:
+        """Give ``seq`` a row and its cached prefix; returns the tokens it computes this step (0 = not now)."""
+        if self.table.num_free_rows == 0:
+            return 0
+        cached, node = self._match_prefix(seq)
+        todo = seq.num_tokens - cached.numel()
+        n = min(todo, budget)
+        chunk_ok = n == todo or self.config.enable_chunked_prefill or batch_empty
+        fits = not self.running or self._future_peak(extra=(todo, self.estimate_remaining(seq))) <= \
+            self._capacity(cached.numel())
+        if not (chunk_ok and fits and self._make_room(n, protect=None)):
+            return 0
+        seq.row = self.table.alloc_row()
+        self.table.write(seq.row, 0, cached)
+        if self.prefix_cache is not None:
+            self.prefix_cache.lock(node)
+            seq.cache_node = node
+        seq.num_computed = seq.num_cached = seq.req.num_cached_tokens = cached.numel()
+        seq.req.status = RequestStatus.RUNNING
+        seq.admitted_at = next(self._admissions)
+        return n
+
+    def _match_prefix(self, seq: Sequence):
+        if self.prefix_cache is None:
+            return torch.empty(0, dtype=torch.int64), None
+        # At least the last token is computed, so that the step has logits to sample from.
+        return self.prefix_cache.match(seq.all_token_ids[:-1])
+
+    def estimate_remaining(self, seq: Sequence) -> int:
+        """Output tokens ``seq`` will probably still produce (upper-biased: the longest comparable past one)."""
+        produced = seq.num_output
+        bound = min(seq.req.sampling.max_tokens, self.max_model_len - len(seq.req.prompt_token_ids))
+        if seq.output_bound is not None:
+            bound = min(bound, seq.output_bound)
+        longer = [n for n in self.history if n > produced]
+        estimate = max(longer) if len(self.history) >= 10 and longer else bound
+        return max(0, min(estimate, bound) - produced)
+
+    def _future_peak(self, *, extra: tuple[int, int]) -> int:
+        """Peak of slots the running requests (plus ``extra`` = (held, to come)) will hold at once."""
+        loads = [(s.num_tokens - s.num_cached, self.estimate_remaining(s)) for s in self.running]
+        loads.append(extra)
+        loads.sort(key=lambda ab: ab[1], reverse=True)
+        peak, held = 0, 0
+        for i, (a, b) in enumerate(loads, start=1):
+            held += a
+            peak = max(peak, b * i + held)
+        return peak
+
+    def _capacity(self, newly_locked: int) -> int:
+        """Slots the running requests and a candidate can use: held by them, free, or evictable."""
+        own = sum(s.num_computed - s.num_cached for s in self.running)
+        return own + self.num_reclaimable() - newly_locked
+
+    # -- slots -----------------------------------------------------------------------------------
+
+    def _make_room(self, n: int, *, protect: Sequence | None) -> bool:
+        """Ensure ``n`` free slots by evicting cache entries, then (for running work) preempting the newest.
+
+        Returns False if ``protect`` itself had to be preempted, or if no room can be made for a new request.
+        """
+        while self.allocator.num_free < n:
+            if self.prefix_cache is not None and self.prefix_cache.evict(n - self.allocator.num_free):
+                continue
+            if protect is None or not self.running:
+                return False
+            victim = max(self.running, key=lambda s: s.admitted_at)
+            self._preempt(victim)
+            if victim is protect:
+                return False
+        return True
+
+    def _alloc(self, seq: Sequence, n: int) -> torch.Tensor:
+        slots = self.allocator.alloc(n)
+        self.table.write(seq.row, seq.num_computed, slots)
+        seq.num_computed += n
+        return slots
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.running.remove(seq)
+        self._release(seq, keep_kv=True)
+        seq.req.status = RequestStatus.WAITING
+        self.waiting.appendleft(seq)
+        self.num_preemptions += 1
+
+    def _release(self, seq: Sequence, *, keep_kv: bool) -> None:
+        if seq.row < 0:
+            return
+        slots = self.table.slots_of(seq.row, seq.num_computed)
+        if self.prefix_cache is not None and keep_kv:
+            # The tree adopts what it lacks; what it already had beyond our cached prefix is a duplicate.
+            known = self.prefix_cache.insert(seq.all_token_ids[:seq.num_computed], slots)
+            self.allocator.free(slots[seq.num_cached:known])
+        else:
+            self.allocator.free(slots[seq.num_cached:])
+        if seq.cache_node is not None:
+            self.prefix_cache.unlock(seq.cache_node)
+        self.table.free_row(seq.row)
+        seq.row, seq.num_computed, seq.num_cached, seq.cache_node = -1, 0, 0, None

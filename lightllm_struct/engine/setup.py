@@ -1,0 +1,64 @@
+"""Engine construction: pick the device and dtype, load the model and tokenizer, size the KV pool."""
+from __future__ import annotations
+
+import torch
+
+from lightllm_struct.config import EngineConfig
+from lightllm_struct.engine.kv_cache import KVCache
+from lightllm_struct.engine.tokenizer import Tokenizer
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_CPU_KV_GB = 0.5
+
+
+def resolve_device(config: EngineConfig) -> torch.device:
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def resolve_dtype(config: EngineConfig, device: torch.device) -> torch.dtype:
+    if config.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return _DTYPES[config.dtype]
+
+
+def load(config: EngineConfig, loaded: tuple | None):
+    """(device, model, model_config, tokenizer); loads ``config.model`` unless ``loaded`` is given."""
+    device = resolve_device(config)
+    if device.type == "cpu":
+        # Small machines stall badly when server, client and torch's thread pool all want every core.
+        torch.set_num_threads(config.torch_threads)
+    if loaded is None:
+        from lightllm_struct.distributed.tp_model import load_tp_model
+
+        # tensor_parallel_size 1 is plain load_model; more starts the other ranks (TensorParallelModel).
+        loaded = load_tp_model(config.model, tensor_parallel_size=config.tensor_parallel_size,
+                               device=device.type, dtype=resolve_dtype(config, device))
+    model, model_config, model_dir = loaded
+    return device, model, model_config, Tokenizer(model_dir)
+
+
+def build_kv(config: EngineConfig, model, model_config, device: torch.device) -> tuple[KVCache, int]:
+    """The KV pool and the longest request it serves: ``min(max_model_len or the model's context, slots)``."""
+    num_slots_local, kv_heads, head_dim = model.kv_cache_shape(1)
+    dtype = next(model.parameters()).dtype
+    num_slots = config.num_kv_slots or _slots_for_memory(config, device, kv_heads, head_dim,
+                                                         model_config.num_layers, dtype)
+    cache = KVCache(num_layers=model_config.num_layers, num_slots=num_slots, num_kv_heads=kv_heads,
+                    head_dim=head_dim, dtype=dtype, device=device)
+    max_len = min(config.max_model_len or model_config.max_position_embeddings, num_slots)
+    return cache, max_len
+
+
+def _slots_for_memory(config: EngineConfig, device: torch.device, kv_heads: int, head_dim: int,
+                      num_layers: int, dtype: torch.dtype) -> int:
+    per_slot = KVCache.bytes_per_slot(num_layers=num_layers, num_kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)
+    if config.kv_cache_memory_gb is not None:
+        budget = config.kv_cache_memory_gb * 2**30
+    elif device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        budget = max(0.0, free - (1 - config.gpu_memory_utilization) * total)
+    else:
+        budget = _CPU_KV_GB * 2**30
+    return max(16, int(budget // per_slot))

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightllm_struct.engine.kv_cache import KVCache, KVCacheError, ReqToTokenTable, SlotAllocator
+
+
+def test_allocator_hands_out_distinct_single_slots_and_takes_them_back():
+    alloc = SlotAllocator(10)
+    a, b = alloc.alloc(3), alloc.alloc(4)
+    assert alloc.num_free == 3 and alloc.num_total == 10
+    assert len(set(a.tolist()) | set(b.tolist())) == 7 and a.dtype == torch.int64
+    alloc.free(a)
+    c = alloc.alloc(6)  # freed slots are reusable at once, no fragmentation
+    assert alloc.num_free == 0 and len(set(c.tolist()) | set(b.tolist())) == 10
+    alloc.free(b)
+    alloc.free(c)
+    assert alloc.num_free == 10
+
+
+def test_allocator_refuses_over_allocation_and_double_free():
+    alloc = SlotAllocator(4)
+    with pytest.raises(KVCacheError):
+        alloc.alloc(5)
+    s = alloc.alloc(2)
+    alloc.free(s)
+    with pytest.raises(KVCacheError):
+        alloc.free(s)
+    with pytest.raises(KVCacheError):
+        alloc.free(torch.tensor([3, 3]))
+    assert alloc.num_free == 4
+
+
+def test_table_maps_positions_to_slots_per_row():
+    table = ReqToTokenTable(max_rows=2, max_seq_len=8)
+    r = table.alloc_row()
+    table.write(r, 0, torch.tensor([5, 1]))
+    table.write(r, 2, torch.tensor([7]))
+    assert table.slots_of(r, 3).tolist() == [5, 1, 7]
+    table.alloc_row()
+    with pytest.raises(KVCacheError):
+        table.alloc_row()
+    table.free_row(r)
+    assert table.num_free_rows == 1
+
+
+def test_kv_cache_buffers_have_one_slot_per_token():
+    cache = KVCache(num_layers=3, num_slots=16, num_kv_heads=2, head_dim=4)
+    assert len(cache.k_buffers) == len(cache.v_buffers) == 3
+    assert cache.k_buffers[0].shape == (16, 2, 4)
+    assert KVCache.bytes_per_slot(num_layers=3, num_kv_heads=2, head_dim=4, dtype=torch.float32) == 2 * 3 * 2 * 4 * 4
