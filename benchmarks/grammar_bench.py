@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cpu: process CPU time (robust on a busy machine); wall: elapsed time")
     parser.add_argument("--out", type=Path, help="write the markdown report here")
     parser.add_argument("--json", type=Path, help="write raw per-schema results here")
+    parser.add_argument("--merge", type=Path, help="add the engines of an earlier --json (a different run!)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile our engine, top N rows")
     args = parser.parse_args(argv)
     cases = load_cases([s for s in args.schemas.split(",") if s], args.vocab)
@@ -237,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         profile_ours(cases, args.vocab, args.profile)
         return 0
     engines = [e for e in args.engines.split(",") if e]
-    results = {engine: bench_engine(engine, cases, args) for engine in engines}
+    results = json.loads(args.merge.read_text(encoding="utf-8")) if args.merge else {}
+    results.update({engine: bench_engine(engine, cases, args) for engine in engines})
     command = "python benchmarks/grammar_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = render_markdown(results, cases, command=command.strip(), passes=args.passes, vocab=args.vocab,
                              clock=args.clock)
@@ -245,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(report, encoding="utf-8")
     if args.json:
-        slim = {e: [{k: v for k, v in r.items() if k != "mask_us"} for r in rs] for e, rs in results.items()}
-        args.json.write_text(json.dumps(slim, indent=1), encoding="utf-8")
+        args.json.write_text(json.dumps(results), encoding="utf-8")
     return 0
 
 
