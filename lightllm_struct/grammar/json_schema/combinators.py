@@ -132,3 +132,26 @@ def _merge_branches(a: dict, b: dict, out: dict, pointer: str) -> None:
             out[key] = [{"allOf": [x, y]} for x, y in pairs]
         elif key in a or key in b:
             out[key] = a[key] if key in a else b[key]
+
+
+_ANNOTATING = ("anyOf", "oneOf", "if", "then", "else", "dependentSchemas", "patternProperties", "contains",
+               "$dynamicRef", "$ref", "allOf")
+
+
+def absorb_unevaluated(schema: dict) -> dict:
+    """Rewrite unevaluatedProperties/Items as additionalProperties/items where that is exact.
+
+    After ``$ref``/``allOf`` are merged, the properties a node evaluates are exactly its ``properties`` (and
+    all of them if it has ``additionalProperties``); likewise ``prefixItems``/``items`` for array positions. This
+    holds only without applicators whose annotations depend on which branch matched; those keep the keyword,
+    and compiling it then raises UnsupportedSchemaFeature.
+    """
+    if any(k in schema for k in _ANNOTATING):
+        return schema
+    out = dict(schema)
+    for word, plain in (("unevaluatedProperties", "additionalProperties"), ("unevaluatedItems", "items")):
+        if word in out:
+            value = out.pop(word)
+            if plain not in out:
+                out[plain] = value
+    return out

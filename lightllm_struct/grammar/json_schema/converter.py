@@ -15,7 +15,7 @@ import jsonschema
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema import scalars
 from lightllm_struct.grammar.json_schema.builder import KINDS, NOTHING, GrammarBuilder, Piece
-from lightllm_struct.grammar.json_schema.combinators import ANNOTATIONS, merge
+from lightllm_struct.grammar.json_schema.combinators import ANNOTATIONS, absorb_unevaluated, merge
 from lightllm_struct.grammar.json_schema.containers import compile_array, compile_object, const_piece
 from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
 from lightllm_struct.grammar.json_schema.refs import RefResolver
@@ -100,14 +100,15 @@ class Converter:
                 return self.compile(target.schema, target.base, target.pointer)
             if target.schema is False:
                 return NOTHING
-            if target.base != base:
+            if target.base != base and "$ref" in json.dumps(target.schema):
                 raise UnsupportedSchemaFeature("$ref with sibling keywords across $id scopes", pointer=ptr)
-            merged = rest if target.schema is True else merge(self._flat(target.schema, target.base, ptr, depth),
-                                                              rest, pointer=ptr)
+            # The node's own keywords first: its own properties then come first in the merged order.
+            merged = rest if target.schema is True else merge(rest, self._flat(target.schema, target.base, ptr,
+                                                                               depth), pointer=ptr)
             return self._compile_node(merged, base, ptr, depth=depth + 1)
         if "allOf" in schema:
             return self._compile_node(self._flat(schema, base, ptr, depth), base, ptr, depth=depth + 1)
-        return self._compile_flat(schema, base, ptr)
+        return self._compile_flat(absorb_unevaluated(schema), base, ptr)
 
     def _flat(self, schema: Any, base: str, ptr: str, depth: int) -> dict:
         """``schema`` with its top-level ``$ref``/``allOf`` merged away (False: an impossible schema)."""
@@ -122,17 +123,21 @@ class Converter:
         out = {k: v for k, v in schema.items() if k not in ("$ref", "allOf")}
         if "$ref" in schema:
             target = self.resolver.resolve(schema["$ref"], base, pointer=f"{ptr}/$ref")
-            out = merge(self._flat(target.schema, target.base, target.pointer, depth + 1), out, pointer=ptr)
+            out = merge(out, self._flat(target.schema, target.base, target.pointer, depth + 1), pointer=ptr)
         subs = schema.get("allOf", [])
         if not isinstance(subs, list) or not subs and "allOf" in schema:
             raise SchemaError("allOf must be a non-empty array", pointer=f"{ptr}/allOf")
         for i, sub in enumerate(subs):
             out = merge(out, self._flat(sub, base, f"{ptr}/allOf/{i}", depth + 1), pointer=ptr)
-        return out
+        return absorb_unevaluated(out)
 
     def _compile_flat(self, schema: dict, base: str, ptr: str) -> Piece:
         if "enum" in schema or "const" in schema:
             return self._compile_enum(schema, ptr)
+        if "not" in schema:
+            schema = _apply_not(schema, ptr)
+            if schema is None:
+                return NOTHING
         self._check_generic(schema, ptr)
         for key in ("anyOf", "oneOf"):
             if key in schema:
@@ -186,6 +191,9 @@ class Converter:
         if not isinstance(branches, list) or not branches:
             raise SchemaError(f"{key} must be a non-empty array", pointer=f"{ptr}/{key}")
         rest = {k: v for k, v in schema.items() if k != key and k not in ANNOTATIONS}
+        for word in ("unevaluatedProperties", "unevaluatedItems"):
+            if rest.get(word, True) not in (True, {}):  # what counts as evaluated depends on the branches
+                raise UnsupportedSchemaFeature(f"{word} next to {key}", pointer=f"{ptr}/{word}")
         pieces = []
         for i, sub in enumerate(branches):
             sub_ptr = f"{ptr}/{key}/{i}"
@@ -219,3 +227,30 @@ class Converter:
             else:
                 pieces.append(scalars.compile_scalar(self.builder, schema, t, ptr))
         return self.builder.union(pieces, "types")
+
+
+def _apply_not(schema: dict, ptr: str) -> dict | None:
+    """Fold the ``not`` forms that have an exact positive equivalent: booleans and ``{"type": ...}``.
+
+    Returns None when nothing is left; other ``not`` forms stay (and are refused by the generic check).
+    """
+    negated = schema["not"]
+    rest = {k: v for k, v in schema.items() if k != "not"}
+    if negated is True or negated == {}:
+        return None
+    if negated is False:
+        return rest
+    if not isinstance(negated, dict) or set(negated) - ANNOTATIONS != {"type"}:
+        return schema
+    excluded = negated["type"]
+    excluded = {excluded} if isinstance(excluded, str) else set(excluded) if isinstance(excluded, list) else None
+    if excluded is None or not excluded <= set(JSON_TYPES):
+        raise SchemaError("type must be a type name or an array of them", pointer=f"{ptr}/not/type")
+    if "number" in excluded:
+        excluded.add("integer")
+    types = rest.get("type", list(JSON_TYPES))
+    types = [types] if isinstance(types, str) else types
+    if "integer" in excluded and "number" in types and "number" not in excluded:
+        raise UnsupportedSchemaFeature("not integer (non-integral numbers only)", pointer=f"{ptr}/not")
+    left = [t for t in types if t not in excluded]
+    return {**rest, "type": left} if left else None

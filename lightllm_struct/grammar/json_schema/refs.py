@@ -20,6 +20,13 @@ _SCHEMA_SINGLE = ("items", "additionalProperties", "not", "contains", "propertyN
                   "unevaluatedItems", "unevaluatedProperties", "contentSchema")
 
 
+def join(base: str, ref: str) -> str:
+    """``ref`` resolved against ``base``; also for URNs, which urljoin does not treat as hierarchical."""
+    if ref.startswith("#"):
+        return urldefrag(base)[0] + ref
+    return urljoin(base, ref)
+
+
 def escape_token(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
@@ -39,7 +46,7 @@ class RefResolver:
     def __init__(self, root: Any) -> None:
         self.root = root
         root_id = root.get("$id") if isinstance(root, dict) else None
-        self.root_base = urldefrag(urljoin(DEFAULT_BASE, root_id))[0] if isinstance(root_id, str) else DEFAULT_BASE
+        self.root_base = urldefrag(join(DEFAULT_BASE, root_id))[0] if isinstance(root_id, str) else DEFAULT_BASE
         self._resources: dict[str, Target] = {}
         self._anchors: dict[str, Target] = {}
         self._index(root, self.root_base, "")
@@ -47,7 +54,7 @@ class RefResolver:
     def base_of(self, schema: Any, base: str) -> str:
         """The base URI inside ``schema`` (its own ``$id`` re-bases it)."""
         if isinstance(schema, dict) and isinstance(schema.get("$id"), str):
-            return urldefrag(urljoin(base, schema["$id"]))[0]
+            return urldefrag(join(base, schema["$id"]))[0]
         return base
 
     def _index(self, schema: Any, base: str, pointer: str) -> None:
@@ -79,7 +86,7 @@ class RefResolver:
         """
         if not isinstance(ref, str):
             raise SchemaError("$ref must be a string", pointer=pointer)
-        uri, fragment = urldefrag(urljoin(base, ref))
+        uri, fragment = urldefrag(join(base, ref))
         resource = self._resources.get(uri)
         if resource is None:
             raise UnsupportedSchemaFeature(f"$ref {ref!r} points outside this schema (remote references "

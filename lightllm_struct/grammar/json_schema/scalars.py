@@ -100,6 +100,8 @@ def _pattern(pattern: Any, ptr: str) -> str:
     try:
         return pattern_content_regex(pattern)
     except re.error as exc:
+        if "bad escape" in str(exc):  # e.g. \\p{L}: valid ECMA-262, unknown to Python's re
+            raise UnsupportedSchemaFeature(f"pattern: {exc}", pointer=f"{ptr}/pattern") from exc
         raise SchemaError(f"invalid pattern: {exc}", pointer=f"{ptr}/pattern") from exc
     except PatternUnsupported as exc:
         raise UnsupportedSchemaFeature(f"pattern: {exc}", pointer=f"{ptr}/pattern") from exc

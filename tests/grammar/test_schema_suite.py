@@ -1,0 +1,90 @@
+"""JSON-Schema-Test-Suite (draft 2020-12) ratchet through the real engine.
+
+For every case whose schema compiles, the compact serialisation of the instance
+(``json.dumps(x, separators=(",", ":"), ensure_ascii=False)``) is fed token by token (SmolLM2's own
+tokenization, then EOS) through a Matcher; a case agrees when it is accepted iff the suite says valid.
+Per-file counts {cases, compiled, agreed, false_accepts} live in schema_suite_ratchet.json: compiled and agreed
+may only rise, false accepts only fall. ``LLMS_UPDATE_RATCHET=1`` rewrites the file from this run.
+The suite: ``$LLMS_JSON_SCHEMA_SUITE`` or ``<repo>/../shared/data/JSON-Schema-Test-Suite``; missing, it is a
+skip, except under ``CI=true`` where it fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lightllm_struct.grammar.errors import GrammarError
+from tests.grammar.vocab_fixtures import compiler, smollm2_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+RATCHET = Path(__file__).with_name("schema_suite_ratchet.json")
+DRAFT = "draft2020-12"
+FIELDS = ("cases", "compiled", "agreed", "false_accepts")
+
+
+def _suite_dir() -> Path:
+    root = Path(os.environ.get("LLMS_JSON_SCHEMA_SUITE", REPO.parent / "shared" / "data" / "JSON-Schema-Test-Suite"))
+    tests = root / "tests" / DRAFT
+    if not tests.is_dir():
+        reason = f"JSON-Schema-Test-Suite not found at {tests} (set LLMS_JSON_SCHEMA_SUITE)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return tests
+
+
+def _accepted(grammar, tok, text: str) -> bool:
+    from lightllm_struct.grammar import Matcher
+
+    matcher = Matcher(grammar)
+    for token in tok.encode(text, add_special_tokens=False):
+        if not matcher.accept_token(token):
+            return False
+    return matcher.accept_token(tok.eos_token_id) and matcher.is_terminated()
+
+
+def _run_file(path: Path, comp, tok, mismatches: list[str]) -> Counter:
+    counts: Counter = Counter({f: 0 for f in FIELDS})
+    for group in json.loads(path.read_text()):
+        counts["cases"] += len(group["tests"])
+        try:
+            grammar = comp.compile_json_schema(group["schema"])
+        except GrammarError:  # SchemaError, UnsupportedSchemaFeature, GrammarTooComplex, ...: not compiled
+            continue
+        counts["compiled"] += len(group["tests"])
+        for case in group["tests"]:
+            text = json.dumps(case["data"], separators=(",", ":"), ensure_ascii=False)
+            accepted = _accepted(grammar, tok, text)
+            if accepted == case["valid"]:
+                counts["agreed"] += 1
+                continue
+            counts["false_accepts"] += accepted
+            kind = "FALSE ACCEPT" if accepted else "false reject"
+            mismatches.append(f"{kind}: {path.name} / {group['description']} / {case['description']}: {text}")
+    return counts
+
+
+@pytest.mark.slow
+def test_schema_suite_ratchet():
+    suite = _suite_dir()
+    comp, tok = compiler("smollm2"), smollm2_tokenizer()
+    mismatches: list[str] = []
+    results = {p.name: dict(_run_file(p, comp, tok, mismatches)) for p in sorted(suite.glob("*.json"))}
+    totals = {f: sum(r[f] for r in results.values()) for f in FIELDS}
+    print(f"\nJSON-Schema-Test-Suite {DRAFT}: {totals}")
+    print("\n".join(mismatches))
+    if os.environ.get("LLMS_UPDATE_RATCHET") == "1":
+        RATCHET.write_text(json.dumps({"acceptor": "Matcher, SmolLM2 tokenization + EOS", "totals": totals,
+                                       "files": results}, indent=1, sort_keys=True) + "\n")
+    recorded = json.loads(RATCHET.read_text())["files"]
+    drops = []
+    for name, old in recorded.items():
+        new = results.get(name, dict.fromkeys(FIELDS, 0))
+        drops += [f"{name}: {f} {old[f]} -> {new[f]}" for f in ("compiled", "agreed") if new[f] < old[f]]
+        if new["false_accepts"] > old["false_accepts"]:
+            drops.append(f"{name}: false_accepts {old['false_accepts']} -> {new['false_accepts']}")
+    assert not drops, "ratchet dropped:\n" + "\n".join(drops)
