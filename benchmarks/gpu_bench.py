@@ -44,7 +44,7 @@ def run_shape(name: str, bw: float, flops: float, args) -> None:
     model, kv, runner = build_model(cfg, max_batch=128, max_context=4097,
                                     kv_budget_bytes=args.kv_budget_gb * 2 ** 30)
     weight_bytes = model_bytes(model, cfg)
-    for batch in (1, 8, 32, 128):
+    for batch in (1, 8, 32, 128) if "decode" in args.parts else ():
         for ctx in (512, 4096):
             res = decode_case(model, kv, runner, cfg, batch=batch, ctx=ctx)
             if res is None:
@@ -54,16 +54,16 @@ def run_shape(name: str, bw: float, flops: float, args) -> None:
             floor = (weight_bytes + kv_bytes) / bw * 1e3
             emit(model=name, kind="decode", batch=batch, ctx=ctx, graph_ms=res["graph_ms"], eager_ms=res["eager_ms"],
                  floor_ms=floor, x_floor=res["graph_ms"] / floor, graph_vs_eager_maxdiff=res["maxdiff"])
-    for batch in (32,) if args.constrained else ():
+    for batch in args.constrained_batches if "constrained" in args.parts else ():
         guarded(lambda: emit(model=name, kind="constrained_decode", batch=batch, ctx=512, **constrained_decode(
             model, kv, runner, cfg, batch=batch, ctx=512, steps=args.constrained_steps)))
-    for seq in (1024, 8192):
+    for seq in (1024, 8192) if "prefill" in args.parts else ():
         ms, work = prefill_case(model, kv, cfg, seq=seq)
         emit(model=name, kind="prefill", seq=seq, ms=ms, tokens_per_s=seq / ms * 1e3, floor_ms=work / flops * 1e3,
              x_floor=ms / (work / flops * 1e3))
     del model, kv, runner
     torch.cuda.empty_cache()
-    if args.hf:
+    if "hf" in args.parts:
         guarded(lambda: emit(model=name, kind="hf_generate", batch=1, ctx=512,
                              ms_per_step=hf_generate_ms_per_step(cfg, ctx=512)))
         torch.cuda.empty_cache()
@@ -74,11 +74,14 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--shapes", default="llama-3.2-1b,llama-3-8b")
     parser.add_argument("--kv-budget-gb", type=float, default=40.0)
-    parser.add_argument("--hf", action="store_true")
-    parser.add_argument("--constrained", action="store_true")
+    parser.add_argument("--parts", default="decode,constrained,prefill,hf",
+                        help="comma-separated subset of decode,constrained,prefill,hf")
+    parser.add_argument("--constrained-batches", default="1,8,32,128",
+                        type=lambda s: tuple(int(x) for x in s.split(",")))
     parser.add_argument("--constrained-steps", type=int, default=64)
     parser.add_argument("--equivalence", action="store_true")
     args = parser.parse_args()
+    args.parts = set(args.parts.split(","))
     print(torch.cuda.get_device_name(), torch.__version__, triton.__version__, time.strftime("%Y-%m-%d %H:%M"),
           flush=True)
     if args.equivalence:

@@ -161,12 +161,16 @@ def bench_sampler(bw: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=None)
+    parser.add_argument("--parts", default="elementwise,sampler,decode,prefill")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     print(torch.cuda.get_device_name(), torch.__version__, triton.__version__, flush=True)
     bw, flops = ceilings()
-    for part in (bench_elementwise, bench_sampler, bench_decode):
-        part(bw)
-    bench_prefill(flops)
+    for name, part in (("elementwise", bench_elementwise), ("sampler", bench_sampler), ("decode", bench_decode)):
+        if name in parts:
+            part(bw)
+    if "prefill" in parts:
+        bench_prefill(flops)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(dict(device=torch.cuda.get_device_name(), copy_bw=bw, matmul_flops=flops, rows=ROWS), f,

@@ -77,7 +77,8 @@ def _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, st
     for _ in range(0, tl.where(active, PASSES, 0)):
         step = (hi - lo) / (CAND + 1)
         cand = lo + step * j
-        total = tl.zeros([CAND], tl.float32)
+        # Per-lane partial counts, reduced once per pass: a reduction per chunk would dominate the time.
+        total2d = tl.zeros([BLOCK, CAND], tl.float32)
         for start in range(0, n_valid, BLOCK):
             cols = start + offs
             ok = cols < n_valid
@@ -86,8 +87,8 @@ def _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, st
                 ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
             z = tl.where(ok, z * inv_temp, float("-inf"))
             w = tl.exp(z - z_max) if USE_MASS else tl.where(ok, 1.0, 0.0)
-            total += tl.sum(tl.where(z[:, None] >= cand[None, :], w[:, None], 0.0), axis=0)
-        n_ok = tl.sum((total >= target).to(tl.float32), axis=0)
+            total2d += tl.where(z[:, None] >= cand[None, :], w[:, None], 0.0)
+        n_ok = tl.sum((tl.sum(total2d, axis=0) >= target).to(tl.float32), axis=0)
         lo, hi = lo + step * n_ok, lo + step * (n_ok + 1.0)
     return lo
 
@@ -123,7 +124,8 @@ def _race_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m,
 @triton.jit
 def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, seed_ptr, step_ptr, mask_ptr, out_ptr,
                    n_valid, stride_l, stride_m, search_range,
-                   HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, CAND: tl.constexpr, PASSES: tl.constexpr):
+                   HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, SEARCH_BLOCK: tl.constexpr, CAND: tl.constexpr,
+                   PASSES: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     temp = tl.load(temp_ptr + row)
     do_sample = temp > 0.0
@@ -132,10 +134,11 @@ def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, seed_ptr, step_pt
     top_k = tl.load(top_k_ptr + row)
     tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max,
                             z_max - search_range, 1.0, top_k, do_sample & (top_k > 0), False, HAS_MASK,
-                            BLOCK, CAND, PASSES)
+                            SEARCH_BLOCK, CAND, PASSES)
     top_p = tl.load(top_p_ptr + row)
     tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max, tau,
-                            top_p, top_k, do_sample & (top_p < 1.0), True, HAS_MASK, BLOCK, CAND, PASSES)
+                            top_p, top_k, do_sample & (top_p < 1.0), True, HAS_MASK, SEARCH_BLOCK, CAND,
+                            PASSES)
     sampled = _race_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, tau,
                          tl.load(seed_ptr + row), tl.load(step_ptr + row).to(tl.uint64), do_sample, HAS_MASK,
                          BLOCK)
@@ -157,7 +160,7 @@ def _check_args(logits, temperature, top_p, top_k, seed, step, bitmask) -> None:
 
 def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: torch.Tensor,
                   top_k: torch.Tensor, seed: torch.Tensor, step: torch.Tensor,
-                  bitmask: torch.Tensor | None = None, block: int = 1024, num_warps: int = 8) -> torch.Tensor:
+                  bitmask: torch.Tensor | None = None, block: int = 4096, num_warps: int = 8) -> torch.Tensor:
     """Next token of every row of ``logits [B, V]`` in one launch (see the module docstring).
 
     Parameters
@@ -191,7 +194,8 @@ def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: tor
     _sample_kernel[(batch,)](
         logits, temperature, top_p, top_k, seed, step, mask_arg, out, n_valid, logits.stride(0),
         bitmask.stride(0) if bitmask is not None else 0, _SEARCH_RANGE,
-        HAS_MASK=bitmask is not None, BLOCK=block, CAND=_SEARCH_CANDIDATES, PASSES=_SEARCH_PASSES,
+        HAS_MASK=bitmask is not None, BLOCK=block, SEARCH_BLOCK=min(block, 1024), CAND=_SEARCH_CANDIDATES,
+        PASSES=_SEARCH_PASSES,
         num_warps=num_warps)
     return out
 

@@ -28,7 +28,7 @@ def _random_mask(batch, vocab, g, density=0.3):
 
 def _sizes(mode):
     # (batch, vocab, block): the GPU runs Llama 3's vocabulary; the interpreter a tiny one in small blocks.
-    return (64, 128256, 1024) if mode.gpu else (8, 70, 64)
+    return (64, 128256, 4096) if mode.gpu else (8, 70, 64)
 
 
 def test_greedy_is_argmax_over_allowed_and_ignores_padded_columns(mode):
