@@ -127,9 +127,12 @@ class TorchAttentionBackend:
             idx = meta.req_to_token[i, :seq_len].long()
             keys = k_buf[idx].transpose(0, 1)  # [Hkv, L, D]
             values = v_buf[idx].transpose(0, 1)
-            mask = self._causal_mask(seq_len, q_len, q.device)
             qi = q[start:start + q_len].transpose(0, 1)  # [Hq, q_len, D]
-            oi = F.scaled_dot_product_attention(qi, keys, values, attn_mask=mask, enable_gqa=True)
+            if q_len == seq_len and self.sliding_window is None:  # whole prompt: SDPA's own causal path
+                oi = F.scaled_dot_product_attention(qi, keys, values, is_causal=True, enable_gqa=True)
+            else:
+                mask = self._causal_mask(seq_len, q_len, q.device)
+                oi = F.scaled_dot_product_attention(qi, keys, values, attn_mask=mask, enable_gqa=True)
             out[start:start + q_len] = oi.transpose(0, 1)
             start += q_len
         return out

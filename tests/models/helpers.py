@@ -13,10 +13,12 @@ from lightllm_struct.models.attention import AttentionMetadata
 class TinyKVCache:
     """The two attributes the attention backends use, one ``[num_slots, kv_heads, head_dim]`` pool a layer."""
 
-    def __init__(self, num_layers: int, num_slots: int, kv_heads: int, head_dim: int, dtype=torch.float32):
+    def __init__(self, num_layers: int, num_slots: int, kv_heads: int, head_dim: int, dtype=torch.float32,
+                 device="cpu"):
         self.num_slots = num_slots
-        self.k_buffers = [torch.zeros(num_slots, kv_heads, head_dim, dtype=dtype) for _ in range(num_layers)]
-        self.v_buffers = [torch.zeros(num_slots, kv_heads, head_dim, dtype=dtype) for _ in range(num_layers)]
+        shape = (num_slots, kv_heads, head_dim)
+        self.k_buffers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.v_buffers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
 
 
 class StepRunner:
@@ -25,9 +27,10 @@ class StepRunner:
     def __init__(self, model, *, max_seqs: int, max_len: int, seed: int = 0) -> None:
         self.model = model
         num_slots = max_seqs * max_len + 7
-        cfg = model.config
+        cfg, weight = model.config, model.embed_tokens.weight
+        self.device = weight.device
         self.kv = TinyKVCache(cfg.num_layers, num_slots, model.num_kv_heads_local, cfg.head_dim,
-                              dtype=model.embed_tokens.weight.dtype)
+                              dtype=weight.dtype, device=weight.device)
         # Scattered slots: attention must gather by slot index, never assume contiguous blocks.
         perm = torch.randperm(num_slots, generator=torch.Generator().manual_seed(seed))
         self.table = perm[: max_seqs * max_len].view(max_seqs, max_len)
@@ -38,14 +41,14 @@ class StepRunner:
         seq_lens = [self.lens[i] + len(toks) for i, toks in items]
         query_lens = [len(toks) for _, toks in items]
         rows = torch.stack([self.table[i] for i, _ in items])
-        meta = AttentionMetadata.build(seq_lens, query_lens, rows)
-        ids = torch.tensor([t for _, toks in items for t in toks], dtype=torch.int64)
-        positions = torch.cat([torch.arange(s - q, s) for s, q in zip(seq_lens, query_lens)])
+        meta = AttentionMetadata.build(seq_lens, query_lens, rows, device=self.device)
+        ids = torch.tensor([t for _, toks in items for t in toks], dtype=torch.int64, device=self.device)
+        positions = torch.cat([torch.arange(s - q, s) for s, q in zip(seq_lens, query_lens)]).to(self.device)
         hidden = self.model(ids, positions, meta=meta, kv_cache=self.kv)
         logits = self.model.compute_logits(hidden)
         for (i, _), s in zip(items, seq_lens):
             self.lens[i] = s
-        return list(logits.split(query_lens))
+        return list(logits.cpu().split(query_lens))
 
 
 def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
