@@ -34,7 +34,9 @@ _LAYER_NAMES = {
 }
 _GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 _ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
-_IGNORED = {"rope_freqs"}  # precomputed RoPE factors; our rotary recomputes them from the config
+_IGNORED = {"rope_freqs"}  # per-frequency RoPE divisors: turned back into config.json's Llama 3 rope scaling
+# (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) of released Llama 3.x models.
+_LLAMA3_SCALINGS = [(8.0, 1.0, 4.0, 8192), (32.0, 1.0, 4.0, 8192), (16.0, 1.0, 4.0, 8192)]
 
 
 def default_cache_root() -> Path:
@@ -89,6 +91,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     except Exception as exc:  # gguf raises plain ValueError/struct errors on corrupt files
         raise ModelLoadError(f"cannot read GGUF file {gguf_path}: {exc}") from exc
     hf_config = _write_config(gguf_path, out_dir)
+    _apply_rope_freqs(reader, hf_config, out_dir / "config.json")
     _write_tokenizer(gguf_path, reader, out_dir)
     _write_weights(reader, hf_config, out_dir / "model.safetensors")
 
@@ -122,6 +125,34 @@ def _write_tokenizer(gguf_path: Path, reader, out_dir: Path) -> None:
         tok_config = json.loads(path.read_text())
         tok_config["chat_template"] = template
         path.write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n")
+
+
+def _apply_rope_freqs(reader, hf_config: dict, config_path: Path) -> None:
+    """Llama 3.x GGUFs carry their RoPE scaling only as the ``rope_freqs`` tensor (transformers' reader drops
+    it); recognise which Llama 3 scaling produced it and record that in config.json."""
+    from gguf import dequantize
+
+    from lightllm_struct.models.config import RopeScaling
+    from lightllm_struct.models.layers import rope_inv_freq
+
+    tensor = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
+    if tensor is None:
+        return
+    divisors = torch.from_numpy(np.array(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32))
+    params = dict(hf_config.get("rope_parameters") or {})
+    theta = float(params.get("rope_theta", hf_config.get("rope_theta", 10000.0)))
+    head_dim = hf_config.get("head_dim") or hf_config["hidden_size"] // hf_config["num_attention_heads"]
+    plain = rope_inv_freq(head_dim, theta, None)
+    for factor, low, high, original in _LLAMA3_SCALINGS:
+        scaling = RopeScaling("llama3", factor, low, high, original)
+        if torch.allclose(plain / rope_inv_freq(head_dim, theta, scaling), divisors.reshape(-1), rtol=1e-3):
+            hf_config["rope_parameters"] = {"rope_type": "llama3", "rope_theta": theta, "factor": factor,
+                                            "low_freq_factor": low, "high_freq_factor": high,
+                                            "original_max_position_embeddings": original}
+            hf_config.pop("rope_scaling", None)
+            config_path.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+            return
+    raise UnsupportedArchitecture("rope_freqs tensor matches no known Llama 3 RoPE scaling")
 
 
 def hf_tensor_name(gguf_name: str) -> str | None:

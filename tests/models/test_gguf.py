@@ -28,15 +28,26 @@ def tiny(tmp_path_factory):
 
 
 def _transformers_from_gguf(path):
-    from transformers import AutoConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict(tensors, strict=False)
-    assert not missing and not unexpected
+    assert set(missing) <= ({"lm_head.weight"} if config.tie_word_embeddings else set()) and not unexpected
+    model.tie_weights()
     return model.float().eval()
+
+
+def _compare_with_transformers(path, ours):
+    reference = _transformers_from_gguf(path)
+    seqs = [[5, 17, 40, 96, 3, 77, 12], [60, 61, 62], list(range(0, 90, 3))]
+    got = StepRunner(ours, max_seqs=3, max_len=40).step(list(enumerate(seqs)))
+    for seq, logits in zip(seqs, got):
+        with torch.no_grad():
+            want = reference(torch.tensor([seq])).logits[0]
+        assert (logits - want).abs().max().item() <= 1e-4
 
 
 def test_unpermute_inverts_llama_cpp_permute():
@@ -51,13 +62,31 @@ def test_mixed_quant_gguf_matches_transformers(tiny):
     path, _ = tiny
     ours, config, model_dir = load_model(path)
     assert not config.tie_word_embeddings and config.num_kv_heads == 2
-    reference = _transformers_from_gguf(path)
-    seqs = [[5, 17, 40, 96, 3, 77, 12], [60, 61, 62], list(range(0, 90, 3))]
-    got = StepRunner(ours, max_seqs=3, max_len=40).step(list(enumerate(seqs)))
-    for seq, logits in zip(seqs, got):
-        with torch.no_grad():
-            want = reference(torch.tensor([seq])).logits[0]
-        assert (logits - want).abs().max().item() <= 1e-4
+    _compare_with_transformers(path, ours)
+
+
+def test_qwen2_gguf_with_biases_matches_transformers(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMS_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_tiny_gguf(tmp_path / "tiny-qwen2.gguf", arch="qwen2")
+    ours, config, _ = load_model(path)
+    assert config.architecture == "Qwen2ForCausalLM" and config.attention_bias and config.tie_word_embeddings
+    _compare_with_transformers(path, ours)
+
+
+def test_llama3_rope_freqs_become_rope_scaling(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMS_CACHE_DIR", str(tmp_path / "cache"))
+    from lightllm_struct.models.config import RopeScaling
+    from lightllm_struct.models.layers import rope_inv_freq
+
+    scaling = RopeScaling("llama3", 8.0, 1.0, 4.0, 8192)
+    divisors = rope_inv_freq(64, 500000.0, None) / rope_inv_freq(64, 500000.0, scaling)
+    assert divisors.max() > 7  # the tensor really encodes scaling (low frequencies slowed ~8x)
+    path = write_tiny_gguf(tmp_path / "tiny-llama3.gguf", rope_freqs=divisors.numpy())
+    _, config, _ = load_model(path)
+    assert config.rope_scaling == scaling and config.rope_theta == 500000.0
+    bogus = write_tiny_gguf(tmp_path / "bogus.gguf", rope_freqs=np.linspace(1, 3, 32))
+    with pytest.raises(UnsupportedArchitecture, match="rope_freqs"):
+        load_model(bogus)
 
 
 def test_converted_folder_has_tokenizer_and_template(tiny):

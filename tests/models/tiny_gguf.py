@@ -50,17 +50,23 @@ def _tensor(rng, shape, qtype, *, permute_heads: int = 0):
     return quantize(w, qtype)
 
 
-def write_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
-    """A 2-layer untied Llama (vocab 99, GQA 2) with F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q4_K/Q6_K tensors."""
+def write_tiny_gguf(path: Path, *, arch: str = "llama", seed: int = 0, rope_freqs: np.ndarray | None = None) -> Path:
+    """A 2-layer GQA-2 model (vocab 99) with F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q4_K/Q6_K tensors.
+
+    ``arch="llama"``: untied, q/k permuted as llama.cpp does. ``arch="qwen2"``: tied, q/k/v biases, no
+    permutation (llama.cpp permutes only llama). ``rope_freqs``: a ``rope_freqs.weight`` tensor, as Llama 3.x
+    GGUFs carry their RoPE scaling.
+    """
     from gguf import GGMLQuantizationType as Q, GGUFWriter
 
     rng = np.random.default_rng(seed)
     tokens = _tokens()
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_name("tiny-llama")
+    llama = arch == "llama"
+    writer = GGUFWriter(str(path), arch)
+    writer.add_name(f"tiny-{arch}")
     for method, value in [("add_block_count", LAYERS), ("add_context_length", 256), ("add_embedding_length", HIDDEN),
                           ("add_feed_forward_length", INTER), ("add_head_count", HEADS),
-                          ("add_head_count_kv", KV_HEADS), ("add_rope_freq_base", 10000.0),
+                          ("add_head_count_kv", KV_HEADS), ("add_rope_freq_base", 500000.0 if llama else 10000.0),
                           ("add_layer_norm_rms_eps", 1e-5), ("add_rope_dimension_count", HEAD_DIM),
                           ("add_vocab_size", len(tokens)), ("add_tokenizer_model", "gpt2"),
                           ("add_token_list", tokens), ("add_token_merges", ["t h"]),
@@ -69,7 +75,8 @@ def write_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
         getattr(writer, method)(value)
     norm = lambda: (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32)  # noqa: E731
     writer.add_tensor("token_embd.weight", _tensor(rng, (len(tokens), HIDDEN), Q.Q8_0), raw_dtype=Q.Q8_0)
-    per_layer = [("attn_q", (HIDDEN, HIDDEN), Q.Q4_0, HEADS), ("attn_k", (KV_HEADS * HEAD_DIM, HIDDEN), Q.Q4_1, KV_HEADS),
+    per_layer = [("attn_q", (HIDDEN, HIDDEN), Q.Q4_0, HEADS * llama),
+                 ("attn_k", (KV_HEADS * HEAD_DIM, HIDDEN), Q.Q4_1, KV_HEADS * llama),
                  ("attn_v", (KV_HEADS * HEAD_DIM, HIDDEN), Q.F16, 0), ("attn_output", (HIDDEN, HIDDEN), Q.BF16, 0),
                  ("ffn_gate", (INTER, HIDDEN), Q.Q4_K, 0), ("ffn_up", (INTER, HIDDEN), Q.Q6_K, 0),
                  ("ffn_down", (HIDDEN, INTER), Q.Q8_0, 0)]
@@ -79,8 +86,13 @@ def write_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
         for name, shape, qtype, heads in per_layer:
             data = _tensor(rng, shape, qtype, permute_heads=heads)
             writer.add_tensor(f"blk.{i}.{name}.weight", data, raw_dtype=None if qtype in (Q.F32, Q.F16) else qtype)
+            if not llama and name in ("attn_q", "attn_k", "attn_v"):
+                writer.add_tensor(f"blk.{i}.{name}.bias", rng.normal(0, 0.1, size=shape[0]).astype(np.float32))
     writer.add_tensor("output_norm.weight", norm())
-    writer.add_tensor("output.weight", _tensor(rng, (len(tokens), HIDDEN), Q.Q6_K), raw_dtype=Q.Q6_K)
+    if llama:
+        writer.add_tensor("output.weight", _tensor(rng, (len(tokens), HIDDEN), Q.Q6_K), raw_dtype=Q.Q6_K)
+    if rope_freqs is not None:
+        writer.add_tensor("rope_freqs.weight", rope_freqs.astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
