@@ -84,7 +84,7 @@ class AttentionBackend(Protocol):
 class TorchAttentionBackend:
     """Plain torch attention (the CPU path, and the reference for the GPU kernels).
 
-    Decode steps run as one padded batch; steps with a prefill loop over sequences so no query is padded
+    Decoding sequences run as one padded batch; prefill chunks loop over sequences so no query is padded
     to the longest prompt.
 
     Parameters
@@ -102,17 +102,18 @@ class TorchAttentionBackend:
         k_buf.index_copy_(0, meta.slot_mapping, k.to(k_buf.dtype))
         v_buf.index_copy_(0, meta.slot_mapping, v.to(v_buf.dtype))
         if meta.is_decode:
-            return self._decode(q, k_buf, v_buf, meta)
-        return self._prefill(q, k_buf, v_buf, meta)
+            return self._decode(q, k_buf, v_buf, meta.req_to_token, meta.seq_lens, meta.max_seq_len)
+        return self._mixed(q, k_buf, v_buf, meta)
 
-    def _decode(self, q, k_buf, v_buf, meta: AttentionMetadata) -> torch.Tensor:
-        length = meta.max_seq_len
-        pos = torch.arange(length, device=q.device)
-        valid = pos[None, :] < meta.seq_lens[:, None].to(pos.dtype)  # [B, L]
+    def _decode(self, q, k_buf, v_buf, req_to_token, seq_lens, max_seq_len: int) -> torch.Tensor:
+        """One padded batch: ``q [B, Hq, D]`` (one query a sequence, the last position of its context)."""
+        pos = torch.arange(max_seq_len, device=q.device)
+        lens = seq_lens[:, None].to(pos.dtype)
+        valid = pos[None, :] < lens  # [B, L]
         if self.sliding_window is not None:
-            valid &= pos[None, :] >= meta.seq_lens[:, None].to(pos.dtype) - self.sliding_window
+            valid &= pos[None, :] >= lens - self.sliding_window
         # Entries past a sequence's length may be stale; point them at slot 0 so the gather stays in range.
-        idx = torch.where(valid, meta.req_to_token[:, :length].long(), 0)
+        idx = torch.where(valid, req_to_token[:, :max_seq_len].long(), 0)
         keys = k_buf[idx].transpose(1, 2)  # [B, Hkv, L, D]
         values = v_buf[idx].transpose(1, 2)
         out = F.scaled_dot_product_attention(
@@ -120,22 +121,38 @@ class TorchAttentionBackend:
         )
         return out.squeeze(2)
 
-    def _prefill(self, q, k_buf, v_buf, meta: AttentionMetadata) -> torch.Tensor:
+    def _mixed(self, q, k_buf, v_buf, meta: AttentionMetadata) -> torch.Tensor:
+        """Decoding sequences as one padded batch, prefill chunks one sequence at a time."""
         out = torch.empty_like(q)
-        start = 0
+        starts = [0]
+        for n in meta.query_lens_cpu:
+            starts.append(starts[-1] + n)
+        decoding = [i for i, n in enumerate(meta.query_lens_cpu) if n == 1]
+        if len(decoding) > 1:
+            rows = torch.tensor(decoding, device=q.device)
+            tokens = torch.tensor([starts[i] for i in decoding], device=q.device)
+            longest = max(meta.seq_lens_cpu[i] for i in decoding)
+            out[tokens] = self._decode(q[tokens], k_buf, v_buf, meta.req_to_token[rows], meta.seq_lens[rows], longest)
         for i, (seq_len, q_len) in enumerate(zip(meta.seq_lens_cpu, meta.query_lens_cpu)):
-            idx = meta.req_to_token[i, :seq_len].long()
-            keys = k_buf[idx].transpose(0, 1)  # [Hkv, L, D]
-            values = v_buf[idx].transpose(0, 1)
-            qi = q[start:start + q_len].transpose(0, 1)  # [Hq, q_len, D]
-            if q_len == seq_len and self.sliding_window is None:  # whole prompt: SDPA's own causal path
-                oi = F.scaled_dot_product_attention(qi, keys, values, is_causal=True, enable_gqa=True)
-            else:
-                mask = self._causal_mask(seq_len, q_len, q.device)
-                oi = F.scaled_dot_product_attention(qi, keys, values, attn_mask=mask, enable_gqa=True)
-            out[start:start + q_len] = oi.transpose(0, 1)
-            start += q_len
+            if len(decoding) > 1 and q_len == 1:
+                continue
+            span = slice(starts[i], starts[i] + q_len)
+            out[span] = self._one_sequence(q[span], k_buf, v_buf, meta.req_to_token[i, :seq_len])
         return out
+
+    def _one_sequence(self, q, k_buf, v_buf, slots) -> torch.Tensor:
+        """``q [q_len, Hq, D]``: the last ``q_len`` positions of the context stored at ``slots``."""
+        seq_len, q_len = slots.shape[0], q.shape[0]
+        idx = slots.long()
+        keys = k_buf[idx].transpose(0, 1)  # [Hkv, L, D]
+        values = v_buf[idx].transpose(0, 1)
+        qt = q.transpose(0, 1)  # [Hq, q_len, D]
+        if q_len == seq_len and self.sliding_window is None:  # whole prompt: SDPA's own causal path
+            out = F.scaled_dot_product_attention(qt, keys, values, is_causal=True, enable_gqa=True)
+        else:
+            mask = self._causal_mask(seq_len, q_len, q.device)
+            out = F.scaled_dot_product_attention(qt, keys, values, attn_mask=mask, enable_gqa=True)
+        return out.transpose(0, 1)
 
     def _causal_mask(self, seq_len: int, q_len: int, device) -> torch.Tensor:
         # Query j is context position seq_len - q_len + j: it sees every key at or before that position.
