@@ -108,11 +108,15 @@ class RotaryEmbedding(nn.Module):
     def forward(self, positions: torch.Tensor, max_position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """fp32 ``(cos, sin)``, each ``[T, head_dim/2]``; ``max_position`` bounds ``positions`` (host value,
         so the table can grow without reading the device)."""
-        if max_position > self.cos_cache.shape[0]:
-            self._grow(max(max_position, 2 * self.cos_cache.shape[0], 256))
+        self.reserve(max_position)
         return self.cos_cache[positions], self.sin_cache[positions]
 
-    def _grow(self, length: int) -> None:
+    def reserve(self, max_position: int) -> None:
+        """Make the tables cover positions ``< max_position`` now (e.g. before capturing a CUDA graph,
+        so no replay ever needs them to grow)."""
+        if max_position <= self.cos_cache.shape[0]:
+            return
+        length = max(max_position, 2 * self.cos_cache.shape[0], 256)
         t = torch.arange(length, device=self.inv_freq.device, dtype=torch.float32)
         freqs = torch.outer(t, self.inv_freq)
         self.cos_cache, self.sin_cache = freqs.cos(), freqs.sin()

@@ -159,3 +159,24 @@ def test_llama3_inv_freq_matches_transformers():
     got = rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling)
     assert torch.allclose(got, want, rtol=1e-6, atol=0)
     assert not torch.allclose(got, rope_inv_freq(config.head_dim, config.rope_theta, None))
+
+
+def test_rotary_tables_grow_and_match_transformers():
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from lightllm_struct.models.layers import RotaryEmbedding
+
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 1024, "rope_theta": 500000.0}
+    hf = LlamaConfig(hidden_size=512, num_attention_heads=8, max_position_embeddings=16384, rope_parameters=rope)
+    config = ModelConfig.from_hf_dict({**hf.to_dict(), "architectures": ["LlamaForCausalLM"]})
+    ours = RotaryEmbedding(config.head_dim, config.rope_theta, config.rope_scaling)
+    ours(torch.tensor([0, 5]), 6)
+    positions = torch.tensor([0, 1, 300, 4095, 9000])
+    cos, sin = ours(positions, 9001)  # grows past the first table
+    assert ours.cos_cache.shape[0] >= 9001
+    want_cos, want_sin = LlamaRotaryEmbedding(hf)(torch.zeros(1), positions[None])
+    half = config.head_dim // 2
+    assert torch.allclose(cos, want_cos[0, :, :half], atol=1e-5)
+    assert torch.allclose(sin, want_sin[0, :, half:], atol=1e-5)
