@@ -12,14 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import lark
-from lark.common import ParserConf
-from lark.load_grammar import load_grammar
-from lark.parsers.lalr_analysis import LALR_Analyzer
 
-from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
+from lightllm_struct.grammar.errors import SchemaError
 from lightllm_struct.grammar.json_schema.builder import WHITESPACE_MODES, GrammarBuilder
 from lightllm_struct.grammar.json_schema.converter import Converter
+from lightllm_struct.grammar.json_schema.lalr_check import check_grammar
 
 __all__ = ["json_schema_to_lark", "any_json_lark", "WHITESPACE_MODES"]
 
@@ -32,8 +29,8 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
     schema : the schema, as a dict, a boolean schema, or JSON text.
     whitespace : "compact" (no whitespace at all, like ``json.dumps(x, separators=(",", ":"))``) or
         "flexible" (bounded whitespace around punctuation).
-    check : build the grammar with lark's LALR(1) analysis and turn a conflict into an error naming the
-        ``anyOf``/``oneOf`` that caused it.
+    check : run lark's LALR(1) analysis and the terminal-overlap check (see lalr_check), turning a failure
+        into an error naming the ``anyOf``/``oneOf`` that caused it.
 
     Returns
     -------
@@ -59,7 +56,7 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
     start = conv.compile(schema, conv.resolver.root_base, "")
     text = conv.builder.render(start)
     if check:
-        _check_lalr(text, conv.union_pointers)
+        check_grammar(text, conv.union_pointers)
     return text
 
 
@@ -72,16 +69,3 @@ def any_json_lark(*, whitespace: str = "compact", root: str = "object") -> str:
     if root != "object":
         raise ValueError(f"root must be 'object' or 'value', got {root!r}")
     return builder.render(value).replace("start: json_value", "start: json_object", 1)
-
-
-def _check_lalr(text: str, union_pointers: list[str]) -> None:
-    """Run lark's LALR(1) analysis (strict: shift/reduce conflicts too) without building a lexer."""
-    try:
-        grammar, _ = load_grammar(text, "<json-schema>", (), False)
-        _terminals, rules, _ignore = grammar.compile(["start"], set())
-        LALR_Analyzer(ParserConf(rules, None, ["start"]), strict=True).compute_lalr()
-    except lark.exceptions.GrammarError as exc:
-        where = union_pointers[0] if union_pointers else ""
-        raise UnsupportedSchemaFeature(
-            f"the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide: "
-            f"{str(exc).splitlines()[0]}", pointer=where) from exc

@@ -57,7 +57,16 @@ def pattern_content_regex(pattern: str) -> str:
     re.error : the pattern does not parse.
     PatternUnsupported : back-references, look-around, word boundaries, inline flags, inner anchors.
     """
-    tree = list(sre_parse.parse(pattern))
+    parsed = sre_parse.parse(pattern)
+    if parsed.state.flags & (sre_c.SRE_FLAG_IGNORECASE | sre_c.SRE_FLAG_MULTILINE | sre_c.SRE_FLAG_DOTALL):
+        raise PatternUnsupported("inline flags")
+    tree = list(parsed)
+    if len(tree) == 1 and tree[0][0] == sre_c.BRANCH:  # "a|^b$": each branch carries its own anchors
+        return alt([_anchored(list(branch)) for branch in tree[0][1][1]]) or ""
+    return _anchored(tree)
+
+
+def _anchored(tree: list) -> str:
     anchored_start = bool(tree) and tree[0] == (sre_c.AT, sre_c.AT_BEGINNING)
     if anchored_start:
         tree = tree[1:]

@@ -1,0 +1,107 @@
+"""String regexes: escapes, unicode, lengths in code points, keys, patterns and formats."""
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import interegular
+import pytest
+
+from lightllm_struct.grammar.json_schema.patterns import FORMATS, PatternUnsupported, pattern_content_regex
+from lightllm_struct.grammar.json_schema.strings import ANY_STRING, key_regex_excluding, string_regex
+
+SAMPLES = ["", "a", "ab", "abc", "é", "😀", "a😀b", 'q"q', "back\\slash", "tab\tnl\n", "\x00\x1f", "ÿ€", "日本語"]
+
+
+def _spellings(text: str) -> list[str]:
+    """Several JSON spellings of one string: canonical, ASCII-escaped, and with \\/ and \\u escapes."""
+    out = [json.dumps(text, ensure_ascii=False), json.dumps(text)]
+    out.append('"' + "".join(f"\\u{ord(c):04X}" if ord(c) < 0x10000 else c for c in text) + '"')
+    if "/" not in text:
+        out.append(json.dumps(text + "/", ensure_ascii=False).replace("/", "\\/"))
+    return out
+
+
+@pytest.mark.parametrize("lo,hi", [(0, None), (0, 0), (1, 1), (2, 3), (0, 2), (3, None)])
+def test_lengths_count_code_points_over_every_spelling(lo, hi):
+    rx = re.compile(string_regex(lo, hi))
+    interegular.parse_pattern(string_regex(lo, hi))
+    for text in SAMPLES:
+        for spelled in _spellings(text):
+            n = len(json.loads(spelled))
+            assert bool(rx.fullmatch(spelled)) == (lo <= n and (hi is None or n <= hi)), (spelled, lo, hi)
+
+
+def test_any_string_rejects_malformed():
+    rx = re.compile(ANY_STRING)
+    for bad in ['"a', '"\\x"', '"\\u12"', '"\n"', '"a"b"', "'a'"]:
+        assert not rx.fullmatch(bad), bad
+
+
+def test_lone_surrogates_not_in_length_limited_strings():
+    assert re.fullmatch(ANY_STRING, '"\\ud800"')
+    assert not re.fullmatch(string_regex(1, 1), '"\\ud800"')
+    assert re.fullmatch(string_regex(1, 1), '"\\ud83d\\ude00"')
+    assert not re.fullmatch(string_regex(2, 2), '"\\ud83d\\ude00"')
+
+
+def test_key_regex_excludes_exactly_the_known_keys():
+    keys = ["a", "ab", "b\"c", "日", "x\ny", ""]
+    rx = re.compile(key_regex_excluding(keys))
+    interegular.parse_pattern(key_regex_excluding(keys))
+    for key in keys:
+        assert not rx.fullmatch(json.dumps(key, ensure_ascii=False)), key
+    for other in ["abc", "b", "A", "aa", "bc", "b\"", "日本", "x\nyz", "x", " ", "\\"]:
+        assert rx.fullmatch(json.dumps(other, ensure_ascii=False)), other
+
+
+@pytest.mark.parametrize("pattern", ["^a+$", "ab", "^[a-c]{2,3}", "x|y$", r"^\d{3}-\d{2}$", "^[^a]*$", r"\W",
+                                     "^.$", r"^\S+$", "^(ab|cd)*$", "é", r"^[\"\\]$", "^/$"])
+def test_pattern_matches_decoded_content(pattern):
+    content = pattern_content_regex(pattern)
+    interegular.parse_pattern(content)
+    rx = re.compile('"' + content + '"')
+    rng = random.Random(1)
+    alphabet = "abcdxy0123-/é\"\\ \n😀"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(400)]
+    for text in texts + ["ab", "aaa", "123-45", "x", "y", "abcd", "é", '"', "\\", "/"]:
+        for spelled in _spellings(text)[:2]:
+            got = bool(rx.fullmatch(spelled))
+            want = re.search(pattern, text) is not None
+            assert not got or want, (pattern, spelled)  # sound always
+            # Completeness where the spelling is raw or ASCII, and "$" is read as ECMA does (Python's "$" also
+            # matches before a final newline: refused here, which is sound).
+            ecma_end = pattern.endswith("$") and text.endswith("\n")
+            if not ecma_end and all(ord(c) < 0x80 or json.dumps(text, ensure_ascii=False) == spelled for c in text):
+                assert got == want, (pattern, spelled)
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", "(?=a)", r"\bx", "(?i)a", "a^b"])
+def test_untranslatable_patterns_raise(pattern):
+    with pytest.raises(PatternUnsupported):
+        pattern_content_regex(pattern)
+
+
+FORMAT_CASES = {
+    "date": (["2024-02-29", "1999-12-31", "2000-02-29"], ["2023-02-29", "1900-02-29", "2024-13-01", "24-01-01"]),
+    "time": (["23:59:59Z", "08:30:06.283185+01:00"], ["24:00:00Z", "08:30:06", "8:30:06Z"]),
+    "date-time": (["1963-06-19T08:30:06.283185Z", "1963-06-19t08:30:06z"], ["1963-06-19 08:30:06Z"]),
+    "email": (["joe.bloggs@example.com", "a+b@x.io"], [".a@x.com", "a..b@x.com", "ab", "a@-x.com"]),
+    "uuid": (["2EB8AA08-AA98-11EA-B4AA-73B441D16380"], ["2eb8aa08-aa98-11ea-b4aa-73b441d1638"]),
+    "uri": (["http://foo.bar/?baz=qux#quux", "urn:isbn:0451450523", "mailto:a@b.c"], ["//foo.bar", "1http://x"]),
+    "ipv4": (["192.168.0.1", "0.0.0.0"], ["256.1.1.1", "1.2.3", "01.2.3.4x"]),
+    "ipv6": (["::1", "::", "1:2:3:4:5:6:7:8", "fe80::1:2", "::ffff:192.168.0.1", "1::"],
+             ["12345::", "1:2:3:4:5:6:7:8:9", ":::", "1::2::3"]),
+    "hostname": (["www.example.com", "a-b.c1"], ["-a.com", "a_b.com", "a..b", "x" * 64]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_formats(name):
+    good, bad = FORMAT_CASES[name]
+    interegular.parse_pattern(FORMATS[name])
+    for text in good:
+        assert re.fullmatch(FORMATS[name], text), (name, text)
+    for text in bad:
+        assert not re.fullmatch(FORMATS[name], text), (name, text)
