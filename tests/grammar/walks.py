@@ -50,9 +50,8 @@ def random_walk(grammar, vocab: list[bytes], eos_ids: list[int], rng: random.Ran
             assert matcher.accept_token(ends[0])
             return Walk(tokens, b"".join(vocab[t] for t in tokens), True)
         text_ids = [int(t) for t in allowed if int(t) not in eos]
-        if not text_ids:
-            continue_ids = ends  # only EOS allowed: the output is complete
-            assert matcher.accept_token(continue_ids[0])
+        if not text_ids:  # only EOS allowed: the output is complete
+            assert matcher.accept_token(ends[0])
             return Walk(tokens, b"".join(vocab[t] for t in tokens), True)
         token = _pick(text_ids, vocab, rng, closers if len(tokens) >= soft_cap else ())
         assert matcher.accept_token(token), f"allowed token {token} ({vocab[token]!r}) rejected"
