@@ -70,7 +70,17 @@ def serve(args: argparse.Namespace) -> None:
 
     from lightllm_struct.server.launch import build_app
 
-    app = build_app(engine_config(args), served_model_name=args.served_model_name, max_pending=args.max_pending)
+    config = engine_config(args)
+    if config.tensor_parallel_size > 1:
+        import os
+
+        from lightllm_struct.distributed.tp_model import EXIT_ON_FAILURE_ENV, run_worker_if_torchrun
+
+        if run_worker_if_torchrun(config):  # torchrun rank > 0: a worker of rank 0's server, not a server
+            return
+        # A server cannot go on without one of its ranks: report it and exit rather than hang.
+        os.environ.setdefault(EXIT_ON_FAILURE_ENV, "1")
+    app = build_app(config, served_model_name=args.served_model_name, max_pending=args.max_pending)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=30)
 
 

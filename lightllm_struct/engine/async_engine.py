@@ -15,6 +15,8 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import torch
+
 from lightllm_struct.errors import EngineDeadError, EngineOverloadedError, LightLLMStructError
 from lightllm_struct.request import Request, RequestOutput
 
@@ -138,6 +140,12 @@ class AsyncEngine:
 
     # ------------------------------------------------------------ engine thread
     def _run(self) -> None:
+        # Inference mode is thread-local: the model's outputs are inference tensors, and the step updates
+        # them (and the KV cache) in place, which torch allows only inside inference mode.
+        with torch.inference_mode():
+            self._loop()
+
+    def _loop(self) -> None:
         failures = 0
         while not self._stopping:
             self._admit()

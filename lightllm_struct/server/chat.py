@@ -38,7 +38,7 @@ async def create_chat_completion(state: ServerState, body: object, http: HTTPReq
     prompt_ids = state.tokenizer.encode(prompt, add_special_tokens=False)
     max_tokens = req.max_completion_tokens or req.max_tokens
     sampling = sampling_params(req, max_tokens=max_tokens, prompt_len=len(prompt_ids),
-                               max_model_len=state.max_model_len)
+                               max_model_len=state.max_model_len, prompt_param="messages")
     spec = chat_constraint(req)
     request = make_request(prompt_ids, sampling, prompt=prompt, constraint=spec,
                            vocab_size=state.tokenizer.vocab_size)

@@ -26,7 +26,7 @@ async def create_completion(state: ServerState, body: object, http: HTTPRequest)
     req = CompletionRequest.model_validate(body)
     prompt, prompt_ids = _prompt(state, req)
     sampling = sampling_params(req, max_tokens=req.max_tokens, prompt_len=len(prompt_ids),
-                               max_model_len=state.max_model_len)
+                               max_model_len=state.max_model_len, prompt_param="prompt")
     spec = constraint_of(req)
     request = make_request(prompt_ids, sampling, prompt=prompt, constraint=spec,
                            vocab_size=state.tokenizer.vocab_size)

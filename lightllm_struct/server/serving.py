@@ -38,8 +38,8 @@ class ServerState:
     metrics: ServerMetrics
 
 
-def sampling_params(req: _SamplingRequest, *, max_tokens: int | None, prompt_len: int,
-                    max_model_len: int) -> SamplingParams:
+def sampling_params(req: _SamplingRequest, *, max_tokens: int | None, prompt_len: int, max_model_len: int,
+                    prompt_param: str) -> SamplingParams:
     """SamplingParams of ``req``; with no max_tokens given, the rest of the context is the limit.
 
     Raises
@@ -50,7 +50,7 @@ def sampling_params(req: _SamplingRequest, *, max_tokens: int | None, prompt_len
     room = max_model_len - prompt_len
     if room < 1:
         raise PromptTooLongError(f"the prompt has {prompt_len} tokens; this model's context is "
-                                 f"{max_model_len} tokens", param="messages")
+                                 f"{max_model_len} tokens", param=prompt_param)
     if max_tokens is not None and max_tokens > room:
         raise PromptTooLongError(f"the prompt has {prompt_len} tokens and max_tokens is {max_tokens}; "
                                  f"together they exceed the context of {max_model_len} tokens",
