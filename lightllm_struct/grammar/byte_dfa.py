@@ -7,6 +7,7 @@ and checks the compile deadline, so no regex can hang compilation.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,12 @@ class ByteDFA:
 
     table: np.ndarray  # int32 [n_states, 256]
     accepting: np.ndarray  # bool [n_states]
+    digest: bytes = b""  # content hash: equal DFAs of different grammars share token scans
+
+    def __post_init__(self) -> None:
+        h = hashlib.blake2b(self.table.astype(np.int32).tobytes(), digest_size=16)
+        h.update(self.accepting.astype(bool).tobytes())
+        object.__setattr__(self, "digest", h.digest())
 
     @property
     def num_states(self) -> int:

@@ -29,9 +29,11 @@ class UnionLexer:
     accept: np.ndarray  # int32 [n]
     rows: list[list[int]] = field(repr=False)  # the table as Python lists: fast per-byte stepping
     accept_list: list[int] = field(repr=False)
-    # signature[q]: the live (terminal, terminal-DFA state) pairs of q. Everything a token scan from q
-    # computes depends only on it, so lexers of different terminal sets share scans and masks.
+    # signature[q]: content of q (DFA digest and state of each alive terminal, in preference order, and
+    # whether q is the fresh start). A token scan from q depends on nothing else, so lexers of other
+    # terminal sets, and other grammars over the same vocabulary, share scans.
     signature: list[tuple] = field(repr=False)
+    alive_terms: list[tuple[int, ...]] = field(repr=False)  # terminal ids of the signature's entries
 
     @property
     def num_states(self) -> int:
@@ -55,7 +57,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
     ids = sorted(live, key=lambda t: rank_key(terminals[t]))  # component order = preference order
     if not ids:
         table = np.full((1, 256), -1, dtype=np.int32)
-        return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1], [("init",)])
+        return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1], [(True, ())], [()])
     tables = [dfas[t].table for t in ids]
     accepting = [dfas[t].accepting for t in ids]
     index: dict[tuple, int] = {("init",): 0}
@@ -88,7 +90,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
         accept.append(winner)
     table = np.stack(rows).astype(np.int32)
     acc = np.array(accept, dtype=np.int32)
-    # the fresh start is keyed by the terminal set itself: which terminals may begin matters there
-    signature = [("init", tuple(sorted(live)))] + [
-        tuple((ids[k], s) for k, s in enumerate(comps) if s >= 0) for comps in order[1:]]
-    return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature)
+    alive = [tuple(k for k, s in enumerate(comps) if s >= 0) for comps in order]
+    signature = [(q == 0, tuple((dfas[ids[k]].digest, order[q][k]) for k in ks)) for q, ks in enumerate(alive)]
+    alive_terms = [tuple(ids[k] for k in ks) for ks in alive]
+    return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature, alive_terms)

@@ -33,18 +33,23 @@ SCANNERS = ("trie", "matrix")
 
 
 class ScanNode:
-    """Allowed tokens and boundary groups of one scan; children are built lazily and shared."""
+    """Allowed tokens and boundary groups of one scan; children are built lazily and shared.
+
+    A group is ``(position, frontier)``: ``position`` indexes the alive terminals of the state the scan
+    started from (``UnionLexer.alive_terms``), so a node carries no grammar-specific terminal ids and
+    can serve every grammar over the same vocabulary.
+    """
 
     __slots__ = ("words", "groups", "children", "_lock")
 
     def __init__(self, words: np.ndarray, groups: list[tuple[int, object]]) -> None:
         self.words = words  # packed tokens allowed without leaving the lexer
-        self.groups = groups  # (terminal, frontier) of tokens that end the terminal inside them
-        self.children: dict[tuple[int, int], ScanNode] = {}
+        self.groups = groups
+        self.children: dict[tuple, ScanNode] = {}
         self._lock = threading.Lock()
 
     def child(self, index: int, lexer: UnionLexer, scanner) -> "ScanNode":
-        key = (index, lexer.uid)
+        key = (index, lexer.signature[0])
         node = self.children.get(key)
         if node is None:
             node = scanner.resume(lexer, self.groups[index][1])
@@ -53,18 +58,22 @@ class ScanNode:
         return node
 
 
+def _positions(groups, lexer: UnionLexer, state: int) -> list[tuple[int, object]]:
+    pos_of = {t: i for i, t in enumerate(lexer.alive_terms[state])}
+    return [(pos_of[term], frontier) for term, frontier in groups]
+
+
 class TrieScanner:
     def __init__(self, tok) -> None:
         self.trie, self.num_words = tok.trie, tok.num_words
 
     def root(self, lexer: UnionLexer, state: int) -> ScanNode:
-        return self._node(*trie_scan(self.trie, lexer, self.trie.roots, state))
+        allowed, groups = trie_scan(self.trie, lexer, self.trie.roots, state)
+        return ScanNode(self.trie.flags_to_words(allowed, self.num_words), _positions(groups, lexer, state))
 
     def resume(self, lexer: UnionLexer, frontier) -> ScanNode:
-        return self._node(*trie_scan(self.trie, lexer, frontier, 0))
-
-    def _node(self, allowed, groups) -> ScanNode:
-        return ScanNode(self.trie.flags_to_words(allowed, self.num_words), groups)
+        allowed, groups = trie_scan(self.trie, lexer, frontier, 0)
+        return ScanNode(self.trie.flags_to_words(allowed, self.num_words), _positions(groups, lexer, 0))
 
 
 class MatrixScanner:
@@ -72,30 +81,23 @@ class MatrixScanner:
         self.matrix, self.num_words = tok.matrix, tok.num_words
 
     def root(self, lexer: UnionLexer, state: int) -> ScanNode:
-        return self._node(*matrix_scan(self.matrix, lexer, self.matrix.all_rows, 0, state))
+        allowed, groups = matrix_scan(self.matrix, lexer, self.matrix.all_rows, 0, state)
+        return ScanNode(self.matrix.words(allowed, self.num_words), _positions(groups, lexer, state))
 
     def resume(self, lexer: UnionLexer, frontier) -> ScanNode:
         col, rows = frontier
-        return self._node(*matrix_scan(self.matrix, lexer, rows, col, 0))
-
-    def _node(self, allowed, groups) -> ScanNode:
-        return ScanNode(self.matrix.words(allowed, self.num_words), groups)
+        allowed, groups = matrix_scan(self.matrix, lexer, rows, col, 0)
+        return ScanNode(self.matrix.words(allowed, self.num_words), _positions(groups, lexer, 0))
 
 
-class TokenMasker:
-    """Computes and caches packed masks for one compiled grammar (thread-safe)."""
+class ScanCache:
+    """Root scan nodes of one vocabulary, shared by all its grammars (LRU, thread-safe)."""
 
-    def __init__(self, grammar, *, cache_size: int, scanner: str = "trie") -> None:
-        self.grammar = grammar
-        tok = grammar.tokenizer
-        self.scanner = TrieScanner(tok) if scanner == "trie" else MatrixScanner(tok)
+    def __init__(self, scanner, *, capacity: int = 4096) -> None:
+        self.scanner = scanner
         self._roots: OrderedDict = OrderedDict()
-        self._masks: OrderedDict = OrderedDict()
-        self._shapes: dict[tuple, set] = {}
-        self._cache_size = cache_size
+        self._capacity = capacity
         self._lock = threading.Lock()
-        self._eos_words = pack_token_ids(np.array(tok.eos_token_ids, dtype=np.int64), tok.num_words)
-        self.eos_mask = torch.from_numpy(self._eos_words)
 
     def root(self, lexer: UnionLexer, state: int) -> ScanNode:
         key = lexer.signature[state]
@@ -104,14 +106,34 @@ class TokenMasker:
             node = self.scanner.root(lexer, state)
             with self._lock:
                 node = self._roots.setdefault(key, node)
-                while len(self._roots) > self._cache_size:
+                while len(self._roots) > self._capacity:
                     self._roots.popitem(last=False)
         return node
+
+
+def scan_cache_for(tok, kind: str) -> ScanCache:
+    """The vocabulary's shared scan cache for scanner ``kind`` ("trie" or "matrix")."""
+    return tok.shared(("scan_cache", kind), lambda: ScanCache(TrieScanner(tok) if kind == "trie" else MatrixScanner(tok)))
+
+
+class TokenMasker:
+    """Computes and caches packed masks for one compiled grammar (thread-safe)."""
+
+    def __init__(self, grammar, *, cache_size: int, scanner: str = "trie") -> None:
+        self.grammar = grammar
+        tok = grammar.tokenizer
+        self.scans = scan_cache_for(tok, scanner)
+        self._masks: OrderedDict = OrderedDict()
+        self._shapes: dict[tuple, set] = {}
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._eos_words = pack_token_ids(np.array(tok.eos_token_ids, dtype=np.int64), tok.num_words)
+        self.eos_mask = torch.from_numpy(self._eos_words)
 
     def mask(self, config) -> torch.Tensor:
         """The packed int32 mask of ``config`` (a cached tensor: copy it, never write it)."""
         stack, lexer, q = config
-        base = lexer.signature[q]
+        base = (lexer.signature[q], lexer.alive_terms[q])
         for depth, height in tuple(self._shapes.get(base, ())):
             if height >= 0 and height != stack[1]:
                 continue
@@ -135,23 +157,25 @@ class TokenMasker:
 
     def _compute(self, config, touch: Touch) -> np.ndarray:
         stack, lexer, q = config
-        root = self.root(lexer, q)
+        root = self.scans.root(lexer, q)
         words = root.words.copy()
-        self._descend(root, stack, words, touch)
+        self._descend(root, lexer, q, stack, words, touch)
         if self.grammar.is_complete(config, touch):
             words |= self._eos_words
         return words
 
-    def _descend(self, node: ScanNode, stack: Stack, words: np.ndarray, touch: Touch) -> None:
+    def _descend(self, node: ScanNode, lexer: UnionLexer, state: int, stack: Stack, words: np.ndarray,
+                 touch: Touch) -> None:
         """OR into ``words`` the tokens of ``node``'s groups that the parser lets through."""
-        for index, (term, _) in enumerate(node.groups):
-            after = self.grammar.end_terminal(stack, term, touch)
+        for index, (pos, _) in enumerate(node.groups):
+            after = self.grammar.end_terminal(stack, lexer.alive_terms[state][pos], touch)
             if after is None:
                 continue
-            child = node.child(index, self.grammar.lexer_for(after, touch), self.scanner)
+            next_lexer = self.grammar.lexer_for(after, touch)
+            child = node.child(index, next_lexer, self.scans.scanner)
             words |= child.words
             if child.groups:
-                self._descend(child, after, words, touch)
+                self._descend(child, next_lexer, 0, after, words, touch)
 
 
 def _top(stack: Stack, depth: int) -> tuple:

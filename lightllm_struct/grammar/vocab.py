@@ -41,6 +41,18 @@ class TokenizerInfo:
         self._lock = threading.Lock()
         self._trie = None
         self._matrix = None
+        self._shared: dict = {}
+        self._shared_lock = threading.RLock()  # factories may build the trie, which takes self._lock
+
+    def shared(self, key, factory):
+        """A per-vocabulary object (caches shared by every grammar compiled for this vocabulary)."""
+        obj = self._shared.get(key)
+        if obj is None:
+            with self._shared_lock:
+                obj = self._shared.get(key)
+                if obj is None:
+                    obj = self._shared[key] = factory()
+        return obj
 
     @property
     def trie(self):
