@@ -5,6 +5,8 @@ fails with a :class:`KernelArgumentError` naming the argument instead of reading
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from lightllm_struct.errors import LightLLMStructError
@@ -44,3 +46,9 @@ def dot_precision(dtype: torch.dtype) -> str:
     """``tl.dot`` input precision: full fp32 for fp32 tensors (the GPU-vs-CPU equivalence runs need it;
     Triton's default would round them to tf32), the native one otherwise."""
     return "ieee" if dtype == torch.float32 else "tf32"
+
+
+@functools.lru_cache(maxsize=None)
+def num_sms(device: torch.device) -> int:
+    """Multiprocessors of a CUDA device (a small stand-in on the CPU interpreter), cached per device."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4

@@ -9,14 +9,12 @@ is the only host-side choice and a CUDA graph captured with it serves any contex
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
 
 from lightllm_struct.kernels._common import (
-    FLOAT_DTYPES, INDEX_DTYPES, check, check_tensor, dot_precision, next_pow2,
+    FLOAT_DTYPES, INDEX_DTYPES, check, check_tensor, dot_precision, next_pow2, num_sms,
 )
 
 _LOG2E = 1.4426950408889634
@@ -94,14 +92,9 @@ def _decode_combine_kernel(mid_o_ptr, mid_lse_ptr, o_ptr, head_dim, num_splits,
     tl.store(o_ptr + b * stride_ob + h * stride_oh + d, out.to(o_ptr.dtype.element_ty), mask=d_mask)
 
 
-@functools.lru_cache(maxsize=None)
-def _num_sms(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-
-
 def default_num_splits(batch: int, num_kv_heads: int, max_seq_len: int, device: torch.device) -> int:
     """Chunks a sequence so that about two programs run per multiprocessor, each over >= 128 tokens."""
-    sms = _num_sms(torch.device(device))
+    sms = num_sms(torch.device(device))
     by_occupancy = triton.cdiv(2 * sms, max(1, batch * num_kv_heads))
     return max(1, min(64, by_occupancy, triton.cdiv(max(1, max_seq_len), 128)))
 

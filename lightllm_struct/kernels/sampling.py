@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from lightllm_struct.kernels._common import check, check_tensor
+from lightllm_struct.kernels._common import check, check_tensor, next_pow2, num_sms
 
 _SEARCH_RANGE = 30.0
 _SEARCH_CANDIDATES = 8
@@ -30,15 +30,15 @@ _SEARCH_PASSES = 7
 
 
 @triton.jit
-def _max_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m,
+def _max_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m,
               HAS_MASK: tl.constexpr, BLOCK: tl.constexpr):
-    """Maximum scaled logit over the allowed tokens and its lowest index (the greedy token)."""
+    """Maximum scaled logit over the allowed tokens of columns ``[lo, hi)`` and its lowest index."""
     offs = tl.arange(0, BLOCK)
     best = tl.full([BLOCK], float("-inf"), tl.float32)
     best_idx = tl.zeros([BLOCK], tl.int32)
-    for start in range(0, n_valid, BLOCK):
+    for start in range(lo, hi, BLOCK):
         cols = start + offs
-        ok = cols < n_valid
+        ok = cols < hi
         z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
         if HAS_MASK:
             ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
@@ -48,7 +48,7 @@ def _max_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m,
         best = tl.where(better, z, best)
     z_max = tl.max(best, axis=0)
     # A row with nothing allowed is all -inf: every lane ties and the answer falls back to index 0.
-    return z_max, tl.min(tl.where(best == z_max, best_idx, n_valid), axis=0)
+    return z_max, tl.min(tl.where(best == z_max, best_idx, hi), axis=0)
 
 
 @triton.jit
@@ -94,18 +94,19 @@ def _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, st
 
 
 @triton.jit
-def _race_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, tau, seed, step, active,
+def _race_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m, tau, seed, step, active,
                HAS_MASK: tl.constexpr, BLOCK: tl.constexpr):
-    """Exponential race over the kept tokens ``z >= tau`` with Philox noise of ``(seed, step, token)``."""
+    """Exponential race over the kept tokens ``z >= tau`` of columns ``[lo, hi)`` with Philox noise of
+    ``(seed, step, token)``: the best key and its token."""
     offs = tl.arange(0, BLOCK)
     step_lo = tl.zeros([BLOCK], tl.uint32) + (step & 0xFFFFFFFF).to(tl.uint32)
     step_hi = tl.zeros([BLOCK], tl.uint32) + (step >> 32).to(tl.uint32)
     zero = tl.zeros([BLOCK], tl.uint32)
     key_best = tl.full([BLOCK], float("-inf"), tl.float32)
     key_idx = tl.zeros([BLOCK], tl.int32)
-    for start in range(0, tl.where(active, n_valid, 0), BLOCK):
+    for start in range(lo, tl.where(active, hi, lo), BLOCK):
         cols = start + offs
-        ok = cols < n_valid
+        ok = cols < hi
         z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
         if HAS_MASK:
             ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
@@ -118,31 +119,60 @@ def _race_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m,
         key_idx = tl.where(better, cols, key_idx)
         key_best = tl.where(better, key, key_best)
     k_max = tl.max(key_best, axis=0)
-    return tl.min(tl.where(key_best == k_max, key_idx, n_valid), axis=0)
+    return k_max, tl.min(tl.where(key_best == k_max, key_idx, hi), axis=0)
 
 
 @triton.jit
 def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, seed_ptr, step_ptr, mask_ptr, out_ptr,
-                   n_valid, stride_l, stride_m, search_range,
+                   part_val_ptr, part_idx_ptr, count_ptr, n_valid, n_parts, stride_l, stride_m, search_range,
                    HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, SEARCH_BLOCK: tl.constexpr, CAND: tl.constexpr,
-                   PASSES: tl.constexpr):
+                   PASSES: tl.constexpr, BLOCK_P: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
+    part = tl.program_id(1)
     temp = tl.load(temp_ptr + row)
-    do_sample = temp > 0.0
-    inv_temp = tl.where(do_sample, 1.0 / tl.where(do_sample, temp, 1.0), 1.0)
-    z_max, greedy = _max_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, HAS_MASK, BLOCK)
     top_k = tl.load(top_k_ptr + row)
-    tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max,
-                            z_max - search_range, 1.0, top_k, do_sample & (top_k > 0), False, HAS_MASK,
-                            SEARCH_BLOCK, CAND, PASSES)
     top_p = tl.load(top_p_ptr + row)
-    tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max, tau,
-                            top_p, top_k, do_sample & (top_p < 1.0), True, HAS_MASK, SEARCH_BLOCK, CAND,
-                            PASSES)
-    sampled = _race_pass(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, tau,
-                         tl.load(seed_ptr + row), tl.load(step_ptr + row).to(tl.uint64), do_sample, HAS_MASK,
-                         BLOCK)
-    tl.store(out_ptr + row, tl.where(do_sample, sampled, greedy).to(tl.int64))
+    seed = tl.load(seed_ptr + row)
+    step = tl.load(step_ptr + row).to(tl.uint64)
+    do_sample = temp > 0.0
+    search = do_sample & ((top_k > 0) | (top_p < 1.0))
+    inv_temp = tl.where(do_sample, 1.0 / tl.where(do_sample, temp, 1.0), 1.0)
+    # Every program scans one slice of the row: the greedy arg-max and (without top-k/top-p) the race.
+    span = ((n_valid + n_parts - 1) // n_parts + BLOCK - 1) // BLOCK * BLOCK
+    lo = tl.minimum(part * span, n_valid)
+    hi = tl.minimum(lo + span, n_valid)
+    z_part, greedy_part = _max_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m, HAS_MASK,
+                                    BLOCK)
+    key_part, race_part = _race_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m,
+                                     float("-inf"), seed, step, do_sample & ~search, HAS_MASK, BLOCK)
+    slot = (row * n_parts + part) * 2
+    tl.store(part_val_ptr + slot, z_part)
+    tl.store(part_val_ptr + slot + 1, key_part)
+    tl.store(part_idx_ptr + slot, greedy_part)
+    tl.store(part_idx_ptr + slot + 1, race_part)
+    # The last program of the row to finish (acq_rel atomic: it sees every slice's stores) merges them.
+    if tl.atomic_add(count_ptr + row, 1) == n_parts - 1:
+        p = tl.arange(0, BLOCK_P)
+        p_ok = p < n_parts
+        base = (row * n_parts + p) * 2
+        vals = tl.load(part_val_ptr + base, mask=p_ok, other=float("-inf"), volatile=True)
+        idxs = tl.load(part_idx_ptr + base, mask=p_ok, other=n_valid, volatile=True)
+        z_max = tl.max(vals, axis=0)
+        greedy = tl.min(tl.where(vals == z_max, idxs, n_valid), axis=0)
+        keys = tl.load(part_val_ptr + base + 1, mask=p_ok, other=float("-inf"), volatile=True)
+        key_idx = tl.load(part_idx_ptr + base + 1, mask=p_ok, other=n_valid, volatile=True)
+        raced = tl.min(tl.where(keys == tl.max(keys, axis=0), key_idx, n_valid), axis=0)
+        tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max,
+                                z_max - search_range, 1.0, top_k, search & (top_k > 0), False, HAS_MASK,
+                                SEARCH_BLOCK, CAND, PASSES)
+        tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max, tau,
+                                top_p, top_k, search & (top_p < 1.0), True, HAS_MASK, SEARCH_BLOCK, CAND,
+                                PASSES)
+        _k, searched = _race_pass(logits_ptr, mask_ptr, row, 0, n_valid, inv_temp, stride_l, stride_m, tau,
+                                  seed, step, search, HAS_MASK, BLOCK)
+        result = tl.where(search, searched, tl.where(do_sample, raced, greedy))
+        # Nothing allowed at all: every candidate index is the sentinel; answer 0 like torch.argmax would.
+        tl.store(out_ptr + row, tl.where(result < n_valid, result, 0).to(tl.int64))
 
 
 def _check_args(logits, temperature, top_p, top_k, seed, step, bitmask) -> None:
@@ -191,12 +221,16 @@ def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: tor
         return out
     n_valid = vocab if bitmask is None else min(vocab, 32 * bitmask.shape[1])
     mask_arg = bitmask if bitmask is not None else top_k
-    _sample_kernel[(batch,)](
-        logits, temperature, top_p, top_k, seed, step, mask_arg, out, n_valid, logits.stride(0),
-        bitmask.stride(0) if bitmask is not None else 0, _SEARCH_RANGE,
+    # Split each row over enough programs to fill the device at small batch sizes.
+    n_parts = max(1, min(triton.cdiv(n_valid, block), triton.cdiv(4 * num_sms(logits.device), batch), 64))
+    part_val = torch.empty(batch, n_parts, 2, dtype=torch.float32, device=logits.device)
+    part_idx = torch.empty(batch, n_parts, 2, dtype=torch.int32, device=logits.device)
+    count = torch.zeros(batch, dtype=torch.int32, device=logits.device)
+    _sample_kernel[(batch, n_parts)](
+        logits, temperature, top_p, top_k, seed, step, mask_arg, out, part_val, part_idx, count, n_valid, n_parts,
+        logits.stride(0), bitmask.stride(0) if bitmask is not None else 0, _SEARCH_RANGE,
         HAS_MASK=bitmask is not None, BLOCK=block, SEARCH_BLOCK=min(block, 1024), CAND=_SEARCH_CANDIDATES,
-        PASSES=_SEARCH_PASSES,
-        num_warps=num_warps)
+        PASSES=_SEARCH_PASSES, BLOCK_P=next_pow2(n_parts), num_warps=num_warps)
     return out
 
 
@@ -239,7 +273,8 @@ def kept_distribution_reference(logits: torch.Tensor, *, temperature: float, top
                                 allowed: torch.Tensor) -> torch.Tensor:
     """Sampling distribution ``[V]`` (float64) of one row after mask, temperature, top-k and top-p."""
     z = torch.where(allowed, logits.double().cpu() / temperature, float("-inf"))
-    tau = float(z.max()) - _SEARCH_RANGE
+    # The kernel's threshold search starts _SEARCH_RANGE below the maximum; plain sampling has no floor.
+    tau = float(z.max()) - _SEARCH_RANGE if (top_k > 0 or top_p < 1.0) else float("-inf")
     ordered = z.sort(descending=True).values
     if 0 < top_k < int(allowed.sum()):
         tau = max(tau, float(ordered[top_k - 1]))
