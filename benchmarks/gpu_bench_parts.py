@@ -1,6 +1,7 @@
 """The pieces of ``gpu_bench.py``: model shapes, random-weight builders, and one function per measurement."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -138,16 +139,22 @@ def hf_generate_ms_per_step(cfg: ModelConfig, *, ctx: int) -> float:
     return (long - short) / 32 * 1e3
 
 
-def _json_grammar_batch(batch: int):
-    from lightllm_struct.grammar import GrammarCompiler, Matcher, TokenizerInfo, allocate_token_bitmask
+@functools.lru_cache(maxsize=1)
+def _json_grammar():
+    """The Llama 3 vocabulary and the benchmark schema's grammar, compiled once per process."""
+    from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
     from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+    t = time.perf_counter()
     qv = load_quicktok_vocab("llama3")
     tok = TokenizerInfo.from_vocab(qv.vocab, eos_token_ids=qv.eos_token_ids)
-    t = time.perf_counter()
     grammar = GrammarCompiler(tok).compile_json_schema(SCHEMA)
-    compile_s = time.perf_counter() - t
-    mask = allocate_token_bitmask(batch, len(qv.vocab))
-    return qv, [Matcher(grammar) for _ in range(batch)], mask, compile_s
+    return qv, grammar, time.perf_counter() - t
+
+
+def _json_grammar_batch(batch: int):
+    from lightllm_struct.grammar import Matcher, allocate_token_bitmask
+    qv, grammar, compile_s = _json_grammar()
+    return qv, [Matcher(grammar) for _ in range(batch)], allocate_token_bitmask(batch, len(qv.vocab)), compile_s
 
 
 def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: int) -> dict:
@@ -158,7 +165,7 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
     mask_gpu = mask_cpu.to("cuda")
     ids, pos, meta = _decode_inputs(kv, cfg, batch, ctx)
     params = dict(_greedy(batch), temperature=torch.full((batch,), 0.7, device="cuda"))
-    texts, valid, rejected = [[] for _ in range(batch)], 0, 0
+    texts, valid, rejected, host = [[] for _ in range(batch)], 0, 0, {"fill": 0.0, "accept": 0.0}
 
     def loop(constrained: bool) -> float:
         nonlocal valid, rejected
@@ -167,12 +174,15 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
         for step in range(steps):
             logits = runner.run(ids, pos, meta)  # launched; the host is free while it runs
             if constrained:
+                t0 = time.perf_counter()
                 for i, m in enumerate(matchers):
                     m.fill_next_token_bitmask(mask_cpu, index=i)
+                host["fill"] += time.perf_counter() - t0
                 mask_gpu.copy_(mask_cpu, non_blocking=True)
             params["step"].fill_(step)
             toks = sample_tokens(logits, **params, bitmask=mask_gpu if constrained else None)
             ids.copy_(toks)
+            t0 = time.perf_counter()
             for i, tid in enumerate(toks.tolist() if constrained else ()):
                 rejected += not matchers[i].accept_token(tid)
                 texts[i].append(qv.vocab[tid])
@@ -180,6 +190,7 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
                     valid += _is_json_object(b"".join(texts[i][:-1]))
                     texts[i].clear()
                     matchers[i].reset()
+            host["accept"] += time.perf_counter() - t0 if constrained else 0.0
             if not constrained:
                 toks.tolist()
         torch.cuda.synchronize()
@@ -188,6 +199,7 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
     loop(False)
     free_ms, masked_ms = loop(False), loop(True)
     return dict(free_ms=free_ms, constrained_ms=masked_ms, overhead=masked_ms / free_ms - 1,
+                fill_ms_per_step=host["fill"] / steps * 1e3, accept_ms_per_step=host["accept"] / steps * 1e3,
                 compile_s=compile_s, completed_valid_json=valid, rejected_tokens=rejected)
 
 
