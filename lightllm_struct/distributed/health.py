@@ -117,16 +117,21 @@ def watch_parent(*, exit_code: int = 1) -> threading.Thread | None:
 
 
 def exit_process(message: str, *, grace_s: float = 10.0, exit_code: int = 1) -> None:
-    """Ask this process to shut down (SIGTERM to itself), and end it hard if it is still alive after
-    ``grace_s``: a rank stuck in a collective cannot be interrupted any other way."""
+    """End this process with ``exit_code``: SIGTERM to itself first (a server shuts down gracefully), and a
+    hard exit if it is still alive after ``grace_s`` (a thread stuck in a collective cannot be interrupted)."""
     print(f"lightllm-struct: fatal: {message}", file=sys.stderr, flush=True)
 
-    def hard_exit() -> None:
-        print(f"lightllm-struct: still alive {grace_s:.0f}s after a fatal error; exiting now",
-              file=sys.stderr, flush=True)
+    def end(why: str) -> None:
+        print(f"lightllm-struct: exiting ({why}) after: {message}", file=sys.stderr, flush=True)
         os._exit(exit_code)
 
-    timer = threading.Timer(grace_s, hard_exit)
+    def after_main() -> None:
+        # A graceful shutdown would otherwise end with status 0: the failure must show in the exit code.
+        threading.main_thread().join()
+        end("shut down")
+
+    timer = threading.Timer(grace_s, end, args=(f"still alive {grace_s:.0f}s after the failure",))
     timer.daemon = True
     timer.start()
+    threading.Thread(target=after_main, name="tp-exit", daemon=True).start()
     os.kill(os.getpid(), signal.SIGTERM)

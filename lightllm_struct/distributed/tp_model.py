@@ -7,6 +7,7 @@ gathered from every rank, on rank 0, where the single sampler and the grammar ma
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -55,6 +56,9 @@ class TensorParallelModel:
         self._announced_rows: int | None = None
         self._closed = False
         self._watchdog = RankWatchdog(ranks.procs, on_failure=self._on_failure).start() if ranks.procs else None
+        # Runs before multiprocessing's own exit hook (registered earlier) would kill the daemonic ranks,
+        # which the watchdog would otherwise report as a failure.
+        atexit.register(self.shutdown)
 
     def __getattr__(self, name: str):
         # Only reached for names not found on the proxy: everything else is the local shard's.
@@ -108,6 +112,7 @@ class TensorParallelModel:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.shutdown)
         if self._watchdog is not None:
             self._watchdog.stop()
         if self.failure is None:
@@ -215,20 +220,23 @@ def _device_for_load(device: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
-def run_shard_rank_from_env(path_or_none: str | Path | None = None, *, device: str = "auto",
-                            dtype: torch.dtype = torch.float32, attn_backend: str = "auto",
-                            ops: LayerOps = TORCH_OPS, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
-    """Under torchrun, on ranks > 0: load this rank's shard and serve rank 0's steps, then return True.
+def run_worker_if_torchrun(config) -> bool:
+    """Under torchrun, on ranks > 0: load this rank's shard of ``config.model`` and serve rank 0's steps
+    until it shuts down, then return True. Returns False at once on rank 0 or outside torchrun.
 
-    Returns False at once on rank 0 or outside torchrun: the caller then builds its engine as usual.
+    ``lightllm-struct serve`` calls this first, so ``torchrun --nproc-per-node N -m lightllm_struct.cli serve
+    --tp N`` makes rank 0 the server and the other ranks its workers.
     """
+    from lightllm_struct.distributed.group import Rendezvous
     from lightllm_struct.distributed.launcher import run_rank_from_env
+    from lightllm_struct.engine.setup import resolve_device, resolve_dtype
     from lightllm_struct.models.loader import resolve_model_dir
 
-    rank = int(os.environ.get("RANK", "0"))
-    if rank == 0:
+    rdv = Rendezvous.from_env()
+    if rdv is None or rdv.rank == 0:
         return False
-    spec = ShardSpec(model_dir=str(resolve_model_dir(path_or_none)), device=device,
-                     dtype=str(dtype).removeprefix("torch."), attn_backend=attn_backend, ops=ops)
+    device = resolve_device(config)
+    spec = ShardSpec(model_dir=str(resolve_model_dir(config.model)), device=device.type,
+                     dtype=str(resolve_dtype(config, device)).removeprefix("torch."))
     runner: Callable = functools.partial(shard_main, spec=spec)
-    return run_rank_from_env(runner, device=device, timeout_s=timeout_s)
+    return run_rank_from_env(runner, device=device.type)
