@@ -167,12 +167,18 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
     params = dict(_greedy(batch), temperature=torch.full((batch,), 0.7, device="cuda"))
     texts, valid, rejected, host = [[] for _ in range(batch)], 0, 0, {"fill": 0.0, "accept": 0.0}
 
+    host_toks = torch.empty(batch, dtype=torch.int64).pin_memory()
+    toks_ready = torch.cuda.Event()
+
     def loop(constrained: bool) -> float:
+        """Pipelined like an overlapping engine: step s+1's forward is queued right after step s's sampler,
+        so reading the tokens back, advancing the matchers and filling the next masks all run on the host
+        while the GPU computes the next forward."""
         nonlocal valid, rejected
         torch.cuda.synchronize()
         t = time.perf_counter()
+        logits = runner.run(ids, pos, meta)
         for step in range(steps):
-            logits = runner.run(ids, pos, meta)  # launched; the host is free while it runs
             if constrained:
                 t0 = time.perf_counter()
                 for i, m in enumerate(matchers):
@@ -182,8 +188,12 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
             params["step"].fill_(step)
             toks = sample_tokens(logits, **params, bitmask=mask_gpu if constrained else None)
             ids.copy_(toks)
+            host_toks.copy_(toks, non_blocking=True)
+            toks_ready.record()
+            logits = runner.run(ids, pos, meta)  # the next forward: the host works while it runs
+            toks_ready.synchronize()
             t0 = time.perf_counter()
-            for i, tid in enumerate(toks.tolist() if constrained else ()):
+            for i, tid in enumerate(host_toks.tolist() if constrained else ()):
                 rejected += not matchers[i].accept_token(tid)
                 texts[i].append(qv.vocab[tid])
                 if matchers[i].is_terminated():
@@ -191,8 +201,6 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
                     texts[i].clear()
                     matchers[i].reset()
             host["accept"] += time.perf_counter() - t0 if constrained else 0.0
-            if not constrained:
-                toks.tolist()
         torch.cuda.synchronize()
         return (time.perf_counter() - t) / steps * 1e3
 
