@@ -91,20 +91,29 @@ def _closure(nfa, nodes) -> frozenset:
 
 
 def _determinize(nfa, start: int, final: int, max_states: int, deadline: Deadline):
+    closures: dict[frozenset, frozenset] = {}  # many cuts lead to the same NFA targets
+
+    def closure_of(targets: frozenset) -> frozenset:
+        got = closures.get(targets)
+        if got is None:
+            got = closures[targets] = _closure(nfa, targets)
+        return got
+
     first = _closure(nfa, [start])
     index = {first: 0}
     order = [first]
     rows: list[np.ndarray] = []
     while len(rows) < len(order):
-        deadline.check()
+        if len(rows) % 32 == 0:
+            deadline.check()
         edges = [e for node in order[len(rows)] for e in nfa.edges[node]]
         cuts = sorted({0, 256} | {lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
         row = np.full(256, -1, dtype=np.int32)
         for a, b in zip(cuts, cuts[1:]):
-            targets = [t for lo, hi, t in edges if lo <= a <= hi]
+            targets = frozenset(t for lo, hi, t in edges if lo <= a <= hi)
             if not targets:
                 continue
-            dest = _closure(nfa, targets)
+            dest = closure_of(targets)
             if dest not in index:
                 if len(order) >= max_states:
                     raise GrammarTooComplex(f"regex DFA exceeds {max_states} states")
@@ -144,10 +153,11 @@ def minimize(table: np.ndarray, accepting: np.ndarray, deadline: Deadline = NO_D
 
 def _live_or_dead(classes: np.ndarray, acc: np.ndarray, sink: int) -> np.ndarray:
     """A partition with one class per state that can reach acceptance and one class for the rest."""
-    src = np.repeat(np.arange(len(classes)), classes.shape[1])
-    pairs = np.unique(np.stack([classes.reshape(-1), src], axis=1), axis=0)
+    n = len(classes)
+    src = np.repeat(np.arange(n, dtype=np.int64), classes.shape[1])
+    keys = np.unique(classes.reshape(-1).astype(np.int64) * n + src)
     preds: dict[int, list[int]] = {}
-    for dst, s in pairs.tolist():
+    for dst, s in zip((keys // n).tolist(), (keys % n).tolist()):
         preds.setdefault(dst, []).append(s)
     live = set(np.flatnonzero(acc).tolist())
     todo = list(live)
@@ -156,7 +166,7 @@ def _live_or_dead(classes: np.ndarray, acc: np.ndarray, sink: int) -> np.ndarray
             if s not in live:
                 live.add(s)
                 todo.append(s)
-    cls = np.full(len(classes), sink, dtype=np.int64)
+    cls = np.full(n, sink, dtype=np.int64)
     idx = np.array(sorted(live), dtype=np.int64)
     cls[idx] = idx
     return cls
@@ -164,27 +174,15 @@ def _live_or_dead(classes: np.ndarray, acc: np.ndarray, sink: int) -> np.ndarray
 
 def _renumber(full: np.ndarray, acc: np.ndarray, cls: np.ndarray, sink: int) -> ByteDFA:
     """Build the quotient DFA with the initial state first and the dead class as -1."""
-    dead = cls[sink]
-    rep: dict[int, int] = {}
-    new_id: dict[int, int] = {}
-    todo = [cls[0]]
-    if cls[0] == dead:  # matches nothing: a lone non-accepting state
+    dead = int(cls[sink])
+    if int(cls[0]) == dead:  # matches nothing: a lone non-accepting state
         return ByteDFA(np.full((1, 256), -1, dtype=np.int32), np.zeros(1, dtype=bool))
-    for s in range(len(cls)):
-        rep.setdefault(int(cls[s]), s)
-    new_id[int(cls[0])] = 0
-    order = [int(cls[0])]
-    while todo:
-        c = int(todo.pop())
-        for d in np.unique(cls[full[rep[c]]]):
-            d = int(d)
-            if d != dead and d not in new_id:
-                new_id[d] = len(order)
-                order.append(d)
-                todo.append(d)
+    present, rep = np.unique(cls, return_index=True)
+    keep = present != dead
+    present, rep = present[keep], rep[keep]
+    first = int(np.flatnonzero(present == cls[0])[0])
+    order = np.concatenate([[first], np.delete(np.arange(len(present)), first)])
     mapping = np.full(int(cls.max()) + 1, -1, dtype=np.int32)
-    for c, i in new_id.items():
-        mapping[c] = i
-    table = np.stack([mapping[cls[full[rep[c]]]] for c in order]).astype(np.int32)
-    accepting = np.array([bool(acc[rep[c]]) for c in order], dtype=bool)
-    return ByteDFA(table, accepting)
+    mapping[present[order]] = np.arange(len(order), dtype=np.int32)
+    table = mapping[cls[full[rep[order]]]].astype(np.int32)
+    return ByteDFA(table, acc[rep[order]].astype(bool))

@@ -1,6 +1,8 @@
 """GrammarCompiler: Lark grammars, regexes, choices and JSON schemas -> CompiledGrammar."""
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +14,13 @@ from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex
 from lightllm_struct.grammar.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
 from lightllm_struct.grammar.token_mask import SCANNERS
 from lightllm_struct.grammar.vocab import TokenizerInfo
+
+
+# Schemas repeat the same terminal regexes (strings, numbers, formats): their DFAs are immutable and
+# vocabulary-independent, so every compiler of the process shares them.
+_DFA_CACHE: OrderedDict = OrderedDict()
+_DFA_CACHE_SIZE = 1024
+_DFA_CACHE_LOCK = threading.Lock()
 
 
 class GrammarCompiler:
@@ -111,10 +120,21 @@ class GrammarCompiler:
     def _terminal_dfa(self, term: Terminal, deadline: Deadline) -> ByteDFA:
         if term.literal is not None:
             return literal_dfa(term.literal.encode("utf-8"))
+        key = (term.pattern, self.max_dfa_states)
+        with _DFA_CACHE_LOCK:
+            dfa = _DFA_CACHE.get(key)
+            if dfa is not None:
+                _DFA_CACHE.move_to_end(key)
+                return dfa
         try:
-            return regex_dfa(term.pattern, max_states=self.max_dfa_states, deadline=deadline)
+            dfa = regex_dfa(term.pattern, max_states=self.max_dfa_states, deadline=deadline)
         except RegexError as exc:
             raise RegexError(f"terminal {term.name}: {exc.message}") from exc
+        with _DFA_CACHE_LOCK:
+            _DFA_CACHE[key] = dfa
+            while len(_DFA_CACHE) > _DFA_CACHE_SIZE:
+                _DFA_CACHE.popitem(last=False)
+        return dfa
 
     def _single_terminal(self, term: Terminal, dfa: ByteDFA, deadline: Deadline, source: str) -> CompiledGrammar:
         # start: TERM (| empty when the language holds ""): states 0 -TERM-> 1, goto(0, start) = 2 = end.

@@ -58,6 +58,8 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
     if not ids:
         table = np.full((1, 256), -1, dtype=np.int32)
         return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1], [(True, ())], [()])
+    if len(ids) == 1:
+        return _single(uid, live, ids[0], dfas[ids[0]])
     tables = [dfas[t].table for t in ids]
     accepting = [dfas[t].accepting for t in ids]
     index: dict[tuple, int] = {("init",): 0}
@@ -94,3 +96,14 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
     signature = [(q == 0, tuple((dfas[ids[k]].digest, order[q][k]) for k in ks)) for q, ks in enumerate(alive)]
     alive_terms = [tuple(ids[k] for k in ks) for ks in alive]
     return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature, alive_terms)
+
+
+def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA) -> UnionLexer:
+    """One live terminal: its DFA shifted by one, behind a fresh start that is never re-entered."""
+    table = np.vstack([dfa.table[:1], dfa.table]).astype(np.int32)
+    table = np.where(table >= 0, table + 1, -1).astype(np.int32)
+    acc = np.where(dfa.accepting, term, -1).astype(np.int32)
+    acc = np.concatenate([np.array([-1], dtype=np.int32), acc])
+    n = len(acc)
+    signature = [(q == 0, ((dfa.digest, max(q - 1, 0)),)) for q in range(n)]
+    return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature, [(term,)] * n)

@@ -10,6 +10,7 @@ back-references, possessive and atomic groups are refused.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 try:  # Python >= 3.11
     import re._constants as C
@@ -66,19 +67,23 @@ class ByteNFA:
     def char_set(self, ranges: list[tuple[int, int]]) -> tuple[int, int]:
         start, end = self.node(), self.node()
         chain: dict[tuple, int] = {}
-        for lo, hi in ranges:
-            for seq in utf8_sequences(lo, hi):
-                src = start
-                for k, (b_lo, b_hi) in enumerate(seq):
-                    if k == len(seq) - 1:
-                        self.edges[src].append((b_lo, b_hi, end))
-                        continue
-                    key = (src, b_lo, b_hi)  # share the trie of lead bytes within one set
-                    if key not in chain:
-                        chain[key] = self.node()
-                        self.edges[src].append((b_lo, b_hi, chain[key]))
-                    src = chain[key]
+        for seq in _sequences(tuple(ranges)):
+            src = start
+            for k, (b_lo, b_hi) in enumerate(seq):
+                if k == len(seq) - 1:
+                    self.edges[src].append((b_lo, b_hi, end))
+                    continue
+                key = (src, b_lo, b_hi)  # share the trie of lead bytes within one set
+                if key not in chain:
+                    chain[key] = self.node()
+                    self.edges[src].append((b_lo, b_hi, chain[key]))
+                src = chain[key]
         return start, end
+
+
+@lru_cache(maxsize=4096)
+def _sequences(ranges: tuple) -> list:
+    return [seq for lo, hi in ranges for seq in utf8_sequences(lo, hi)]
 
 
 def parse_regex(pattern: str) -> tuple:
