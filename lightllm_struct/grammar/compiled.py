@@ -115,6 +115,17 @@ class CompiledGrammar:
                 return False
         return self.dpda.accepts_end(stack, touch)
 
+    def can_continue(self, config: Config) -> bool:
+        """Whether any byte can come next (``next_bytes`` is non-empty), cheaply."""
+        stack, lexer, q = config
+        if lexer.has_out[q]:
+            return True
+        term = lexer.accept_list[q]
+        if term < 0:
+            return False
+        after = self.end_terminal(stack, term)
+        return after is not None and self.lexer_for(after).has_out[0]
+
     def next_bytes(self, config: Config) -> set[int]:
         """Every byte that can come next (EOS not included)."""
         stack, lexer, q = config

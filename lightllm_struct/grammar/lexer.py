@@ -34,6 +34,14 @@ class UnionLexer:
     # terminal sets, and other grammars over the same vocabulary, share scans.
     signature: list[tuple] = field(repr=False)
     alive_terms: list[tuple[int, ...]] = field(repr=False)  # terminal ids of the signature's entries
+    # Filled lazily by the grammar's TokenMasker (a lexer belongs to one grammar): mask cache ids.
+    mask_base: list = field(default=None, repr=False)
+    # has_out[q]: some byte continues the current lexeme (cheap termination checks)
+    has_out: list = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.mask_base = [None] * len(self.accept_list)
+        self.has_out = (self.table >= 0).any(axis=1).tolist()
 
     @property
     def num_states(self) -> int:

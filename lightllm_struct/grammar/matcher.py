@@ -1,6 +1,7 @@
 """Matcher: one generation's position in a compiled grammar."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from lightllm_struct.grammar.compiled import CompiledGrammar
@@ -28,6 +29,7 @@ class Matcher:
         self._special = frozenset(self._tok.special_token_ids)
         self._initial = grammar.initial_config()
         self._history: list[tuple] = [(self._initial, False)]  # (config, terminated) per accepted token
+        self._view_of = self._view = None
 
     # -- state ------------------------------------------------------------------------------------
     def is_terminated(self) -> bool:
@@ -35,7 +37,7 @@ class Matcher:
         config, terminated = self._history[-1]
         if terminated:
             return True
-        return not self.grammar.next_bytes(config) and self.grammar.is_complete(config)
+        return not self.grammar.can_continue(config) and self.grammar.is_complete(config)
 
     def is_complete(self) -> bool:
         """Whether the output so far is a whole sentence (EOS would be accepted)."""
@@ -109,8 +111,18 @@ class Matcher:
         After termination only EOS is allowed, so a row stays samplable.
         """
         config, terminated = self._history[-1]
-        row = bitmask[index] if bitmask.dim() == 2 else bitmask
-        row.copy_(self.grammar.masker.eos_mask if terminated else self.grammar.masker.mask(config))
+        words = self.grammar.masker.eos_mask if terminated else self.grammar.masker.mask(config)
+        if bitmask is self._view_of:  # engines refill one batch tensor every step: keep its numpy view
+            target = self._view
+        else:
+            try:
+                target = bitmask.numpy()  # CPU: a numpy copy is cheaper than torch indexing + copy_
+            except TypeError:  # a device tensor
+                row = bitmask[index] if bitmask.dim() == 2 else bitmask
+                row.copy_(torch.from_numpy(words))
+                return
+            self._view_of, self._view = bitmask, target
+        np.copyto(target[index] if target.ndim == 2 else target, words)
 
     def allowed_token_ids(self) -> list[int]:
         """The allowed next tokens as a list (tests and debugging; the bitmask is the fast path)."""

@@ -124,36 +124,49 @@ class TokenMasker:
         tok = grammar.tokenizer
         self.scans = scan_cache_for(tok, scanner)
         self._masks: OrderedDict = OrderedDict()
-        self._shapes: dict[tuple, set] = {}
+        self._shapes: dict[int, tuple] = {}
+        self._bases: dict[tuple, int] = {}
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._eos_words = pack_token_ids(np.array(tok.eos_token_ids, dtype=np.int64), tok.num_words)
-        self.eos_mask = torch.from_numpy(self._eos_words)
+        self.eos_mask = self._eos_words
 
-    def mask(self, config) -> torch.Tensor:
-        """The packed int32 mask of ``config`` (a cached tensor: copy it, never write it)."""
+    def mask(self, config) -> np.ndarray:
+        """The packed int32 mask of ``config`` (a cached array: copy it, never write it)."""
         stack, lexer, q = config
-        base = (lexer.signature[q], lexer.alive_terms[q])
-        for depth, height in tuple(self._shapes.get(base, ())):
+        base = lexer.mask_base[q]
+        if base is None:
+            base = self._base_id(lexer, q)
+        for depth, height in self._shapes.get(base, ()):
             if height >= 0 and height != stack[1]:
                 continue
             key = (base, depth, height, _top(stack, depth))
             hit = self._masks.get(key)
             if hit is not None:
-                with self._lock:
-                    if key in self._masks:
-                        self._masks.move_to_end(key)
+                try:  # LRU touch without the lock: a racing eviction only costs a recomputation
+                    self._masks.move_to_end(key)
+                except KeyError:
+                    pass
                 return hit
         touch = Touch(stack[1])
-        tensor = torch.from_numpy(self._compute(config, touch))
+        words = self._compute(config, touch)
         depth = stack[1] - touch.low + 1
         height = stack[1] if touch.hit_limit else -1
         with self._lock:
-            self._shapes.setdefault(base, set()).add((depth, height))
-            self._masks[(base, depth, height, _top(stack, depth))] = tensor
+            shapes = self._shapes.get(base, ())
+            if (depth, height) not in shapes:  # replaced, never mutated: readers iterate lock-free
+                self._shapes[base] = shapes + ((depth, height),)
+            self._masks[(base, depth, height, _top(stack, depth))] = words
             while len(self._masks) > self._cache_size:
                 self._masks.popitem(last=False)
-        return tensor
+        return words
+
+    def _base_id(self, lexer: UnionLexer, q: int) -> int:
+        """Small id of what a mask depends on besides the stack (lexer states with equal content share it)."""
+        with self._lock:
+            base = self._bases.setdefault((lexer.signature[q], lexer.alive_terms[q]), len(self._bases))
+        lexer.mask_base[q] = base
+        return base
 
     def _compute(self, config, touch: Touch) -> np.ndarray:
         stack, lexer, q = config
