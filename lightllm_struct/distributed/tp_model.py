@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import multiprocessing.connection
 import os
 import threading
 from collections.abc import Callable
@@ -21,7 +22,7 @@ import torch.distributed as dist
 
 from lightllm_struct.distributed.channel import Op
 from lightllm_struct.distributed.group import DEFAULT_TIMEOUT_S, destroy_distributed
-from lightllm_struct.distributed.health import RankFailure, RankWatchdog, exit_process
+from lightllm_struct.distributed.health import RankFailure, RankWatchdog, describe_exit, exit_process
 from lightllm_struct.distributed.launcher import LaunchedRanks, join_from_env, launch_ranks
 from lightllm_struct.distributed.shard import ShardSpec, pack_step, send_kv_setup, shard_main
 from lightllm_struct.distributed.worker import channel_for
@@ -52,6 +53,7 @@ class TensorParallelModel:
         self.exit_on_failure = exit_on_failure
         self.failure: RankFailure | None = None
         self._lock = threading.Lock()
+        self._failure_lock = threading.Lock()
         self._kv_id: int | None = None
         self._announced_rows: int | None = None
         self._closed = False
@@ -132,39 +134,36 @@ class TensorParallelModel:
         with self._lock:
             try:
                 yield
-            except (RuntimeError, dist.DistError) as e:
-                if isinstance(e, RankFailure):
-                    raise
+            except (RuntimeError, dist.DistError) as e:  # what gloo/NCCL raise for a broken or late peer
                 self._fail(self._collective_failure(e))
 
     def _collective_failure(self, e: BaseException) -> RankFailure:
-        if self._watchdog is not None:
-            self._watchdog_settle()
+        # A peer's death breaks the collective a moment before its exit is visible: wait that moment so
+        # the error names the rank and how it ended, not only the broken socket.
+        sentinels = {p.sentinel: r for r, p in self.ranks.procs.items()}
+        ended = multiprocessing.connection.wait(list(sentinels), timeout=2.0) if sentinels else []
         if self.failure is not None:
             return self.failure
+        if ended:
+            rank = sentinels[ended[0]]
+            proc = self.ranks.procs[rank]
+            proc.join(timeout=1)
+            return RankFailure(f"{describe_exit(rank, proc)}; the engine cannot continue", rank=rank)
         return RankFailure(f"a tensor-parallel collective failed (a rank died or hung): {e}")
 
-    def _watchdog_settle(self) -> None:
-        # A peer's death usually breaks the collective a moment before its exit is visible: give the
-        # watchdog that moment so the error names the rank.
-        for proc in self.ranks.procs.values():
-            proc.join(timeout=1.0)
-            if not proc.is_alive():
-                break
-        if self._watchdog is not None and self._watchdog.failure is not None:
-            self.failure = self._watchdog.failure
-
     def _fail(self, failure: RankFailure):
-        self.failure = self.failure or failure
-        self.ranks.terminate()
+        self._on_failure(failure)
         raise self.failure
 
     def _on_failure(self, failure: RankFailure) -> None:
-        self.failure = self.failure or failure
+        """Record the first failure, stop the surviving ranks, and (for a server) end the process once."""
+        with self._failure_lock:
+            first = self.failure is None
+            self.failure = self.failure or failure
         # Peers blocked in a collective with the dead rank fail at once when they lose their sockets too.
         self.ranks.terminate()
-        if self.exit_on_failure:
-            exit_process(failure.message)
+        if first and self.exit_on_failure:
+            exit_process(self.failure.message)
 
 
 def load_tp_model(path_or_none: str | Path | None = None, *, tensor_parallel_size: int,

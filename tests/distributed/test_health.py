@@ -1,6 +1,8 @@
 """A rank that dies is reported at once, with its pid and signal, and peers' collectives fail, not hang."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -34,6 +36,18 @@ def test_killed_rank_is_reported_and_collectives_fail_fast(rank0_cleanup):
         dist.all_reduce(torch.ones(4))
     assert time.monotonic() - t0 < 30
     watchdog.stop()
+
+
+def test_hung_rank_turns_into_an_error_after_the_collective_timeout(rank0_cleanup):
+    job = launch_ranks(2, idle_main, device="cpu", timeout_s=3)
+    os.kill(job.procs[1].pid, signal.SIGSTOP)  # alive but unresponsive: no socket closes, only time tells
+    try:
+        t0 = time.monotonic()
+        with pytest.raises((RuntimeError, dist.DistError)):
+            dist.all_reduce(torch.ones(4))
+        assert 2.5 < time.monotonic() - t0 < 30
+    finally:
+        job.terminate()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a rank that cannot get its device")

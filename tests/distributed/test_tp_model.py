@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lightllm_struct.distributed.health import RankFailure
 from lightllm_struct.distributed.tp_model import TensorParallelModel, load_tp_model
 from lightllm_struct.models.attention import AttentionMetadata
 from lightllm_struct.models.loader import load_model
@@ -65,3 +66,17 @@ def test_tp2_matches_tp1(tmp_path, shape, rank0_cleanup):
     finally:
         model.shutdown()
     assert all(p.exitcode == 0 for p in model.ranks.procs.values())
+
+
+def test_dead_rank_fails_the_next_step_with_its_name(tmp_path, rank0_cleanup):
+    model, _, _ = load_tp_model(write_tiny_llama(tmp_path / "tiny"), tensor_parallel_size=2, device="cpu",
+                                timeout_s=60)
+    try:
+        greedy_trace(model, PROMPTS[:1], 2, announce=True)
+        pid = model.ranks.procs[1].pid
+        model.ranks.procs[1].kill()
+        with pytest.raises(RankFailure, match=rf"rank 1 \(pid {pid}\) was killed by SIGKILL"):
+            for _ in range(50):  # the watchdog or the broken collective reports it, whichever is first
+                greedy_trace(model, PROMPTS[:1], 2, announce=True)
+    finally:
+        model.shutdown()
