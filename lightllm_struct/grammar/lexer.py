@@ -42,6 +42,8 @@ class UnionLexer:
     def __post_init__(self) -> None:
         self.mask_base = [None] * len(self.accept_list)
         self.has_out = (self.table >= 0).any(axis=1).tolist()
+        # flat int64 table plus an all-dead sink row (state num_states) for vectorized scans
+        self.sink_table = np.concatenate([self.table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
 
     @property
     def num_states(self) -> int:

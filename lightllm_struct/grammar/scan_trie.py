@@ -66,34 +66,62 @@ class VocabTrie:
 def trie_scan(trie: VocabTrie, lexer, nodes: np.ndarray, state: int):
     """Run ``lexer`` from ``state`` over the subtrees of ``nodes`` (all of one depth).
 
+    While most of a level is alive the frontier stays a contiguous node range (dead subtrees ride
+    along in a sink state), so per-node data is sliced rather than gathered; once most of it is dead
+    the frontier is compacted to an index array.
+
     Returns
     -------
     (allowed unique indices, [(terminal, stuck nodes)])
         Tokens that stay inside the lexer, and per terminal the nodes at which a token gets stuck
         where that terminal ends (the node's byte is the first byte after the terminal).
     """
-    table = lexer.table.reshape(-1)
+    sink = lexer.num_states
+    table = lexer.sink_table
     accept = lexer.accept
+    span = _as_range(nodes)
     states = np.full(len(nodes), state, dtype=np.int64)
     allowed: list[np.ndarray] = []
-    groups: list[tuple[int, np.ndarray]] = []
-    while len(nodes):
-        nxt = table[(states << 8) | trie.byte[nodes]]
-        stuck = nxt < 0
+    stuck_parts: dict[int, list[np.ndarray]] = {}
+    while len(states):
+        if span is not None:
+            lo, hi = span
+            byte, ends, counts = trie.byte[lo:hi], trie.end_uidx[lo:hi], trie.child_count[lo:hi]
+        else:
+            byte, ends, counts = trie.byte[nodes], trie.end_uidx[nodes], trie.child_count[nodes]
+        nxt = table[(states << 8) | byte]
+        dead = nxt < 0
+        stuck = dead & (states != sink)
         if stuck.any():
-            terms = accept[states[stuck]]
-            stuck_nodes = nodes[stuck]
+            where = np.flatnonzero(stuck)
+            terms = accept[states[where]]
+            ids = (where + span[0]) if span is not None else nodes[where]
             for term in np.unique(terms[terms >= 0]).tolist():
-                groups.append((term, stuck_nodes[terms == term]))
-            keep = ~stuck
-            nodes, nxt = nodes[keep], nxt[keep]
-        ends = trie.end_uidx[nodes]
-        allowed.append(ends[ends >= 0])
-        counts = trie.child_count[nodes]
-        total = int(counts.sum())
-        if not total:
+                stuck_parts.setdefault(term, []).append(ids[terms == term])
+        nxt[dead] = sink
+        alive = ~dead
+        allowed.append(ends[alive & (ends >= 0)])
+        n_alive = int(np.count_nonzero(alive))
+        if not n_alive:
             break
-        offsets = np.repeat(trie.child_start[nodes] - (np.cumsum(counts) - counts), counts)
+        if span is not None and 2 * n_alive >= len(states):
+            first = int(trie.child_start[span[0]])
+            span = (first, first + int(counts.sum()))
+            states = np.repeat(nxt, counts)
+            continue
+        keep = np.flatnonzero(alive)
+        parents = (keep + span[0]) if span is not None else nodes[keep]
+        counts, nxt = counts[keep], nxt[keep]
+        total = int(counts.sum())
+        offsets = np.repeat(trie.child_start[parents] - (np.cumsum(counts) - counts), counts)
         nodes = offsets + np.arange(total, dtype=np.int64)
         states = np.repeat(nxt, counts)
+        span = None
+    groups = [(term, np.concatenate(parts)) for term, parts in stuck_parts.items()]
     return (np.concatenate(allowed) if allowed else np.zeros(0, dtype=np.int64)), groups
+
+
+def _as_range(nodes: np.ndarray) -> tuple[int, int] | None:
+    if len(nodes) and int(nodes[-1]) - int(nodes[0]) + 1 == len(nodes):
+        return int(nodes[0]), int(nodes[-1]) + 1
+    return None
