@@ -34,6 +34,7 @@ _LAYER_NAMES = {
 }
 _GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 _ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+SHARD_BYTES = 2 << 30  # fp32 bytes per converted safetensors file
 _IGNORED = {"rope_freqs"}  # per-frequency RoPE divisors: turned back into config.json's Llama 3 rope scaling
 # (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) of released Llama 3.x models.
 _LLAMA3_SCALINGS = [(8.0, 1.0, 4.0, 8192), (32.0, 1.0, 4.0, 8192), (16.0, 1.0, 4.0, 8192)]
@@ -93,7 +94,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     hf_config = _write_config(gguf_path, out_dir)
     _apply_rope_freqs(reader, hf_config, out_dir / "config.json")
     _write_tokenizer(gguf_path, reader, out_dir)
-    _write_weights(reader, hf_config, out_dir / "model.safetensors")
+    _write_weights(reader, hf_config, out_dir)
 
 
 def _write_config(gguf_path: Path, out_dir: Path) -> dict:
@@ -176,23 +177,52 @@ def unpermute_qk(weight: np.ndarray, num_heads: int) -> np.ndarray:
     return w.swapaxes(2, 1).reshape(weight.shape)
 
 
-def _write_weights(reader, hf_config: dict, path: Path) -> None:
-    from gguf import dequantize
+def _write_weights(reader, hf_config: dict, out_dir: Path) -> None:
+    """Dequantize into fp32 safetensors: ``model.safetensors``, or shards plus an index past ``shard_bytes``
+    (so converting a big model holds one shard in memory, not the whole model)."""
     from safetensors.torch import save_file
 
-    # llama.cpp permutes q/k only for the llama architecture (Mistral is stored as llama too); Qwen2 is not.
-    permute = hf_config["model_type"] in ("llama", "mistral")
-    heads = {"q_proj": hf_config["num_attention_heads"],
-             "k_proj": hf_config.get("num_key_value_heads") or hf_config["num_attention_heads"]}
-    tensors: dict[str, torch.Tensor] = {}
+    plan = _shard_plan(reader, SHARD_BYTES)
+    names = ["model.safetensors"] if len(plan) == 1 else [
+        f"model-{i + 1:05d}-of-{len(plan):05d}.safetensors" for i in range(len(plan))
+    ]
+    weight_map = {}
+    for file_name, group in zip(names, plan):
+        tensors = {name: _dequantized(t, name, hf_config) for t, name in group}
+        save_file(tensors, str(out_dir / file_name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(tensors, file_name))
+    if len(plan) > 1:
+        index = {"metadata": {"total_size": sum(4 * int(np.prod(t.shape)) for g in plan for t, _ in g)},
+                 "weight_map": weight_map}
+        (out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def _shard_plan(reader, shard_bytes: int) -> list[list[tuple]]:
+    groups: list[list[tuple]] = [[]]
+    size = 0
     for tensor in reader.tensors:
         name = hf_tensor_name(tensor.name)
         if name is None:
             continue
-        weights = dequantize(tensor.data, tensor.tensor_type)
-        proj = name.split(".")[-2]
-        if permute and proj in heads:
-            weights = unpermute_qk(weights, heads[proj])
-        # F32 tensors come back as read-only views of the memory-mapped file: copy them out.
-        tensors[name] = torch.from_numpy(np.array(weights, dtype=np.float32, order="C", copy=True))
-    save_file(tensors, str(path), metadata={"format": "pt"})
+        nbytes = 4 * int(np.prod(tensor.shape))
+        if groups[-1] and size + nbytes > shard_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append((tensor, name))
+        size += nbytes
+    return groups
+
+
+def _dequantized(tensor, name: str, hf_config: dict) -> torch.Tensor:
+    from gguf import dequantize
+
+    weights = dequantize(tensor.data, tensor.tensor_type)
+    # llama.cpp permutes q/k only for the llama architecture (Mistral is stored as llama too); Qwen2 is not.
+    proj = name.split(".")[-2]
+    if hf_config["model_type"] in ("llama", "mistral") and proj in ("q_proj", "k_proj"):
+        heads = hf_config["num_attention_heads"]
+        if proj == "k_proj":
+            heads = hf_config.get("num_key_value_heads") or heads
+        weights = unpermute_qk(weights, heads)
+    # F32 tensors come back as read-only views of the memory-mapped file: copy them out.
+    return torch.from_numpy(np.array(weights, dtype=np.float32, order="C", copy=True))

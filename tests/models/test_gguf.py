@@ -155,3 +155,17 @@ def test_unknown_gguf_architecture(tmp_path):
         ensure_converted(path, cache_root=tmp_path / "cache")
     assert isinstance(info.value, LightLLMStructError)
     assert not any((tmp_path / "cache").iterdir())
+
+
+def test_big_conversions_are_sharded(tiny, tmp_path, monkeypatch):
+    path, _ = tiny
+    single, _, _ = load_model(path)
+    monkeypatch.setattr(gguf_mod, "SHARD_BYTES", 1 << 20)
+    out = ensure_converted(path, cache_root=tmp_path)
+    shards = sorted(p.name for p in out.glob("*.safetensors"))
+    assert len(shards) > 2 and not (out / "model.safetensors").exists()
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values())) == shards
+    sharded, _, _ = load_model(out)
+    for (name, a), (_, b) in zip(single.state_dict().items(), sharded.state_dict().items()):
+        assert torch.equal(a, b), name
