@@ -1,16 +1,20 @@
 """One batched sampling kernel: grammar mask, temperature, top-k, top-p and seeded noise in one launch.
 
-One program per row streams over the vocabulary in chunks, so nothing of size ``V`` is materialised and the
-host never waits. Per row:
+Each row is split over several programs (more at small batch sizes, to fill the device); nothing of size
+``V`` is materialised and the host never waits. Every program scans its slice for the greedy arg-max and,
+for rows without top-k/top-p, runs the exponential race on it; the last program of a row to finish (an
+acq_rel atomic counter orders the slices' stores before it) merges the slices. For a row with top-k/top-p
+that program then also does, over the whole row:
 
-1. A pass for the maximum (and, for greedy rows, the arg-max) over the allowed tokens.
-2. Top-k, then top-p over the top-k-renormalised distribution, each as a threshold on the scaled logit:
+1. Top-k, then top-p over the top-k-renormalised distribution, each as a threshold on the scaled logit:
    an 8-ary search (8 candidate thresholds counted per pass, 7 passes) finds the largest threshold whose
    kept set still holds ``k`` tokens / ``top_p`` of the mass. Ties at the threshold are all kept; tokens
    more than ``_SEARCH_RANGE`` below the maximum (relative probability < 1e-13) count as outside the search.
-3. An exponential race: the winner is ``argmax z_t - log(E_t)`` with ``E_t = -log(u_t)``, which picks ``t``
-   with probability ``softmax(z)_t``; ``u_t`` is a Philox hash of ``(seed, step, t)``, so a request's draws
-   depend only on its own seed and step, never on its batch neighbours.
+2. The race over the kept tokens.
+
+The race: the winner is ``argmax z_t - log(E_t)`` with ``E_t = -log(u_t)``, which picks ``t`` with
+probability ``softmax(z)_t``; ``u_t`` is a Philox hash of ``(seed, step, t)``, so a request's draws depend
+only on its own seed and step, never on its batch neighbours.
 
 The bitmask is int32 ``[B, W]``: bit ``j`` of word ``i`` allows token ``32*i + j``; columns of the logits at
 or beyond ``32*W`` are never chosen. A row with nothing allowed returns 0.
