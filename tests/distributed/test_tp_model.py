@@ -1,9 +1,15 @@
 """TP=2 over gloo gives TP=1's logits (fp32, 1e-4) and greedy tokens, for tiny random models."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+from lightllm_struct.distributed.group import find_free_port
 from lightllm_struct.distributed.health import RankFailure
 from lightllm_struct.distributed.tp_model import TensorParallelModel, load_tp_model
 from lightllm_struct.models.attention import AttentionMetadata
@@ -80,3 +86,18 @@ def test_dead_rank_fails_the_next_step_with_its_name(tmp_path, rank0_cleanup):
                 greedy_trace(model, PROMPTS[:1], 2, announce=True)
     finally:
         model.shutdown()
+
+
+def test_torchrun_launch_matches_tp1(tmp_path, rank0_cleanup):
+    """The standard launcher: torchrun starts both ranks, rank 0 joins through RANK/WORLD_SIZE/MASTER_*."""
+    path = write_tiny_llama(tmp_path / "tiny", num_kv_heads=2)
+    ref, _, _ = load_model(path)
+    want, _ = greedy_trace(ref, PROMPTS, 8, announce=False)
+    out = tmp_path / "out.json"
+    script = Path(__file__).with_name("torchrun_tiny.py")
+    cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(find_free_port()), str(script), str(path), str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert got == {"tokens": want, "procs": 0}  # no spawned ranks: torchrun owns the processes
