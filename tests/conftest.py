@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+# OpenMP threads that spin while waiting stall badly when the 2 cores are shared (server + client, or
+# several test processes): with PASSIVE they sleep. Must be set before torch starts its thread pool.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
