@@ -36,6 +36,18 @@ class ByteDFA:
         h = hashlib.blake2b(self.table.astype(np.int32).tobytes(), digest_size=16)
         h.update(self.accepting.astype(bool).tobytes())
         object.__setattr__(self, "digest", h.digest())
+        object.__setattr__(self, "_bounded", {})
+
+    def bounded_classes(self, k: int) -> list[int]:
+        """Class ids of states that no string of at most ``k`` bytes tells apart.
+
+        Token scans read at most the longest token's bytes, so states of one class (say position 300
+        and 301 of a 500-character string) get the same token masks and can share cache entries.
+        """
+        got = self._bounded.get(k)
+        if got is None:
+            got = self._bounded[k] = _bounded_moore(self.table, self.accepting, k)
+        return got
 
     @property
     def num_states(self) -> int:
@@ -149,6 +161,27 @@ def minimize(table: np.ndarray, accepting: np.ndarray, deadline: Deadline = NO_D
             break
         cls, n_cls = new, int(new.max()) + 1
     return _renumber(full, acc, cls, n)
+
+
+def _bounded_moore(table: np.ndarray, accepting: np.ndarray, k: int) -> list[int]:
+    n = table.shape[0]
+    if n <= 64:  # small DFAs: identity classes are exact enough and free
+        return list(range(n))
+    full = np.vstack([np.where(table < 0, n, table), np.full((1, 256), n, dtype=np.int32)])
+    _, firsts = np.unique(np.ascontiguousarray(full.T).view(np.dtype((np.void, 4 * (n + 1)))).reshape(-1),
+                          return_index=True)
+    columns = full[:, np.sort(firsts)]
+    # three-way start: dead sink, accepting, live non-accepting (a dead transition must never hide)
+    cls = np.append(np.where(accepting, 1, 2), 0).astype(np.int64)
+    n_cls = 3
+    for _ in range(k):
+        sig = np.ascontiguousarray(np.concatenate([cls[:, None], cls[columns]], axis=1))
+        _, new = np.unique(sig.view(np.dtype((np.void, 8 * sig.shape[1]))).reshape(-1), return_inverse=True)
+        new = new.reshape(-1).astype(np.int64)
+        if int(new.max()) + 1 == n_cls:
+            break
+        cls, n_cls = new, int(new.max()) + 1
+    return cls[:n].tolist()
 
 
 def _live_or_dead(classes: np.ndarray, acc: np.ndarray, sink: int) -> np.ndarray:

@@ -74,7 +74,8 @@ class CompiledGrammar:
                 lexer = self._lexers.get(live)
                 if lexer is None:
                     lexer = build_union(len(self._lexers), live, self.dfas, self.lr.terminals,
-                                        max_states=self._max_lexer_states, deadline=deadline)
+                                        max_states=self._max_lexer_states, horizon=max(self.tokenizer.max_token_len, 1),
+                                        deadline=deadline)
                     self._lexers[live] = lexer
         return lexer
 

@@ -56,8 +56,8 @@ def rank_key(term: Terminal) -> tuple:
 
 
 def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: tuple[Terminal, ...], *,
-                max_states: int, deadline: Deadline = NO_DEADLINE) -> UnionLexer:
-    """Reachable product of the DFAs of ``live``.
+                max_states: int, horizon: int, deadline: Deadline = NO_DEADLINE) -> UnionLexer:
+    """Reachable product of the DFAs of ``live``; ``horizon`` is the longest token in bytes.
 
     Raises
     ------
@@ -69,7 +69,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
         table = np.full((1, 256), -1, dtype=np.int32)
         return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1], [(True, ())], [()])
     if len(ids) == 1:
-        return _single(uid, live, ids[0], dfas[ids[0]])
+        return _single(uid, live, ids[0], dfas[ids[0]], horizon)
     tables = [dfas[t].table for t in ids]
     accepting = [dfas[t].accepting for t in ids]
     index: dict[tuple, int] = {("init",): 0}
@@ -103,17 +103,20 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
     table = np.stack(rows).astype(np.int32)
     acc = np.array(accept, dtype=np.int32)
     alive = [tuple(k for k, s in enumerate(comps) if s >= 0) for comps in order]
-    signature = [(q == 0, tuple((dfas[ids[k]].digest, order[q][k]) for k in ks)) for q, ks in enumerate(alive)]
+    classes = [dfas[t].bounded_classes(horizon) for t in ids]
+    signature = [(q == 0, tuple((dfas[ids[k]].digest, classes[k][order[q][k]]) for k in ks))
+                 for q, ks in enumerate(alive)]
     alive_terms = [tuple(ids[k] for k in ks) for ks in alive]
     return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature, alive_terms)
 
 
-def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA) -> UnionLexer:
+def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA, horizon: int) -> UnionLexer:
     """One live terminal: its DFA shifted by one, behind a fresh start that is never re-entered."""
     table = np.vstack([dfa.table[:1], dfa.table]).astype(np.int32)
     table = np.where(table >= 0, table + 1, -1).astype(np.int32)
     acc = np.where(dfa.accepting, term, -1).astype(np.int32)
     acc = np.concatenate([np.array([-1], dtype=np.int32), acc])
     n = len(acc)
-    signature = [(q == 0, ((dfa.digest, max(q - 1, 0)),)) for q in range(n)]
+    classes = dfa.bounded_classes(horizon)
+    signature = [(q == 0, ((dfa.digest, classes[max(q - 1, 0)]),)) for q in range(n)]
     return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature, [(term,)] * n)

@@ -168,3 +168,19 @@ def test_matchers_share_a_grammar_independently():
     assert b.accept_bytes(b"2*3")
     assert _mask(b) == brute_force_allowed(b, small_tokenizer().vocab_size)
     assert _mask(a) == brute_force_allowed(a, small_tokenizer().vocab_size)
+
+
+@pytest.mark.parametrize("pattern", [r'"[a-z ]{0,90}"', r"(ab|é){0,70}x"])
+def test_long_counted_repeats_share_masks_and_stay_exact(compiler, pattern):
+    tok = small_tokenizer()
+    grammar = compiler.compile_regex(pattern)
+    random_walk(grammar, random.Random(11), eos_ids={EOS_ID}, max_steps=45, check_masks=True, eos_bias=0.05)
+    matcher = Matcher(grammar)
+    bases = set()
+    for _ in range(10):  # far from the bound, positions are indistinguishable within a token's length
+        assert matcher.accept_bytes(b'"a' if not matcher.num_accepted_tokens and pattern[0] == '"' else b"ab")
+        _mask(matcher)
+        config = matcher._history[-1][0]
+        bases.add(config[1].mask_base[config[2]])
+    assert len(bases) <= 3
+    assert tok.max_token_len < 20
