@@ -52,6 +52,8 @@ class EngineConfig:
         Split prompts longer than the step's remaining budget across steps.
     grammar_compile_threads, grammar_compile_timeout_s, grammar_cache_size:
         The grammar compile pool: its threads, each compile's deadline, and the LRU size of compiled grammars.
+    enable_cuda_graphs:
+        Replay decode steps as captured CUDA graphs (CUDA with the Triton kernels only).
     num_threads:
         torch CPU threads; None = min(cores, 4), leaving one core free on small machines.
     output_history_size:
@@ -70,6 +72,7 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
+    enable_cuda_graphs: bool = True
     grammar_compile_threads: int = 2
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128

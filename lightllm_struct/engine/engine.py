@@ -19,7 +19,7 @@ from lightllm_struct.engine.prefix_cache import PrefixCache
 from lightllm_struct.engine.sampler import SamplingTensors, sample
 from lightllm_struct.engine.scheduler import ScheduledBatch, Scheduler
 from lightllm_struct.engine.sequence import Sequence
-from lightllm_struct.engine.setup import build_kv, load
+from lightllm_struct.engine.setup import build_cuda_graphs, build_kv, load
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError, PromptTooLongError
 from lightllm_struct.request import Request, RequestOutput, RequestStatus
 
@@ -60,12 +60,16 @@ class Engine:
         self.config = config = config or EngineConfig()
         self.device, self.model, self.model_config, self.tokenizer = load(config, loaded)
         self.kv_cache, self.max_model_len = build_kv(config, self.model, self.model_config, self.device)
-        self.allocator = SlotAllocator(self.kv_cache.num_slots)
+        # The last slot is never handed out: padding rows of captured CUDA graphs write their K/V there.
+        self.allocator = SlotAllocator(self.kv_cache.num_slots - 1)
         table = ReqToTokenTable(max_rows=config.max_num_seqs, max_seq_len=self.max_model_len, device=self.device)
+        graphs = build_cuda_graphs(config, self.model, self.kv_cache, scratch_slot=self.kv_cache.num_slots - 1,
+                                   max_context=self.max_model_len)
         self.prefix_cache = PrefixCache(self.allocator) if config.enable_prefix_caching else None
         self.scheduler = Scheduler(config, allocator=self.allocator, table=table, prefix_cache=self.prefix_cache,
                                    max_model_len=self.max_model_len)
-        self.runner = ModelRunner(self.model, kv_cache=self.kv_cache, table=table, device=self.device)
+        self.runner = ModelRunner(self.model, kv_cache=self.kv_cache, table=table, device=self.device,
+                                  graphs=graphs)
         self.grammar = GrammarManager(self.tokenizer, vocab_size=self.model_config.vocab_size,
                                       threads=config.grammar_compile_threads,
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size)
@@ -105,6 +109,7 @@ class Engine:
     def has_unfinished(self) -> bool:
         return bool(self._seqs) or bool(self._outbox)
 
+    @torch.inference_mode()
     def step(self) -> list[RequestOutput]:
         """Run one step; returns the outputs of requests that progressed or finished in it."""
         self._admit_compiled()

@@ -207,8 +207,11 @@ class GrammarManager:
                 from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
                 from lightllm_struct.grammar.hf_vocab import vocab_from_huggingface
 
-                vocab, _, _ = vocab_from_huggingface(self.tokenizer.backend)
-                info = TokenizerInfo.from_vocab(vocab, eos_token_ids=list(self.tokenizer.eos_token_ids))
+                vocab, _, special = vocab_from_huggingface(self.tokenizer.backend)
+                # The engine's EOS ids (tokenizer config + generation config) are the ones it stops on.
+                eos = list(self.tokenizer.eos_token_ids)
+                info = TokenizerInfo.from_vocab(vocab, eos_token_ids=eos,
+                                                special_token_ids=[t for t in special if t not in eos])
                 self._compiler = GrammarCompiler(info, compile_timeout_s=self.timeout_s)
             return self._compiler
 

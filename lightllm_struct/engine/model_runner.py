@@ -38,22 +38,30 @@ class ModelRunner:
         The KV pool and the request-to-slots table the scheduler filled for this step.
     device:
         Where inputs are built.
+    graphs:
+        Captured decode steps (``engine/cuda_graphs.CUDAGraphRunner``, CUDA only) or None.
     """
 
-    def __init__(self, model, *, kv_cache: KVCache, table: ReqToTokenTable, device: torch.device) -> None:
+    def __init__(self, model, *, kv_cache: KVCache, table: ReqToTokenTable, device: torch.device,
+                 graphs=None) -> None:
         self.model, self.kv_cache, self.table, self.device = model, kv_cache, table, device
+        self.graphs = graphs
 
     def launch(self, batch: ScheduledBatch) -> LogitsFuture:
         """Start the forward of ``batch``; returns the logits of the last token of each sampling sequence."""
         if batch.empty:
             return LogitsFuture(None)
         input_ids, positions, meta = self.prepare(batch)
-        hidden = self.model.forward(input_ids, positions, meta=meta, kv_cache=self.kv_cache)
         rows = batch.sample_rows
-        if not rows:
-            return LogitsFuture(None)
-        last = meta.query_start_loc[1:].long()[torch.tensor(rows, device=self.device)] - 1
-        logits = self.model.compute_logits(hidden[last]).float()
+        if self.graphs is not None and len(rows) == len(batch.seqs) and self.graphs.can_run(meta):
+            # A decode step: every row samples, and one graph replay replaces hundreds of launches.
+            logits = self.graphs.run(input_ids, positions, meta)
+        else:
+            hidden = self.model.forward(input_ids, positions, meta=meta, kv_cache=self.kv_cache)
+            if not rows:
+                return LogitsFuture(None)
+            last = meta.query_start_loc[1:].long()[torch.tensor(rows, device=self.device)] - 1
+            logits = self.model.compute_logits(hidden[last]).float()
         done = None
         if logits.is_cuda:
             done = torch.cuda.Event()

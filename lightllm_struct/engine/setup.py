@@ -47,8 +47,22 @@ def build_kv(config: EngineConfig, model, model_config, device: torch.device) ->
                                                          model_config.num_layers, dtype)
     cache = KVCache(num_layers=model_config.num_layers, num_slots=num_slots, num_kv_heads=kv_heads,
                     head_dim=head_dim, dtype=dtype, device=device)
-    max_len = min(config.max_model_len or model_config.max_position_embeddings, num_slots)
+    max_len = min(config.max_model_len or model_config.max_position_embeddings, num_slots - 1)
     return cache, max_len
+
+
+def build_cuda_graphs(config: EngineConfig, model, kv_cache: KVCache, *, scratch_slot: int, max_context: int):
+    """Capture decode steps as CUDA graphs when the model runs the Triton kernels on CUDA; else None."""
+    attn = getattr(model, "attn_backend", None)
+    if not config.enable_cuda_graphs or kv_cache.k_buffers[0].device.type != "cuda" or \
+            type(attn).__name__ != "TritonAttentionBackend" or getattr(attn, "sliding_window", None):
+        return None
+    from lightllm_struct.engine.cuda_graphs import DEFAULT_BATCH_SIZES, CUDAGraphRunner
+
+    sizes = tuple(s for s in DEFAULT_BATCH_SIZES if s < config.max_num_seqs) + (config.max_num_seqs,)
+    graphs = CUDAGraphRunner(model, kv_cache, scratch_slot=scratch_slot, max_context=max_context, batch_sizes=sizes)
+    graphs.capture()
+    return graphs
 
 
 def _slots_for_memory(config: EngineConfig, device: torch.device, kv_heads: int, head_dim: int,

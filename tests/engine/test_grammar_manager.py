@@ -1,0 +1,130 @@
+"""The grammar hook without a model: async compile, waiting state, failures, cache, batch bitmask."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from lightllm_struct.engine.grammar_manager import Constraint, GrammarManager
+from lightllm_struct.engine.sequence import Sequence
+from lightllm_struct.errors import InvalidRequestError
+from lightllm_struct.grammar.errors import CompileTimeout, InvalidTokenError, SchemaError
+from lightllm_struct.request import Request, RequestStatus, SamplingParams
+
+
+class FakeCompiler:
+    """Compiles to the set of allowed token ids; ``gate`` lets a test hold compiles back."""
+
+    def __init__(self):
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls = 0
+
+    def compile_choice(self, choices):
+        self.calls += 1
+        self.gate.wait(10)
+        return {int(c) for c in choices}
+
+    def compile_json_schema(self, schema, **_):
+        raise SchemaError("bad type", pointer="/properties/x")
+
+
+class FakeMatcher:
+    def __init__(self, allowed):
+        self.allowed = allowed
+
+    def fill_next_token_bitmask(self, mask, index=0):
+        mask[index] = 0
+        for t in self.allowed:
+            mask[index, t // 32] |= 1 << (t % 32)
+
+    def accept_token(self, t):
+        return t in self.allowed
+
+    def is_terminated(self):
+        return False
+
+
+def _manager(compiler, **kw):
+    return GrammarManager(None, vocab_size=70, compiler=compiler, matcher_cls=FakeMatcher, **kw)
+
+
+def _seq(constraint):
+    return Sequence(req=Request(prompt_token_ids=[1], sampling=SamplingParams(), constraint=constraint), seed=0,
+                    detokenizer=None)
+
+
+def _poll_until(manager, n=1, timeout=5.0):
+    deadline, ready, failed = time.monotonic() + timeout, [], []
+    while len(ready) + len(failed) < n and time.monotonic() < deadline:
+        manager.wait(0.05)
+        r, f = manager.poll()
+        ready += r
+        failed += f
+    return ready, failed
+
+
+def test_compile_runs_off_the_loop_while_the_request_waits():
+    compiler = FakeCompiler()
+    compiler.gate.clear()
+    manager = _manager(compiler)
+    seq = _seq(Constraint("choice", ["3", "40"]))
+    assert manager.submit(seq) is False
+    assert seq.status == RequestStatus.WAITING_FOR_GRAMMAR and manager.poll() == ([], [])
+    compiler.gate.set()
+    ready, failed = _poll_until(manager)
+    assert ready == [seq] and not failed and seq.status == RequestStatus.WAITING and seq.matcher.allowed == {3, 40}
+
+
+def test_equal_constraints_hit_the_cache_and_are_ready_at_once():
+    compiler = FakeCompiler()
+    manager = _manager(compiler)
+    manager.submit(_seq(Constraint("choice", ["1"])))
+    _poll_until(manager)
+    assert manager.submit(_seq(Constraint("choice", ["1"]))) is True
+    assert compiler.calls == 1 and manager.stats["grammar_cache_hits_total"] == 1
+    a = Constraint("json_schema", {"type": "object", "properties": {"a": {}}})
+    b = Constraint("json_schema", '{"properties": {"a": {}}, "type": "object"}')
+    assert a.canonical() == b.canonical()
+
+
+def test_failed_and_timed_out_compiles_fail_only_their_request():
+    compiler = FakeCompiler()
+    manager = _manager(compiler, timeout_s=0.2)
+    bad = _seq(Constraint("json_schema", {"type": "nope"}))
+    manager.submit(bad)
+    ready, failed = _poll_until(manager)
+    assert failed[0][0] is bad and isinstance(failed[0][1], SchemaError) and "/properties/x" in str(failed[0][1])
+    compiler.gate.clear()
+    slow = _seq(Constraint("choice", ["5"]))
+    manager.submit(slow)
+    time.sleep(0.3)
+    ready, failed = manager.poll()
+    assert isinstance(failed[0][1], CompileTimeout)
+    compiler.gate.set()
+    manager.shutdown()
+
+
+def test_batch_bitmask_has_all_ones_for_free_rows():
+    manager = _manager(FakeCompiler())
+    constrained, free = _seq(Constraint("choice", ["2", "33"])), _seq(None)
+    manager.submit(constrained)
+    _poll_until(manager)
+    assert manager.fill_bitmask([free]) is None
+    mask = manager.fill_bitmask([free, constrained])
+    assert mask.shape == (2, 3) and mask.dtype == torch.int32
+    assert (mask[0] == -1).all() and mask[1].tolist() == [1 << 2, 1 << 1, 0]
+    manager.accept(constrained, 33)
+    with pytest.raises(InvalidTokenError):
+        manager.accept(constrained, 7)
+
+
+def test_constraint_validation():
+    with pytest.raises(InvalidRequestError):
+        Constraint("xml", "<a/>")
+    with pytest.raises(InvalidRequestError):
+        Constraint("choice", [])
+    with pytest.raises(InvalidRequestError):
+        Constraint("regex", {"a": 1})
