@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 
-from lightllm_struct.grammar.lr import REDUCE, SHIFT, LRTables
+from lightllm_struct.grammar.lr import SHIFT, LRTables
 
 Stack = tuple  # (state: int, height: int, parent: Stack | None)
 ACCEPT = ("accept",)  # push sequence marking an accepted END

@@ -21,7 +21,6 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-import torch
 
 from lightllm_struct.grammar.bitmask import pack_token_ids
 from lightllm_struct.grammar.dpda import Stack, Touch
@@ -113,7 +112,8 @@ class ScanCache:
 
 def scan_cache_for(tok, kind: str) -> ScanCache:
     """The vocabulary's shared scan cache for scanner ``kind`` ("trie" or "matrix")."""
-    return tok.shared(("scan_cache", kind), lambda: ScanCache(TrieScanner(tok) if kind == "trie" else MatrixScanner(tok)))
+    scanner_class = TrieScanner if kind == "trie" else MatrixScanner
+    return tok.shared(("scan_cache", kind), lambda: ScanCache(scanner_class(tok)))
 
 
 class TokenMasker:

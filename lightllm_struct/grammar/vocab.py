@@ -4,7 +4,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-import numpy as np
 
 from lightllm_struct.grammar.errors import GrammarError
 
