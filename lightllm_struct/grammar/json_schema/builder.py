@@ -29,6 +29,9 @@ class Piece:
     sym: str | None
     regex: str | None
     kinds: frozenset[str]
+    # Object pieces: (key, value regex) of required properties whose value is one terminal. Two object
+    # branches with a common such key whose regexes are disjoint are disjoint (a discriminator).
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 NOTHING = Piece(None, None, frozenset())

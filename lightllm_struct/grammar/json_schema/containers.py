@@ -57,7 +57,8 @@ def compile_object(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
     if addl.sym is not None:
         extra = conv.builder.terminal(key_regex_excluding([k for k, _p, _r in members]))
     live = [(k, p, r) for k, p, r in members if p.sym is not None]
-    return Piece(_object_rules(conv, live, extra, addl.sym), None, frozenset({"object"}))
+    tags = tuple((k, p.regex) for k, p, r in live if r and p.regex is not None)
+    return Piece(_object_rules(conv, live, extra, addl.sym), None, frozenset({"object"}), tags)
 
 
 def _check_object_keywords(schema: dict, ptr: str) -> None:

@@ -24,8 +24,9 @@ def regexes_disjoint(a: str, b: str) -> bool:
 def check_disjoint(pieces: Sequence[Piece], *, pointer: str) -> None:
     """Raise unless no JSON value belongs to two of the pieces.
 
-    Branches are disjoint when they produce different JSON types, or when both are single terminals whose
-    regexes share no string. Anything else (two object branches, say) is not proved and is refused.
+    Branches are disjoint when they produce different JSON types, when both are single terminals whose
+    regexes share no string, or when both are objects requiring one key whose value terminals share no string
+    (a discriminator such as ``"kind": {"const": "circle"}``). Anything else (two object branches, say) is not proved and is refused.
 
     Raises
     ------
@@ -38,6 +39,13 @@ def check_disjoint(pieces: Sequence[Piece], *, pointer: str) -> None:
                 continue
             if a.regex is not None and b.regex is not None and regexes_disjoint(a.regex, b.regex):
                 continue
+            if a.kinds == b.kinds == {"object"} and _discriminated(a, b):
+                continue
             raise UnsupportedSchemaFeature(
                 f"oneOf branches {i} and {j} may both match one value (only provably disjoint oneOf is supported)",
                 pointer=pointer)
+
+
+def _discriminated(a: Piece, b: Piece) -> bool:
+    tags_b = dict(b.tags)
+    return any(key in tags_b and regexes_disjoint(regex, tags_b[key]) for key, regex in a.tags)

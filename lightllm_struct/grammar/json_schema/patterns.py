@@ -175,3 +175,21 @@ FORMATS = {
     "date": DATE, "time": TIME, "date-time": f"{DATE}[Tt]{TIME}", "email": EMAIL, "uuid": UUID,
     "uri": URI, "ipv4": IPV4, "ipv6": IPV6, "hostname": HOSTNAME,
 }
+
+
+def length_range(pattern: str, *, anchored: bool = False) -> tuple[int, int | None]:
+    """Code-point lengths of strings a pattern (search semantics) or a format regex (``anchored``) accepts:
+    (shortest, longest or None). Used to tell when minLength/maxLength add nothing to a pattern."""
+    parsed = sre_parse.parse(pattern)
+    tree = list(parsed)
+    branches = [list(b) for b in tree[0][1][1]] if len(tree) == 1 and tree[0][0] == sre_c.BRANCH else [tree]
+    lows, highs = [], []
+    for branch in branches:
+        start = anchored or (bool(branch) and branch[0] == (sre_c.AT, sre_c.AT_BEGINNING))
+        end = anchored or (bool(branch) and branch[-1][0] == sre_c.AT
+                           and branch[-1][1] in (sre_c.AT_END, sre_c.AT_END_STRING))
+        sub = sre_parse.SubPattern(parsed.state, branch)
+        lo, hi = sub.getwidth()
+        lows.append(lo)
+        highs.append(hi if start and end and hi < sre_c.MAXREPEAT else None)
+    return min(lows), (None if any(h is None for h in highs) else max(highs))

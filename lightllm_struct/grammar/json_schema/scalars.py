@@ -8,7 +8,12 @@ from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import GrammarBuilder, Piece
 from lightllm_struct.grammar.json_schema.containers import nonneg_int
 from lightllm_struct.grammar.json_schema.numbers import Bound, number_regex, to_decimal
-from lightllm_struct.grammar.json_schema.patterns import FORMATS, PatternUnsupported, pattern_content_regex
+from lightllm_struct.grammar.json_schema.patterns import (
+    FORMATS,
+    PatternUnsupported,
+    length_range,
+    pattern_content_regex,
+)
 from lightllm_struct.grammar.json_schema.strings import literal_string, string_regex
 
 
@@ -79,9 +84,10 @@ def _string(schema: dict, ptr: str) -> str | None:
     pattern, fmt = schema.get("pattern"), schema.get("format")
     if pattern is not None and fmt is not None:
         raise UnsupportedSchemaFeature("pattern together with format", pointer=f"{ptr}/format")
-    if (pattern is not None or fmt is not None) and lengths:
-        where = "minLength" if "minLength" in schema else "maxLength"
-        raise UnsupportedSchemaFeature(f"{where} together with pattern/format", pointer=f"{ptr}/{where}")
+    if (pattern is not None or fmt is not None) and lengths and not _implied(pattern, fmt, lo, hi):
+        where = "minLength" if lo > 0 else "maxLength"
+        raise UnsupportedSchemaFeature(f"{where} together with pattern/format (only where the pattern already "
+                                       "implies it)", pointer=f"{ptr}/{where}")
     if fmt is not None:
         if not isinstance(fmt, str):
             raise SchemaError("format must be a string", pointer=f"{ptr}/format")
@@ -105,3 +111,17 @@ def _pattern(pattern: Any, ptr: str) -> str:
         raise SchemaError(f"invalid pattern: {exc}", pointer=f"{ptr}/pattern") from exc
     except PatternUnsupported as exc:
         raise UnsupportedSchemaFeature(f"pattern: {exc}", pointer=f"{ptr}/pattern") from exc
+
+
+def _implied(pattern: Any, fmt: Any, lo: int, hi: int | None) -> bool:
+    """Whether every string the pattern/format accepts already has lo..hi code points."""
+    try:
+        if isinstance(pattern, str):
+            short, long = length_range(pattern)
+        elif isinstance(fmt, str) and fmt in FORMATS:
+            short, long = length_range(FORMATS[fmt], anchored=True)
+        else:
+            return False
+    except re.error:
+        return False  # the pattern's own error is reported with its pointer
+    return lo <= short and (hi is None or (long is not None and long <= hi))

@@ -209,3 +209,25 @@ def test_strings_with_escapes_and_unicode_in_values():
     for s in ("é😀", "\n\t", 'a"', "日本語", "日本語!", "x"):
         g.check({"s": s})
     assert g.accepts('{"s":"\\ud83d\\ude00\\u00e9"}') and not g.accepts('{"s":"\\ud83d\\ude00"}')
+
+
+def test_one_of_discriminated_objects():
+    shapes = {"oneOf": [
+        {"type": "object", "properties": {"kind": {"const": "circle"}, "r": {"type": "number"}},
+         "required": ["kind", "r"], "additionalProperties": False},
+        {"type": "object", "properties": {"kind": {"const": "square"}, "side": {"type": "number"}},
+         "required": ["kind", "side"], "additionalProperties": False}]}
+    g = SchemaGrammar({"type": "array", "items": shapes})
+    g.check([{"kind": "circle", "r": 1}, {"kind": "square", "side": 2.5}])
+    g.check([{"kind": "circle", "side": 1}]), g.check([{"kind": "triangle", "r": 1}])
+    with pytest.raises(UnsupportedSchemaFeature):  # no common required discriminator: not provably disjoint
+        json_schema_to_lark({"oneOf": [{"type": "object", "properties": {"a": {"const": 1}}},
+                                       {"type": "object", "properties": {"a": {"const": 2}}}]})
+
+
+def test_lengths_next_to_a_pattern_only_when_implied():
+    g = SchemaGrammar({"type": "string", "pattern": "^[A-Z]{3}$", "minLength": 1, "maxLength": 3})
+    g.check("ABC"), g.check("AB"), g.check("abc")
+    with pytest.raises(UnsupportedSchemaFeature) as err:
+        json_schema_to_lark({"type": "string", "pattern": "^[a-z]+$", "maxLength": 40})
+    assert err.value.pointer == "/maxLength"
