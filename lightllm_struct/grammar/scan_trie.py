@@ -22,6 +22,18 @@ class VocabTrie:
         self.token_uidx = np.full(len(vocab), len(uniq), dtype=np.int64)
         for i in text_ids:
             self.token_uidx[i] = uidx[vocab[i]]
+        # unique index -> its smallest token id, plus the rarer extra ids sharing the same bytes
+        self.first_token = np.full(len(uniq), -1, dtype=np.int64)
+        extra_u, extra_t = [], []
+        for i in sorted(text_ids):
+            u = uidx[vocab[i]]
+            if self.first_token[u] < 0:
+                self.first_token[u] = i
+            else:
+                extra_u.append(u)
+                extra_t.append(i)
+        self.extra_uidx = np.array(extra_u, dtype=np.int64)
+        self.extra_token = np.array(extra_t, dtype=np.int64)
         levels: list[dict[bytes, int]] = [{b"": -1}]
         for s in uniq:
             for k in range(1, len(s) + 1):
@@ -56,6 +68,13 @@ class VocabTrie:
 
     def flags_to_words(self, uniq_indices: np.ndarray, num_words: int) -> np.ndarray:
         """Packed int32 words of every token whose bytes are one of ``uniq_indices``."""
+        if len(uniq_indices) < num_words:  # few tokens: set their bits directly
+            ids = self.first_token[uniq_indices]
+            if len(self.extra_uidx):
+                ids = np.concatenate([ids, self.extra_token[np.isin(self.extra_uidx, uniq_indices)]])
+            words = np.zeros(num_words, dtype=np.uint32)
+            np.bitwise_or.at(words, ids >> 5, np.left_shift(np.uint32(1), (ids & 31).astype(np.uint32)))
+            return words.view(np.int32)
         flags = np.zeros(self.num_unique + 1, dtype=bool)
         flags[uniq_indices] = True
         tok_flags = np.zeros(num_words * 32, dtype=bool)
