@@ -1,11 +1,12 @@
 """Rank 0 -> all ranks broadcast of step messages: an opcode, small host metadata and a set of tensors.
 
-A message costs at most three collectives, whatever the number of tensors:
+A message costs two collectives, whatever the number of tensors (three when its metadata is large):
 
-1. header ``int64[2] = (op, meta_nbytes)`` on the control group (gloo; where idle ranks wait);
-2. the metadata as JSON bytes on the control group: host scalars and lists (``seq_lens_cpu``...) plus the
-   name, dtype, shape and offset of each tensor, so receivers never read a device tensor to learn a shape;
-3. every tensor packed into one byte buffer on the data group's device (NCCL on GPUs), 16-byte aligned so
+1. a fixed-size header on the control group (gloo; where idle ranks wait): ``(op, body length)`` and the
+   metadata as JSON: host scalars and lists (``seq_lens_cpu``...) plus the name, dtype, shape and offset of
+   each tensor, so receivers never read a device tensor to learn a shape; a body larger than the header
+   follows in a second broadcast;
+2. every tensor packed into one byte buffer on the data group's device (NCCL on GPUs), 16-byte aligned so
    each receiver gets its tensors as views of that buffer without copies.
 """
 from __future__ import annotations
@@ -19,6 +20,9 @@ import torch
 import torch.distributed as dist
 
 _ALIGN = 16
+# The first broadcast of a message: (op, body length) and as much of the JSON body as fits; the metadata of
+# a decode batch of a hundred sequences fits, so most messages cost two collectives (header, tensors).
+_HEADER_BYTES = 4096
 
 
 class Op(enum.IntEnum):
@@ -75,9 +79,14 @@ class StepChannel:
             layout.append([name, str(t.dtype), list(t.shape), total, nbytes])
             total += -(-nbytes // _ALIGN) * _ALIGN
         body = json.dumps({"meta": meta or {}, "layout": layout, "total": total}).encode()
-        header = torch.tensor([int(op), len(body)], dtype=torch.int64)
-        dist.broadcast(header, src=0, group=self.control_group)
-        dist.broadcast(torch.frombuffer(bytearray(body), dtype=torch.uint8), src=0, group=self.control_group)
+        head = torch.zeros(_HEADER_BYTES, dtype=torch.uint8)
+        head[:16].view(torch.int64).copy_(torch.tensor([int(op), len(body)]))
+        inline = min(len(body), _HEADER_BYTES - 16)
+        head[16:16 + inline] = torch.frombuffer(bytearray(body[:inline]), dtype=torch.uint8)
+        dist.broadcast(head, src=0, group=self.control_group)
+        if len(body) > inline:  # large batches: the rest of the metadata in a second broadcast
+            rest = torch.frombuffer(bytearray(body[inline:]), dtype=torch.uint8)
+            dist.broadcast(rest, src=0, group=self.control_group)
         if total:
             buf = torch.empty(total, dtype=torch.uint8, device=self.device)
             for (_, _, _, offset, nbytes), t in zip(layout, tensors.values()):
@@ -89,12 +98,15 @@ class StepChannel:
     def recv(self) -> Message:
         """Wait for the next message (ranks > 0); tensors come back as views of one buffer on ``device``."""
         assert self.rank != 0, "rank 0 sends, it never receives step messages"
-        header = torch.empty(2, dtype=torch.int64)
-        dist.broadcast(header, src=0, group=self.control_group)
-        op, nbody = (int(v) for v in header.tolist())
-        body = torch.empty(nbody, dtype=torch.uint8)
-        dist.broadcast(body, src=0, group=self.control_group)
-        decoded = json.loads(body.numpy().tobytes())
+        head = torch.empty(_HEADER_BYTES, dtype=torch.uint8)
+        dist.broadcast(head, src=0, group=self.control_group)
+        op, nbody = (int(v) for v in head[:16].view(torch.int64).tolist())
+        body = head[16:16 + nbody].numpy().tobytes()
+        if nbody > _HEADER_BYTES - 16:
+            rest = torch.empty(nbody - (_HEADER_BYTES - 16), dtype=torch.uint8)
+            dist.broadcast(rest, src=0, group=self.control_group)
+            body += rest.numpy().tobytes()
+        decoded = json.loads(body)
         tensors: dict[str, torch.Tensor] = {}
         if decoded["total"]:
             buf = torch.empty(decoded["total"], dtype=torch.uint8, device=self.device)

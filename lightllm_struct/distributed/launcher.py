@@ -36,7 +36,8 @@ from lightllm_struct.distributed.group import (
 from lightllm_struct.distributed.health import describe_exit, watch_parent
 
 _ARRIVED = "llms/arrived"
-# The body of a rank > 0 once its groups exist: must be a picklable top-level callable (spawn pickles it).
+# The body of a rank > 0 once its groups exist: a picklable top-level callable of an importable module
+# (spawn pickles it by name; the user's __main__ is deliberately not re-run in the rank, see below).
 RankMain = Callable[[DistContext], None]
 
 

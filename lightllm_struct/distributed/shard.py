@@ -20,6 +20,7 @@ from lightllm_struct.models.attention import AttentionMetadata
 from lightllm_struct.models.ops import TORCH_OPS, LayerOps
 
 _META = "meta."
+_WIDE_TABLE = "req_to_token_int64"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,8 +50,12 @@ def pack_step(input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionM
         value = getattr(meta, f.name)
         if isinstance(value, torch.Tensor):
             if f.name == "req_to_token":
-                # Only the first max_seq_len positions of a row are ever read; the rest is not worth sending.
+                # Only the first max_seq_len positions of a row are ever read, and slot ids fit 32 bits:
+                # the biggest tensor of a step travels at half its size or less.
                 value = value[:, : meta.max_seq_len]
+                if value.dtype == torch.int64:
+                    host[_WIDE_TABLE] = True
+                    value = value.to(torch.int32)
             tensors[_META + f.name] = value
         else:
             host[_META + f.name] = value
@@ -62,6 +67,8 @@ def pack_step(input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionM
 def unpack_step(msg: Message) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor | None]:
     """The inverse of :func:`pack_step` on a receiving rank."""
     fields = {k[len(_META):]: v for k, v in {**msg.meta, **msg.tensors}.items() if k.startswith(_META)}
+    if msg.meta.get(_WIDE_TABLE):
+        fields["req_to_token"] = fields["req_to_token"].long()  # the dtype rank 0's backend saw
     meta = AttentionMetadata(**fields)
     return msg.tensors["input_ids"], msg.tensors["positions"], meta, msg.tensors.get("logits_indices")
 

@@ -40,3 +40,27 @@ def echo_main(ctx: DistContext) -> None:
 
 def idle_main(ctx: DistContext) -> None:
     serve_steps(channel_for(ctx), EchoHandler())
+
+
+class _Noop:
+    def setup(self, msg: Message) -> None:
+        pass
+
+    def step(self, msg: Message) -> None:
+        pass
+
+    def logits(self, msg: Message) -> None:
+        pass
+
+
+def noop_main(ctx: DistContext) -> None:
+    serve_steps(channel_for(ctx), _Noop())
+
+
+def allreduce_main(ctx: DistContext) -> None:
+    """Joins as many all-reduces of the size rank 0 announces as it announces (latency measurements)."""
+    spec = torch.zeros(2, dtype=torch.int64)
+    dist.broadcast(spec, src=0)
+    x = torch.ones(int(spec[1]))
+    for _ in range(int(spec[0])):
+        dist.all_reduce(x)

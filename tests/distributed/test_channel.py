@@ -39,6 +39,7 @@ def test_messages_round_trip_and_shutdown_ends_the_worker(rank0_cleanup):
             "empty": torch.empty(0, 4, dtype=torch.int64),
         }),
         (Op.STEP, {"value": 1}, {}),  # a message with no tensors costs no data broadcast
+        (Op.STEP, {"value": 2, "seq_lens_cpu": list(range(3000))}, {}),  # metadata beyond the header
     ]
     for op, meta, tensors in messages:
         channel.send(op, meta, tensors)
@@ -51,6 +52,6 @@ def test_messages_round_trip_and_shutdown_ends_the_worker(rank0_cleanup):
         assert got_meta == meta
         assert got == _described(tensors)
     channel.send(Op.SHUTDOWN)
-    assert _echo() == ("done", 2, 1)
+    assert _echo() == ("done", 3, 1)
     job.join(timeout_s=20)
     assert job.procs[1].exitcode == 0
