@@ -201,13 +201,18 @@ _LOCAL = _LocalModels()
 
 
 def _local_generate(calls: Sequence[_Call], model: str | None) -> list[Any]:
+    import torch
+
     from lightllm_struct.engine.grammar_manager import Constraint
     from lightllm_struct.request import SamplingParams
 
     llm = _LOCAL.get(model)
-    outputs = llm.chat([c.messages for c in calls],
-                       [SamplingParams(**{k: v for k, v in c.body.items() if k in _SAMPLING_KEYS}) for c in calls],
-                       constraints=[Constraint(*c.constraint) if c.constraint else None for c in calls])
+    # The model returns inference tensors that the sampler masks in place: only legal in inference mode.
+    with torch.inference_mode():
+        outputs = llm.chat([c.messages for c in calls],
+                           [SamplingParams(**{k: v for k, v in c.body.items() if k in _SAMPLING_KEYS})
+                            for c in calls],
+                           constraints=[Constraint(*c.constraint) if c.constraint else None for c in calls])
     results = []
     for call, out in zip(calls, outputs):
         if out.finish_reason == "error":
