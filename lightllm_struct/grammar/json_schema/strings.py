@@ -104,7 +104,12 @@ def literal_string(text: str) -> str:
 
 
 def key_regex_excluding(keys: list[str]) -> str:
-    """Canonically spelled JSON strings (with quotes) other than ``keys``: the additional-property key."""
+    """Canonically spelled JSON strings (with quotes) other than ``keys``: the additional-property key.
+
+    A string is not a key iff it leaves the trie of the keys at some unit (then anything may follow) or stops
+    at a trie node that ends no key. Both parts walk the trie once; the free tail is written once, so the
+    regex grows with the trie, not with the trie times the unit regex.
+    """
     trie: dict = {}
     for key in keys:
         node = trie
@@ -113,21 +118,36 @@ def key_regex_excluding(keys: list[str]) -> str:
         node[None] = True
     any_unit = unit(ALL, canonical=True)
     assert any_unit is not None
-    return '"' + _trie_complement(trie, any_unit) + '"'
+    leave = _leave(trie)
+    stop = _stop(trie)
+    body = alt([leave + any_unit + "*"] + ([stop] if stop else []))
+    return '"' + (body or "") + '"'
 
 
-def _trie_complement(node: dict, any_unit: str) -> str:
-    """Suffixes w such that (prefix of ``node``) + w is not a key; the result may be empty."""
-    children = sorted(ch for ch in node if ch is not None)
+def _children(node: dict) -> list[str]:
+    return sorted(ch for ch in node if ch is not None)
+
+
+def _leave(node: dict) -> str:
+    """A path of the trie, then one unit that is not a child there."""
+    kids = _children(node)
+    other = unit(subtract(ALL, normalize((ord(c), ord(c)) for c in kids)), canonical=True)
+    parts = ([other] if other else []) + [escape_literal(_canonical_char(c)) + _leave(node[c]) for c in kids]
+    return alt(parts) or ""
+
+
+def _stop(node: dict) -> str | None:
+    """Paths of the trie (non-empty or not) that end at a node where no key ends; None if there are none."""
     parts = []
-    other = unit(subtract(ALL, normalize((ord(c), ord(c)) for c in children)), canonical=True)
-    if other:
-        parts.append(other + any_unit + "*")
-    for ch in children:
-        spelled = escape_literal(_canonical_char(ch))
-        parts.append(spelled + _trie_complement(node[ch], any_unit))
-    body = alt(parts) or ""
-    return body + "?" if None not in node and body else body
+    for c in _children(node):
+        sub = _stop(node[c])
+        spelled = escape_literal(_canonical_char(c))
+        if sub is not None:
+            parts.append(spelled + sub)
+    body = alt(parts)
+    if None in node:
+        return body
+    return "" if body is None else body + "?"
 
 
 def _canonical_char(ch: str) -> str:
