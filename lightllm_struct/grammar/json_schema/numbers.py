@@ -3,7 +3,7 @@
 Integer bounds are exact digit-range regexes. Number bounds are exact too, with one intentional restriction: a
 bounded number is written without an exponent (``12.5``, not ``1.25e1``); an unbounded one may use exponents.
 Negative zero (``-0``, ``-0.0``) is never produced under bounds. An integer may carry a zero fraction
-(``3.0``), which JSON Schema counts as an integer.
+(``3.0``, at most 8 zeros), which JSON Schema counts as an integer.
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from decimal import Decimal, InvalidOperation
 from lightllm_struct.grammar.json_schema.regex_util import alt, int_range
 
 ANY_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+\-]?[0-9]+)?"
-ANY_INTEGER = r"-?(?:0|[1-9][0-9]*)(?:\.0+)?"
-_ZERO_FRACTION = r"(?:\.0+)?"
+ANY_INTEGER = r"-?(?:0|[1-9][0-9]*)(?:\.0{1,8})?"
+# Bounded: an unbounded run of zeros lets a sampling model write "12.000..." until max_tokens.
+_ZERO_FRACTION = r"(?:\.0{1,8})?"
 _DIGITS = "[0-9]"
 
 
