@@ -58,7 +58,7 @@ def _seq(constraint):
 
 def _poll_until(manager, n=1, timeout=5.0):
     deadline, ready, failed = time.monotonic() + timeout, [], []
-    while len(ready) + len(failed) < n and time.monotonic() < deadline:
+    while manager.num_pending and len(ready) + len(failed) < n and time.monotonic() < deadline:
         manager.wait(0.05)
         r, f = manager.poll()
         ready += r

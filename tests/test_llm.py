@@ -1,0 +1,65 @@
+"""The offline API through the real default model: chat template, seeds, top-k, stop strings, lengths."""
+from __future__ import annotations
+
+import pytest
+
+from lightllm_struct.errors import InvalidRequestError
+from lightllm_struct.llm import LLM
+from lightllm_struct.request import SamplingParams
+
+
+@pytest.fixture(scope="module")
+def llm():
+    llm = LLM(device="cpu", num_kv_slots=4096, max_num_seqs=8)
+    yield llm
+    llm.engine.shutdown()
+
+
+def test_chat_uses_the_chat_template(llm):
+    messages = [{"role": "user", "content": "What is the capital of Italy?"}]
+    out = llm.chat(messages, SamplingParams(temperature=0, max_tokens=16))[0]
+    prompt = llm.tokenizer.apply_chat_template(messages)
+    assert out.prompt == prompt and prompt.endswith("<|im_start|>assistant\n")
+    assert out.prompt_token_ids == llm.tokenizer.encode(prompt, add_special_tokens=False)
+    assert "Rome" in out.text
+
+
+def test_seeded_sampling_is_reproducible_alone_and_in_a_batch(llm):
+    params = SamplingParams(temperature=1.0, max_tokens=20, seed=1234, ignore_eos=True)
+    a = llm.generate("Once upon a time", params)[0]
+    b = llm.generate(["The sky is", "Once upon a time", "1, 2, 3,"], params)[1]
+    assert a.token_ids == b.token_ids
+    other = llm.generate("Once upon a time", SamplingParams(temperature=1.0, max_tokens=20, seed=99,
+                                                            ignore_eos=True))[0]
+    assert other.token_ids != a.token_ids
+
+
+def test_top_k_one_is_greedy_and_top_p_narrows_choices(llm):
+    greedy = llm.generate("The best fruit is", SamplingParams(temperature=0, max_tokens=12, ignore_eos=True))[0]
+    top1 = llm.generate("The best fruit is", SamplingParams(temperature=1.5, top_k=1, seed=5, max_tokens=12,
+                                                            ignore_eos=True))[0]
+    assert top1.token_ids == greedy.token_ids
+    tiny_p = llm.generate("The best fruit is", SamplingParams(temperature=1.5, top_p=1e-6, seed=5, max_tokens=12,
+                                                              ignore_eos=True))[0]
+    assert tiny_p.token_ids == greedy.token_ids
+    hot = [llm.generate("The best fruit is", SamplingParams(temperature=1.5, seed=s, max_tokens=12,
+                                                            ignore_eos=True))[0].token_ids for s in range(3)]
+    assert any(h != greedy.token_ids for h in hot)
+
+
+def test_stop_string_and_max_tokens_end_to_end(llm):
+    params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
+    full = llm.generate("List the days of the week: Monday,", params)[0]
+    assert full.finish_reason == "length" and full.num_output_tokens == 40
+    words = full.text.split()
+    stop = words[len(words) // 2]
+    cut = llm.generate("List the days of the week: Monday,", SamplingParams(temperature=0, max_tokens=40,
+                                                                            stop=[stop], ignore_eos=True))[0]
+    assert cut.finish_reason == "stop" and cut.stop_reason == stop
+    assert cut.text == full.text[:full.text.index(stop)] and stop not in cut.text
+
+
+def test_bad_arguments(llm):
+    with pytest.raises(InvalidRequestError):
+        llm.generate(["a", "b"], [SamplingParams()])
+    assert not llm.engine.has_unfinished()
