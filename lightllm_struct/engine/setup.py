@@ -54,6 +54,8 @@ def build_kv(config: EngineConfig, model, model_config, device: torch.device) ->
 def build_cuda_graphs(config: EngineConfig, model, kv_cache: KVCache, *, scratch_slot: int, max_context: int):
     """Capture decode steps as CUDA graphs when the model runs the Triton kernels on CUDA; else None."""
     attn = getattr(model, "attn_backend", None)
+    if config.tensor_parallel_size > 1:
+        return None  # a TP step starts with a host-side broadcast to the other ranks: not capturable
     if not config.enable_cuda_graphs or kv_cache.k_buffers[0].device.type != "cuda" or \
             type(attn).__name__ != "TritonAttentionBackend" or getattr(attn, "sliding_window", None):
         return None
