@@ -42,15 +42,15 @@ def _one(base: str, i: int) -> str:
     kind = i % 8
     with httpx.Client(base_url=base, timeout=120) as http:
         if kind == 0:
-            body = _chat(i, max_tokens=20, response_format={"type": "json_schema", "json_schema": {
+            body = _chat(i, max_tokens=40, response_format={"type": "json_schema", "json_schema": {
                 "name": "s", "schema": SCHEMA}})
             r = http.post("/chat/completions", json=body).json()
-            assert r["choices"][0]["finish_reason"] == "stop", r
+            assert r["choices"][0]["finish_reason"] == "stop", r["choices"][0]
             jsonschema.validate(json.loads(r["choices"][0]["message"]["content"]), SCHEMA)
         elif kind == 1:
             r = http.post("/completions", json={"prompt": f"Answer {i}:", "max_tokens": 5,
                                                 "structured_outputs": {"choice": CHOICES}}).json()
-            assert r["choices"][0]["text"] in CHOICES, r
+            assert "error" not in r and r["choices"][0]["text"] in CHOICES, r
         elif kind == 2:
             r = http.post("/chat/completions", json=_chat(i, max_tokens=6)).json()
             assert r["usage"]["completion_tokens"] <= 6 and r["choices"][0]["finish_reason"] in ("stop", "length")
