@@ -52,13 +52,19 @@ def compile_object(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
             members.append((key, addl, True))
     if any(req and piece.sym is None for _k, piece, req in members):
         return NOTHING
+    lead = conv.lead_required[-1] and any(req for _k, _p, req in members)
+    if lead:  # a union branch: written from its first required property on, extras only after it
+        first = next(i for i, (_k, _p, req) in enumerate(members) if req)
+        excluded, members = [k for k, _p, _r in members], members[first:]
+    else:
+        excluded = [k for k, _p, _r in members]
     _check_property_counts(schema, ptr, len(required), None if addl.sym else len(members))
     extra = None
     if addl.sym is not None:
-        extra = conv.builder.terminal(key_regex_excluding([k for k, _p, _r in members]))
+        extra = conv.builder.terminal(key_regex_excluding(excluded))
     live = [(k, p, r) for k, p, r in members if p.sym is not None]
     tags = tuple((k, p.regex) for k, p, r in live if r and p.regex is not None)
-    return Piece(_object_rules(conv, live, extra, addl.sym), None, frozenset({"object"}), tags)
+    return Piece(_object_rules(conv, live, extra, addl.sym, lead_required=lead), None, frozenset({"object"}), tags)
 
 
 def _check_object_keywords(schema: dict, ptr: str) -> None:
@@ -83,7 +89,7 @@ def _check_property_counts(schema: dict, ptr: str, n_required: int, n_max: int |
 
 
 def _object_rules(conv: Converter, members: list[tuple[str, Piece, bool]], extra: str | None,
-                  addl: str | None) -> str:
+                  addl: str | None, *, lead_required: bool = False) -> str:
     b = conv.builder
     n = len(members)
     prefix = b.new_rule("obj")
@@ -93,7 +99,7 @@ def _object_rules(conv: Converter, members: list[tuple[str, Piece, bool]], extra
         comma = f"{b.comma} " if lead else ""
         for i in range(n + 1):
             rest_i, rest_next = names[(True, "x", i)], names[(True, "x", min(i + 1, n))]
-            x_alts = [f"{comma}{extra} {b.colon} {addl} {rest_i}"] if extra else []
+            x_alts = [f"{comma}{extra} {b.colon} {addl} {rest_i}"] if extra and (lead or not lead_required) else []
             if lead or i == 0:  # a first member only ever starts the object
                 b.set_rule(names[(lead, "x", i)], x_alts + [names[(lead, "y", i)]])
             if i == n:

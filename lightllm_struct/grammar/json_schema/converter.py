@@ -52,6 +52,10 @@ class Converter:
         self._validator: jsonschema.protocols.Validator | None = None
         self.union_pointers: list[str] = []
         self._referenced: set[str] = set()
+        # Per compile() frame: whether an object compiled here is a branch of a union of objects (then it must
+        # start with its first required property, see containers.compile_object).
+        self.lead_required: list[bool] = [False]
+        self._union_mode = False
 
     def compile(self, schema: Any, base: str, ptr: str) -> Piece:
         """Compile the subschema found at ``ptr`` (``base``: the URI relative references resolve against)."""
@@ -62,10 +66,18 @@ class Converter:
         if not isinstance(schema, dict):
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         base = self.resolver.base_of(schema, base)
-        key = (base, json.dumps(schema, sort_keys=True))
+        mode, self._union_mode = self._union_mode, False  # only the branch itself, never its children
+        key = (base, json.dumps(schema, sort_keys=True) + ("|union" if mode else ""))
         known = self._lookup(key)
         if known is not None:
             return known
+        self.lead_required.append(mode)
+        try:
+            return self._compile_named(schema, base, ptr, key)
+        finally:
+            self.lead_required.pop()
+
+    def _compile_named(self, schema: dict, base: str, ptr: str, key: tuple[str, str]) -> Piece:
         name = self.builder.new_rule("s")
         # Recursive references see the rule name; what it can produce is unknown until compiled, so all kinds.
         self._memo[key] = Piece(name, None, KINDS)
@@ -194,19 +206,28 @@ class Converter:
         for word in ("unevaluatedProperties", "unevaluatedItems"):
             if rest.get(word, True) not in (True, {}):  # what counts as evaluated depends on the branches
                 raise UnsupportedSchemaFeature(f"{word} next to {key}", pointer=f"{ptr}/{word}")
-        pieces = []
-        for i, sub in enumerate(branches):
-            sub_ptr = f"{ptr}/{key}/{i}"
-            if rest and sub is not False:
-                merged = rest if sub is True else {"allOf": [rest, sub]}
-                pieces.append(self._compile_node(merged, base, sub_ptr, depth=1))
-            else:
-                pieces.append(self.compile(sub, base, sub_ptr))
+        pieces = self._branch_pieces(branches, rest, key, base, ptr, union_mode=False)
+        if sum(1 for p in pieces if "object" in p.kinds) > 1:
+            # Object branches would meet in one parser state with overlapping additional-key terminals: each
+            # starts with its first required property instead (a discriminator, typically), a sound restriction.
+            pieces = self._branch_pieces(branches, rest, key, base, ptr, union_mode=True)
         if key == "oneOf":
             check_disjoint(pieces, pointer=f"{ptr}/oneOf")
         if sum(1 for p in pieces if p.regex is None and p.sym is not None) > 1:
             self.union_pointers.append(f"{ptr}/{key}")
         return self.builder.union(pieces)
+
+    def _branch_pieces(self, branches: list, rest: dict, key: str, base: str, ptr: str, *,
+                       union_mode: bool) -> list[Piece]:
+        pieces = []
+        for i, sub in enumerate(branches):
+            sub_ptr = f"{ptr}/{key}/{i}"
+            if rest and sub is not False:
+                sub = rest if sub is True else {"allOf": [rest, sub]}
+            self._union_mode = union_mode and sub is not True
+            pieces.append(self.compile(sub, base, sub_ptr))
+        self._union_mode = False
+        return pieces
 
     def _compile_types(self, schema: dict, base: str, ptr: str) -> Piece:
         types = schema.get("type", list(JSON_TYPES))

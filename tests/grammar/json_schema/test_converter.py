@@ -231,3 +231,15 @@ def test_lengths_next_to_a_pattern_only_when_implied():
     with pytest.raises(UnsupportedSchemaFeature) as err:
         json_schema_to_lark({"type": "string", "pattern": "^[a-z]+$", "maxLength": 40})
     assert err.value.pointer == "/maxLength"
+
+
+def test_union_of_open_objects_starts_each_branch_with_its_first_required_property():
+    a = {"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}}, "required": ["kind"]}
+    b = {"type": "object", "properties": {"kind": {"const": "b"}, "y": {"type": "string"}},
+         "required": ["kind", "y"]}
+    for key in ("anyOf", "oneOf"):
+        g = SchemaGrammar({key: [a, b]})
+        for value in ({"kind": "a"}, {"kind": "a", "x": 1, "z": [2]}, {"kind": "b", "y": "s", "q": None},
+                      {"kind": "b"}, {"kind": "a", "x": "s"}, {"kind": "c"}):
+            g.check(value)
+        assert not g.check({"z": 1, "kind": "a"}, complete=False)  # the documented restriction in unions
