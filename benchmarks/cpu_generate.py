@@ -14,10 +14,15 @@ import datetime
 import os
 import platform
 import re
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from lightllm_struct.config import EngineConfig  # noqa: E402
 
 PROMPTS = [
     "The capital of France is", "def fibonacci(n):\n    ", "Once upon a time, in a small village by the sea,",
@@ -118,12 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    parser.add_argument("--threads", type=int, default=EngineConfig().torch_threads)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = parser.parse_args()
     rows = run(args.batch_sizes, args.max_tokens, args.threads, args.repeats)
-    command = "python benchmarks/cpu_generate.py " + " ".join(os.sys.argv[1:])
+    command = "python benchmarks/cpu_generate.py " + " ".join(sys.argv[1:])
     text = table(rows, command=command.strip(), threads=args.threads, max_tokens=args.max_tokens)
     print(text)
     if args.write:

@@ -54,6 +54,8 @@ class EngineConfig:
         The grammar compile pool: its threads, each compile's deadline, and the LRU size of compiled grammars.
     enable_cuda_graphs:
         Replay decode steps as captured CUDA graphs (CUDA with the Triton kernels only).
+    enable_jump_forward:
+        Append the tokens a grammar forces (``{"name":"``) without sampling them one step at a time.
     num_threads:
         torch CPU threads; None = min(cores - 1, 4) (at least 1): one core stays free for the rest.
     output_history_size:
@@ -73,6 +75,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
     enable_cuda_graphs: bool = True
+    enable_jump_forward: bool = True
     grammar_compile_threads: int = 2
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128

@@ -16,12 +16,12 @@ def llm():
 
 
 def test_chat_uses_the_chat_template(llm):
-    messages = [{"role": "user", "content": "What is the capital of Italy?"}]
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
     out = llm.chat(messages, SamplingParams(temperature=0, max_tokens=16))[0]
     prompt = llm.tokenizer.apply_chat_template(messages)
     assert out.prompt == prompt and prompt.endswith("<|im_start|>assistant\n")
     assert out.prompt_token_ids == llm.tokenizer.encode(prompt, add_special_tokens=False)
-    assert "Rome" in out.text
+    assert "Paris" in out.text and out.finish_reason == "stop"
 
 
 def test_seeded_sampling_is_reproducible_alone_and_in_a_batch(llm):

@@ -181,13 +181,22 @@ class Engine:
 
     def _process_token(self, seq: Sequence, token: int) -> None:
         try:
-            self.grammar.accept(seq, token)
-            append_token(seq, token, eos_token_ids=self.eos_token_ids, max_model_len=self.max_model_len)
+            self._accept(seq, token)
+            if self.config.enable_jump_forward and seq.matcher is not None and not seq.finished:
+                # Tokens the grammar forces are appended without sampling; the next step computes them all.
+                for forced in seq.matcher.forced_tokens():
+                    self._accept(seq, forced)
+                    if seq.finished:
+                        break
         except Exception as exc:  # noqa: BLE001 -- one request's failure must not end the others
             if not isinstance(exc, LightLLMStructError):
                 exc = EngineRequestError(f"{type(exc).__name__}: {exc}")
             if not seq.finished:
                 seq.finish(RequestStatus.FINISHED_ERROR, error=exc)
+
+    def _accept(self, seq: Sequence, token: int) -> None:
+        self.grammar.accept(seq, token)
+        append_token(seq, token, eos_token_ids=self.eos_token_ids, max_model_len=self.max_model_len)
 
     def _retire(self, seq: Sequence, status: RequestStatus, *, error: BaseException | None = None) -> None:
         """Finish ``seq`` outside the normal token path; its output goes out with the next step."""

@@ -72,3 +72,18 @@ def test_max_tokens_cuts_a_constrained_output_with_length(llm):
     out = llm.generate(_chat(llm, "Describe a person as JSON."), SamplingParams(temperature=0, max_tokens=3),
                        constraints=Constraint("json_schema", PERSON))[0]
     assert out.finish_reason == "length" and out.num_output_tokens == 3
+
+
+def test_jump_forward_appends_forced_tokens_without_a_step_each(llm):
+    engine, tok = llm.engine, llm.tokenizer
+    pattern = r"The final answer, after careful consideration, is (yes|no)\."
+    req = Request(prompt_token_ids=tok.encode(_chat(llm, "Is water wet?")), sampling=SamplingParams(
+        temperature=0, max_tokens=40), constraint=Constraint("regex", pattern))
+    engine.add_request(req)
+    steps = 0
+    while engine.has_unfinished():
+        engine.step()
+        steps += 1
+    assert re.fullmatch(pattern, req.output_text) and req.status == RequestStatus.FINISHED_STOPPED
+    assert steps < len(req.output_token_ids) // 2  # the long literal prefix took one step, not one per token
+    assert_kv_pool_full(engine)
