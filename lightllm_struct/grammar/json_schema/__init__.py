@@ -5,7 +5,8 @@ that ``interegular`` parses, and terminals that may meet in one parser state are
 longest-match choice would lose valid continuations. Intentional restrictions (all sound, i.e. they only
 reject): known property keys appear in schema order; object keys use json.dumps spelling; bounded numbers carry
 no exponent; ``-0`` is not produced under bounds; formats and patterns accept only raw (unescaped)
-non-ASCII characters; enum/const objects keep their key order.
+non-ASCII characters; enum/const objects keep their key order; an object branch of an anyOf/oneOf with other
+object branches starts with its first required property; ``$`` in a pattern is ECMA's (no final newline).
 """
 from __future__ import annotations
 
