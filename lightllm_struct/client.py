@@ -104,9 +104,23 @@ def build_call(prompt: Prompt, *, schema: Any = None, regex: str | None = None, 
     return _Call(messages=messages, body=body, constraint=constraint, parse_as=parse_as)
 
 
+def _closed(node: Any) -> Any:
+    """Copy of a schema whose objects admit no keys beyond their ``properties`` unless they say otherwise."""
+    if isinstance(node, list):
+        return [_closed(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _closed(v) for k, v in node.items()}
+    if "properties" in out and "additionalProperties" not in out and "patternProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
 def _schema_dict(schema: Any) -> Any:
     if _is_model_class(schema):
-        return schema.model_json_schema()
+        # Pydantic drops unknown keys when parsing, so letting the model write them only wastes tokens (and
+        # invites small models to wander off into extra keys until max_tokens): close the objects.
+        return _closed(schema.model_json_schema())
     if isinstance(schema, str):
         try:
             return json.loads(schema)

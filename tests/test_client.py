@@ -18,7 +18,8 @@ class City(BaseModel):
 def test_pydantic_schema_becomes_response_format_and_parses_to_an_instance():
     call = build_call("hi", schema=City, sampling={"max_tokens": 8})
     rf = call.body["response_format"]
-    assert rf["type"] == "json_schema" and rf["json_schema"]["schema"] == City.model_json_schema()
+    expected = {**City.model_json_schema(), "additionalProperties": False}
+    assert rf["type"] == "json_schema" and rf["json_schema"]["schema"] == expected
     assert call.body["max_tokens"] == 8 and call.messages == [{"role": "user", "content": "hi"}]
     assert parse_output(call, '{"name":"Oslo","population":5}', "stop") == City(name="Oslo", population=5)
 
