@@ -184,3 +184,29 @@ def test_long_counted_repeats_share_masks_and_stay_exact(compiler, pattern):
         bases.add(config[1].mask_base[config[2]])
     assert len(bases) <= 3
     assert tok.max_token_len < 20
+
+
+def test_concurrent_matchers_on_one_grammar_agree_with_serial():
+    import threading
+
+    tok = small_tokenizer()
+    texts = [b'{"a":[1,2,{"b":"x\\u00e9"}],"c":null}', b'[true,false,{"k":-1.5e3}]', b'"\xc3\xa9\\n"']
+    serial_grammar = GrammarCompiler(tok).compile_lark(JSON_GRAMMAR)
+
+    def masks_of(grammar, text):
+        matcher, out = Matcher(grammar), []
+        for tid in greedy_tokenize(tok, text):
+            out.append(_mask(matcher))
+            assert matcher.accept_token(tid)
+        return out
+
+    expected = [masks_of(serial_grammar, t) for t in texts]
+    shared = GrammarCompiler(tok, scanner="matrix").compile_lark(JSON_GRAMMAR)
+    results: dict[int, list] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, masks_of(shared, texts[i % 3])))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[i] == expected[i % 3] for i in range(6))
