@@ -18,7 +18,10 @@ def summarize(results: list[dict], only: set[str] | None = None) -> dict:
     ok = [r for r in results if "error" not in r and (only is None or r["name"] in only)]
     compile_ms = [r["compile_ms"] for r in ok]
     mask_us = [x for r in ok for x in r["mask_us"]]
+    # Compile plus the first mask: engines that build lazily (llguidance) pay part of "compile" there.
+    first_ms = [r["compile_ms"] + r["mask_us"][0] / 1000.0 for r in ok if r["mask_us"]]
     return {
+        "first": _pct(first_ms, 50),
         "compiled": len(ok),
         "accepted": sum(r["verdict"] == "ok" for r in ok),
         "compile": (_pct(compile_ms, 50), _pct(compile_ms, 99), max(compile_ms, default=float("nan"))),
@@ -29,13 +32,13 @@ def summarize(results: list[dict], only: set[str] | None = None) -> dict:
 
 def _summary_table(results: dict[str, list[dict]], total: int, only: set[str] | None) -> list[str]:
     lines = ["| engine | compiled | trace accepted | compile p50 ms | compile p99 ms | compile max ms "
-             "| mask p50 µs | mask p99 µs | mask max µs | mask samples |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| compile + 1st mask p50 ms | mask p50 µs | mask p99 µs | mask max µs | mask samples |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for engine, rs in results.items():
         s = summarize(rs, only)
         c, m = s["compile"], s["mask"]
         lines.append(f"| {engine} | {s['compiled']}/{total} | {s['accepted']}/{s['compiled']} | {c[0]:.2f} | "
-                     f"{c[1]:.2f} | {c[2]:.2f} | {m[0]:.1f} | {m[1]:.1f} | {m[2]:.1f} | {s['samples']} |")
+                     f"{c[1]:.2f} | {c[2]:.2f} | {s['first']:.2f} | {m[0]:.1f} | {m[1]:.1f} | {m[2]:.1f} | {s['samples']} |")
     return lines
 
 
