@@ -16,10 +16,10 @@ from lightllm_struct.engine.kv_cache import KVCache, ReqToTokenTable, SlotAlloca
 from lightllm_struct.engine.model_runner import ModelRunner
 from lightllm_struct.engine.output_processor import append_token, make_output
 from lightllm_struct.engine.prefix_cache import PrefixCache
-from lightllm_struct.engine.sampler import SamplingTensors, sample
+from lightllm_struct.engine.sampler import SamplingTensors
 from lightllm_struct.engine.scheduler import ScheduledBatch, Scheduler
 from lightllm_struct.engine.sequence import Sequence
-from lightllm_struct.engine.setup import build_cuda_graphs, build_kv, load
+from lightllm_struct.engine.setup import build_cuda_graphs, build_kv, load, select_sampler
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError, PromptTooLongError
 from lightllm_struct.request import Request, RequestOutput, RequestStatus
 
@@ -73,7 +73,7 @@ class Engine:
         self.grammar = GrammarManager(self.tokenizer, vocab_size=self.model_config.vocab_size,
                                       threads=config.grammar_compile_threads,
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size)
-        self.sampler = sample
+        self.sampler = select_sampler(self.device)
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)
         self._seqs: dict[str, Sequence] = {}
         self._outbox: list[RequestOutput] = []  # finished outside a step (aborts, failed compiles)

@@ -1,8 +1,9 @@
 """The batched sampler (torch path): grammar bitmask, greedy, temperature, top-k, top-p, seeded noise.
 
-Reproducibility regardless of the batch: a request's noise is a counter-based hash of (seed, step, token id),
-computed in int64 arithmetic, so it never depends on which rows share the batch or on a generator's state.
-The Triton kernel (kernels/sampling.py) implements the same hash, so both paths draw the same tokens.
+Reproducibility regardless of the batch: a request's noise is a counter-based hash (Philox) of
+(seed, step, token id), so it never depends on which rows share the batch or on a generator's state. The
+Triton kernel (kernels/sampling.py) draws the same noise, so a seed picks the same tokens on CPU and GPU
+wherever the logits agree.
 """
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-# splitmix64 constants, as signed int64 (torch has no uint64 arithmetic; multiplication wraps the same way).
-_GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
-_MIX1 = 0xBF58476D1CE4E5B9 - (1 << 64)
-_MIX2 = 0x94D049BB133111EB - (1 << 64)
-_STEP = 0x632BE59BD9B4E019
+# Philox-4x32-10: round multipliers A and B, key increments A and B (the same as kernels/sampling.py).
+_PHILOX_A, _PHILOX_B, _KEY_A, _KEY_B = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+_M32 = 0xFFFFFFFF
+_REACH = 20.0  # > max - min of the Gumbel noise of 24-bit uniforms (16.7 + 2.9)
 
 
 @dataclass
@@ -39,24 +39,42 @@ class SamplingTensors:
         )
 
 
-def _shr(x: torch.Tensor, s: int) -> torch.Tensor:
-    """Logical right shift of int64 (torch's >> is arithmetic)."""
-    return (x >> s) & ((1 << (64 - s)) - 1)
+def philox_uniform(seed: torch.Tensor, step: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    """Uniform (0, 1) float32 noise of each (seed, step, token) triple (equal-shaped int64 tensors).
 
-
-def _mix(x: torch.Tensor) -> torch.Tensor:
-    x = (x ^ _shr(x, 30)) * _MIX1
-    x = (x ^ _shr(x, 27)) * _MIX2
-    return x ^ _shr(x, 31)
+    Philox-4x32-10 of counter ``(token, step)`` keyed by ``seed``. The 32x32-bit products are taken in int64,
+    whose wrapping multiplication keeps the exact bits of the 64-bit product; shifted values are masked.
+    """
+    c0, c1, c2 = token, step & _M32, (step >> 32) & _M32
+    c3 = torch.zeros_like(c0)
+    k0, k1 = seed & _M32, (seed >> 32) & _M32
+    for _ in range(10):
+        prod_b, prod_a = c2 * _PHILOX_B, c0 * _PHILOX_A
+        c0, c2 = ((prod_b >> 32) & _M32) ^ c1 ^ k0, ((prod_a >> 32) & _M32) ^ c3 ^ k1
+        c1, c3 = prod_b & _M32, prod_a & _M32
+        k0, k1 = (k0 + _KEY_A) & _M32, (k1 + _KEY_B) & _M32
+    return (((c0 >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (2.0 ** -24)
 
 
 def uniform_noise(seed: torch.Tensor, step: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """Uniform (0, 1) float32 ``[B, V]``; element (b, j) depends only on (seed[b], step[b], j)."""
-    base = _mix(seed * _GOLDEN + step * _STEP)
-    idx = torch.arange(vocab_size, dtype=torch.int64, device=seed.device)
-    bits = _mix(base[:, None] + (idx[None, :] + 1) * _GOLDEN)
-    top24 = _shr(bits, 40).to(torch.float32)  # 24 bits: exact in float32
-    return (top24 + 0.5) * (1.0 / (1 << 24))
+    """The noise of every token of every row, ``[B, V]``: element (b, j) depends only on (seed[b], step[b], j)."""
+    B = seed.shape[0]
+    token = torch.arange(vocab_size, dtype=torch.int64, device=seed.device).expand(B, vocab_size)
+    return philox_uniform(seed[:, None].expand(B, vocab_size), step[:, None].expand(B, vocab_size), token)
+
+
+def _gumbel_max(scaled: torch.Tensor, seed: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """argmax(scaled + Gumbel noise) per row, drawing noise only where a token can still win.
+
+    With 24-bit uniforms the Gumbel noise lies within [-2.9, 16.7], so a token more than ``_REACH`` below its
+    row's maximum never wins: skipping it leaves the draw exactly as over the whole row.
+    """
+    top = scaled.max(dim=-1, keepdim=True).values
+    rows, cols = torch.nonzero(scaled >= top - _REACH, as_tuple=True)
+    u = philox_uniform(seed[rows], step[rows], cols)
+    scores = torch.full_like(scaled, float("-inf"))
+    scores[rows, cols] = scaled[rows, cols] - torch.log(-torch.log(u))
+    return scores.argmax(dim=-1)
 
 
 def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
@@ -109,8 +127,9 @@ def sample(logits: torch.Tensor, params: SamplingTensors, bitmask: torch.Tensor 
     if bool(greedy.all()):
         return logits.argmax(dim=-1)
     temperature = torch.where(greedy, 1.0, params.temperature)[:, None]
-    scaled = _filter_top_k_top_p(logits / temperature, params.top_k, params.top_p)
+    scaled = logits / temperature
+    if bool(((params.top_k > 0) | (params.top_p < 1)).any()):  # the sort is the costliest part: skip it if unused
+        scaled = _filter_top_k_top_p(scaled, params.top_k, params.top_p)
     # Gumbel-max: argmax(logits/T + Gumbel) is an exact draw from softmax(logits/T).
-    gumbel = -torch.log(-torch.log(uniform_noise(params.seed, params.step, logits.shape[1])))
-    drawn = (scaled + gumbel).argmax(dim=-1)
+    drawn = _gumbel_max(scaled, params.seed, params.step)
     return torch.where(greedy, logits.argmax(dim=-1), drawn)

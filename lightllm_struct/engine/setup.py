@@ -67,6 +67,20 @@ def build_cuda_graphs(config: EngineConfig, model, kv_cache: KVCache, *, scratch
     return graphs
 
 
+def select_sampler(device: torch.device):
+    """The batched sampler for ``device``: the Triton kernel on CUDA (same noise, one launch), torch elsewhere."""
+    from lightllm_struct.engine.sampler import sample
+
+    if device.type == "cuda":
+        try:
+            from lightllm_struct.kernels.sampling import sample as triton_sample
+
+            return triton_sample
+        except ImportError:  # no triton: the torch path works on CUDA too
+            pass
+    return sample
+
+
 def _slots_for_memory(config: EngineConfig, device: torch.device, kv_heads: int, head_dim: int,
                       num_layers: int, dtype: torch.dtype) -> int:
     per_slot = KVCache.bytes_per_slot(num_layers=num_layers, num_kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)

@@ -1,7 +1,8 @@
-"""The engine on CUDA (Triton kernels, CUDA-graph decode) generates the CPU engine's greedy tokens (fp32).
+"""The engine on CUDA (Triton kernels and sampler, CUDA-graph decode) generates the CPU engine's tokens (fp32),
+greedy and seeded-sampled alike (both samplers draw the same Philox noise).
 
 A tiny random Llama with the default model's tokenizer keeps it fast; run on an H100 (2026-11-25): 8/8 equal
-with and without graphs, constrained outputs valid, KV pool full afterwards.
+greedy and 8/8 equal sampled, with and without graphs; constrained outputs valid; KV pool full afterwards.
 """
 from __future__ import annotations
 
@@ -46,11 +47,14 @@ def _run(path, **options):
     llm = LLM(str(path), num_kv_slots=8192, max_num_seqs=16, **options)
     try:
         greedy = llm.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=32, ignore_eos=True))
+        sampled = llm.generate(PROMPTS, SamplingParams(temperature=0.8, top_p=0.95, seed=11, max_tokens=24,
+                                                       ignore_eos=True))
         constrained = llm.generate(PROMPTS[:4], SamplingParams(temperature=1.0, max_tokens=40, seed=3),
                                    constraints=Constraint("json_schema", SCHEMA))
         llm.engine.flush_prefix_cache()
         assert llm.engine.kv.num_free == llm.engine.kv.num_total
-        return [o.token_ids for o in greedy], constrained, llm.engine.runner.graphs is not None
+        tokens = [o.token_ids for o in greedy + sampled]
+        return tokens, constrained, llm.engine.runner.graphs is not None
     finally:
         llm.engine.shutdown()
 

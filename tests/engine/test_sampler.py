@@ -77,3 +77,21 @@ def test_top_k_and_top_p_cut_the_tail():
     assert set(top_p.tolist()) == {0, 1}
     free = sample(logits.clone(), _params(n))
     assert set(free.tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_noise_is_the_triton_kernels_philox():
+    from lightllm_struct.kernels.sampling import philox_uniform
+
+    for seed, step in [(0, 0), (1234, 7), (2**61 + 5, 2**33 + 1), (-3, 2)]:
+        ours = uniform_noise(torch.tensor([seed]), torch.tensor([step]), 5000)[0]
+        assert torch.equal(ours, philox_uniform(seed, step, 5000)), (seed, step)
+
+
+def test_drawing_noise_only_near_the_maximum_changes_nothing():
+    from lightllm_struct.engine.sampler import _gumbel_max
+
+    torch.manual_seed(1)
+    scaled = torch.randn(16, 3000) * 6
+    seed, step = torch.arange(16) * 7919, torch.arange(16)
+    full = (scaled - torch.log(-torch.log(uniform_noise(seed, step, 3000)))).argmax(dim=-1)
+    assert torch.equal(_gumbel_max(scaled, seed, step), full)
