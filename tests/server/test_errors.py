@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from lightllm_struct.errors import EngineOverloadedError, InvalidRequestError
-from lightllm_struct.grammar.errors import SchemaError
+from lightllm_struct.grammar.errors import InvalidTokenError, SchemaError
 from lightllm_struct.server.errors import install_error_handlers, parse_json_body
 
 
@@ -26,7 +26,7 @@ def _client() -> TestClient:
     async def raw(kind: str):
         raise {"schema": SchemaError("bad type", pointer="/properties/a", param="response_format.json_schema.schema"),
                "busy": EngineOverloadedError("busy"), "bad": InvalidRequestError("nope", param="stop"),
-               "json": None}[kind] or parse_json_body(b"{")
+               "token": InvalidTokenError("rejected 5"), "json": None}[kind] or parse_json_body(b"{")
 
     @app.post("/boom")
     async def boom():
@@ -54,6 +54,8 @@ def test_typed_errors_map_mechanically():
     assert r.status_code == 400 and err["param"] == "response_format.json_schema.schema"
     assert "/properties/a" in err["message"] and err["code"] == "SchemaError"
     assert c.post("/raw", params={"kind": "busy"}).status_code == 503
+    r = c.post("/raw", params={"kind": "token"})  # an engine-internal mismatch is never the client's fault
+    assert r.status_code == 500 and _shape(r.json())["type"] == "internal_error"
     r = c.post("/raw", params={"kind": "json"})
     assert r.status_code == 400 and "not valid JSON" in _shape(r.json())["message"]
 
