@@ -221,14 +221,27 @@ class GrammarManager:
 
             self._matcher_cls = Matcher
         seq.matcher = self._matcher_cls(grammar)
-        bound = getattr(grammar, "max_output_tokens", None)
-        seq.output_bound = bound if isinstance(bound, int) else None
+        seq.output_bound = output_bound(seq.req.constraint, grammar)
 
     def _forget(self, future: cf.Future) -> None:
         """Drop a failed compile from the cache so a transient failure (a timeout) is retried next time."""
         for key, f in list(self._cache.items()):
             if f is future:
                 del self._cache[key]
+
+
+def output_bound(constraint: Constraint, grammar: Any) -> int | None:
+    """A hard upper bound on the output tokens the grammar allows (EOS included), if one is known.
+
+    Every token carries at least one byte, so a bound on the output's bytes bounds its tokens: admission can
+    then reserve exactly what a choice list can ever use instead of max_tokens.
+    """
+    bound = getattr(grammar, "max_output_tokens", None)
+    if isinstance(bound, int):
+        return bound
+    if constraint.kind == "choice":
+        return max(len(c.encode()) for c in constraint.spec) + 1
+    return None
 
 
 def _as_typed(exc: BaseException) -> LightLLMStructError:

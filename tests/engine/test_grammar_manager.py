@@ -128,3 +128,12 @@ def test_constraint_validation():
         Constraint("choice", [])
     with pytest.raises(InvalidRequestError):
         Constraint("regex", {"a": 1})
+
+
+def test_a_choice_list_bounds_the_output_for_admission():
+    manager = _manager(FakeCompiler())
+    seq = _seq(Constraint("choice", ["12", "345"]))
+    manager.submit(seq)
+    _poll_until(manager)
+    assert seq.output_bound == 4  # 3 bytes at most, one token a byte at worst, then EOS
+    assert _seq(None).output_bound is None
