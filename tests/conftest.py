@@ -10,7 +10,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One core stays free for the other process of a test (server + client, or a spawned rank).
+torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) - 1)))
 
 # Triton picks compiled or interpreted kernels when it is first imported (transformers may import it early):
 # without a GPU, kernel tests must run in its CPU interpreter, so decide here, before any test module loads.
