@@ -32,6 +32,7 @@ INLINE = {
     "int_ranges": {"type": "array", "items": {"type": "integer", "minimum": -130, "maximum": 1001}, "maxItems": 6},
     "any_json": True,
 }
+FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER  # the engine enforces formats, so must the oracle
 INSTANCES = settings(max_examples=6, deadline=None, derandomize=True, database=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                             HealthCheck.data_too_large])
@@ -67,8 +68,38 @@ def in_schema_order(value, order: dict[str, int]):
     return value
 
 
-def check_instance(schema, instance, seed: int, *, ensure_ascii: bool = False) -> None:
-    assume(jsonschema.Draft202012Validator(schema).is_valid(instance))
+# Engine gaps found by this file and reported to the grammar owners, each pinned by a strict xfail below
+# (which starts failing once the gap is fixed: then delete the gap here and its xfail).
+KNOWN_GAPS = [
+    pytest.param({"type": "number", "minimum": 0, "maximum": 1}, 3.718e-253, id="bounded-number-exponent"),
+    pytest.param({"type": "number", "exclusiveMinimum": 0}, 1e16, id="exclusive-minimum-exponent"),
+    pytest.param({"type": "object", "additionalProperties": {"type": "integer"}}, {"": 0}, id="empty-key"),
+    pytest.param({"type": "object", "additionalProperties": {"type": "integer"}}, {"\u00e9": 0}, id="u-escaped-key"),
+]
+
+
+def known_gap(value, ensure_ascii: bool = False) -> bool:
+    """Numbers written with an exponent, empty property names, and property names that the serialisation
+    spells with \\uXXXX escapes (see KNOWN_GAPS)."""
+    if isinstance(value, float):
+        return "e" in json.dumps(value)
+    if isinstance(value, dict):
+        keys_gap = any(k == "" or "\\u" in json.dumps(k, ensure_ascii=ensure_ascii) for k in value)
+        return keys_gap or any(known_gap(v, ensure_ascii) for v in value.values())
+    if isinstance(value, list):
+        return any(known_gap(v, ensure_ascii) for v in value)
+    return False
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="engine gap reported to the lead (G2)")
+@pytest.mark.parametrize(("schema", "instance"), KNOWN_GAPS)
+def test_known_gap_still_rejected(schema, instance):
+    check_instance(schema, instance, 0, ensure_ascii=True, skip_gaps=False)
+
+
+def check_instance(schema, instance, seed: int, *, ensure_ascii: bool = False, skip_gaps: bool = True) -> None:
+    assume(jsonschema.Draft202012Validator(schema, format_checker=FORMATS).is_valid(instance))
+    assume(not (skip_gaps and known_gap(instance, ensure_ascii)))
     instance = in_schema_order(instance, schema_key_order(schema))
     text = json.dumps(instance, separators=(",", ":"), ensure_ascii=ensure_ascii)
     data = text.encode("utf-8")
