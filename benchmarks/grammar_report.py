@@ -38,7 +38,8 @@ def _summary_table(results: dict[str, list[dict]], total: int, only: set[str] | 
         s = summarize(rs, only)
         c, m = s["compile"], s["mask"]
         lines.append(f"| {engine} | {s['compiled']}/{total} | {s['accepted']}/{s['compiled']} | {c[0]:.2f} | "
-                     f"{c[1]:.2f} | {c[2]:.2f} | {s['first']:.2f} | {m[0]:.1f} | {m[1]:.1f} | {m[2]:.1f} | {s['samples']} |")
+                     f"{c[1]:.2f} | {c[2]:.2f} | {s['first']:.2f} | {m[0]:.1f} | {m[1]:.1f} | {m[2]:.1f} | "
+                     f"{s['samples']} |")
     return lines
 
 
