@@ -17,7 +17,9 @@ from lightllm_struct.grammar.errors import GrammarTooComplex
 from lightllm_struct.grammar.regex_nfa import build_nfa
 
 
-_MINIMIZE_MAX_STATES = 300
+_MINIMIZE_MAX_STATES = 300  # always minimised exactly
+_MINIMIZE_ROUNDS = 32  # bigger DFAs: Moore rounds tried at most (and at most _MINIMIZE_WORK / n)
+_MINIMIZE_WORK = 200_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,7 +88,11 @@ def regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline = NO
     CompileTimeout
         ``deadline`` passed.
     """
-    nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline)
+    def unit_dfa(unit_nfa, unit_start: int, unit_final: int) -> tuple[np.ndarray, np.ndarray]:
+        unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, max_states, deadline), deadline)
+        return unit.table, unit.accepting
+
+    nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline, unit_dfa=unit_dfa)
     table, accepting = _determinize(nfa, start, final, max_states, deadline)
     return minimize(table, accepting, deadline)
 
@@ -146,21 +152,51 @@ def minimize(table: np.ndarray, accepting: np.ndarray, deadline: Deadline = NO_D
     _, firsts = np.unique(np.ascontiguousarray(full.T).view(np.dtype((np.void, 4 * (n + 1)))).reshape(-1),
                           return_index=True)
     classes = full[:, np.sort(firsts)]
-    if n > _MINIMIZE_MAX_STATES:
-        # Moore needs one round per distinguishing depth (long counted repeats: hundreds); a
-        # non-minimal DFA is still exact, so big ones only lose their dead states.
-        return _renumber(full, acc, _live_or_dead(classes, acc, n), n)
+    # Moore needs one round per distinguishing depth: long counted repeats need hundreds, while big
+    # DFAs of key sets (an object's "any other key") collapse in a few rounds (869 -> 25 states), and
+    # every later step (product lexers, token scans) pays per state. So big DFAs get a bounded number
+    # of rounds; a non-minimal DFA is still exact, so one that does not settle only loses its dead states.
+    max_rounds = n + 2 if n <= _MINIMIZE_MAX_STATES else min(_MINIMIZE_ROUNDS, _MINIMIZE_WORK // n)
     cls = acc.astype(np.int64)
     n_cls = len(np.unique(cls))
-    while True:
+    for _ in range(max_rounds):
         deadline.check()
-        sig = np.ascontiguousarray(np.concatenate([cls[:, None], cls[classes]], axis=1))
-        _, new = np.unique(sig.view(np.dtype((np.void, 8 * sig.shape[1]))).reshape(-1), return_inverse=True)
-        new = new.reshape(-1).astype(np.int64)
+        new = _refine(cls, classes)
         if int(new.max()) + 1 == n_cls:
-            break
+            return _renumber(full, acc, cls, n)
         cls, n_cls = new, int(new.max()) + 1
-    return _renumber(full, acc, cls, n)
+    return _renumber(full, acc, _live_or_dead(classes, acc, n), n)
+
+
+def _refine(cls: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """One Moore round: states stay together iff their class and their successors' classes agree.
+
+    Rows are compared through a random-weight hash (one 1-D sort instead of a sort of byte strings,
+    several times faster on big DFAs); the grouping is then checked row by row against each group's
+    first row, and any hash collision falls back to the exact row sort, so the result is always exact.
+    """
+    sig = np.concatenate([cls[:, None], cls[columns]], axis=1)
+    weights = _hash_weights(sig.shape[1])
+    with np.errstate(over="ignore"):
+        keys = (sig.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    _, first, new = np.unique(keys, return_index=True, return_inverse=True)
+    new = new.reshape(-1)
+    if not np.array_equal(sig, sig[first[new]]):  # a collision (practically never)
+        sig = np.ascontiguousarray(sig)
+        _, new = np.unique(sig.view(np.dtype((np.void, 8 * sig.shape[1]))).reshape(-1), return_inverse=True)
+        new = new.reshape(-1)
+    return new.astype(np.int64)
+
+
+_HASH_WEIGHTS: dict[int, np.ndarray] = {}
+
+
+def _hash_weights(width: int) -> np.ndarray:
+    got = _HASH_WEIGHTS.get(width)
+    if got is None:  # fixed seed: compiles are reproducible
+        rng = np.random.default_rng(width)
+        got = _HASH_WEIGHTS[width] = rng.integers(1, 2**63, size=width, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    return got
 
 
 def _bounded_moore(table: np.ndarray, accepting: np.ndarray, k: int) -> list[int]:
@@ -175,9 +211,7 @@ def _bounded_moore(table: np.ndarray, accepting: np.ndarray, k: int) -> list[int
     cls = np.append(np.where(accepting, 1, 2), 0).astype(np.int64)
     n_cls = 3
     for _ in range(k):
-        sig = np.ascontiguousarray(np.concatenate([cls[:, None], cls[columns]], axis=1))
-        _, new = np.unique(sig.view(np.dtype((np.void, 8 * sig.shape[1]))).reshape(-1), return_inverse=True)
-        new = new.reshape(-1).astype(np.int64)
+        new = _refine(cls, columns)
         if int(new.max()) + 1 == n_cls:
             break
         cls, n_cls = new, int(new.max()) + 1

@@ -118,5 +118,6 @@ def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA, horizon: in
     acc = np.concatenate([np.array([-1], dtype=np.int32), acc])
     n = len(acc)
     classes = dfa.bounded_classes(horizon)
-    signature = [(q == 0, ((dfa.digest, classes[max(q - 1, 0)]),)) for q in range(n)]
+    digest = dfa.digest
+    signature = [(True, ((digest, classes[0]),))] + [(False, ((digest, c),)) for c in classes]
     return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature, [(term,)] * n)

@@ -10,6 +10,7 @@ back-references, possessive and atomic groups are refused.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 try:  # Python >= 3.11
@@ -64,6 +65,20 @@ class ByteNFA:
         self.eps.append([])
         return len(self.edges) - 1
 
+    def copy_of(self, base: int, edges: list, eps: list) -> int:
+        """Append a copy of a fragment whose nodes were ``base, base+1, ...``; returns the offset.
+
+        Counted repeats need many identical fragments: shifting one copy's edges is far cheaper than
+        walking the regex tree again, and gives exactly the nodes the walk would give.
+        """
+        off = len(self.edges) - base
+        if len(self.edges) + len(edges) > self._max_nodes:
+            raise GrammarTooComplex(f"regex automaton exceeds {self._max_nodes} nodes")
+        self._deadline.check()
+        self.edges.extend([[(lo, hi, t + off) for lo, hi, t in out] for out in edges])
+        self.eps.extend([[t + off for t in out] for out in eps])
+        return off
+
     def char_set(self, ranges: list[tuple[int, int]]) -> tuple[int, int]:
         start, end = self.node(), self.node()
         chain: dict[tuple, int] = {}
@@ -94,20 +109,30 @@ def parse_regex(pattern: str) -> tuple:
     return parsed, parsed.state.flags
 
 
-def build_nfa(pattern: str, *, max_nodes: int, deadline: Deadline) -> tuple[ByteNFA, int, int]:
-    """Thompson construction: (nfa, start node, accepting node)."""
+# Counted repeats with at least this many copies get each copy as the unit's minimal DFA (see repeat).
+_DFA_UNIT_MIN_COPIES = 4
+
+
+def build_nfa(pattern: str, *, max_nodes: int, deadline: Deadline,
+              unit_dfa: Callable | None = None) -> tuple[ByteNFA, int, int]:
+    """Thompson construction: (nfa, start node, accepting node).
+
+    ``unit_dfa(nfa, start, end) -> (table, accepting)``, when given, turns the NFA of a counted repeat's
+    unit into its minimal DFA (state 0 initial, -1 dead), which is then copied instead of the Thompson
+    fragment.
+    """
     parsed, flags = parse_regex(pattern)
     nfa = ByteNFA(max_nodes, deadline)
     try:
-        start, end = _Builder(nfa, pattern).seq(list(parsed), flags)
+        start, end = _Builder(nfa, pattern, unit_dfa).seq(list(parsed), flags)
     except RecursionError as exc:
         raise GrammarTooComplex(f"regex {pattern!r} nests too deeply") from exc
     return nfa, start, end
 
 
 class _Builder:
-    def __init__(self, nfa: ByteNFA, pattern: str) -> None:
-        self.nfa, self.pattern = nfa, pattern
+    def __init__(self, nfa: ByteNFA, pattern: str, unit_dfa: Callable | None = None) -> None:
+        self.nfa, self.pattern, self.unit_dfa = nfa, pattern, unit_dfa
 
     def unsupported(self, what: str) -> RegexError:
         return RegexError(f"cannot compile regex {self.pattern!r}: {what} is not supported")
@@ -141,24 +166,71 @@ class _Builder:
 
     def repeat(self, av, flags: int) -> tuple[int, int]:
         lo, hi, sub = av
-        items = list(sub)
+        copies = lo + 1 if hi == C.MAXREPEAT else hi
+        unit = self.unit_copies(list(sub), flags, as_dfa=copies >= _DFA_UNIT_MIN_COPIES)
         start = cur = self.nfa.node()
         for _ in range(lo):
-            s, e = self.seq(items, flags)
+            s, e = unit()
             self.nfa.eps[cur].append(s)
             cur = e
         if hi == C.MAXREPEAT:
-            s, e = self.seq(items, flags)
+            s, e = unit()
             self.nfa.eps[cur].append(s)
             self.nfa.eps[e].append(cur)  # loop back: zero or more further copies
             return start, cur
         end = self.nfa.node()
         self.nfa.eps[cur].append(end)
         for _ in range(hi - lo):
-            s, e = self.seq(items, flags)
+            s, e = unit()
             self.nfa.eps[cur].append(s)
             self.nfa.eps[e].append(end)
             cur = e
+        return start, end
+
+    def unit_copies(self, items: list, flags: int, *, as_dfa: bool):
+        """A function returning a fresh ``(start, end)`` fragment of ``items`` per call.
+
+        The first call builds the fragment; later calls copy it as it was built (before the caller
+        linked it to anything), far cheaper than walking the regex tree again. With ``as_dfa`` the
+        fragment is the unit's minimal DFA: a long counted repeat (a JSON string's ``maxLength``) then
+        determinizes into about (minimal unit states) x (count) states instead of several times that,
+        the redundant Thompson paths (``\\u`` escape variants, ...) being merged once in the unit.
+        """
+        template: list = []
+
+        def make() -> tuple[int, int]:
+            if not template:
+                base = len(self.nfa.edges)
+                s, e = self.dfa_fragment(items, flags) if as_dfa and self.unit_dfa else self.seq(items, flags)
+                top = len(self.nfa.edges)
+                template.append((base, top, s, e, [list(x) for x in self.nfa.edges[base:top]],
+                                 [list(x) for x in self.nfa.eps[base:top]]))
+                return s, e
+            base, top, s, e, edges, eps = template[0]
+            off = self.nfa.copy_of(base, edges, eps)
+            return s + off, e + off
+
+        return make
+
+    def dfa_fragment(self, items: list, flags: int) -> tuple[int, int]:
+        """``items`` as a fragment shaped like its minimal DFA: one node per state, plus start and end."""
+        sub = ByteNFA(self.nfa._max_nodes, self.nfa._deadline)
+        s, e = _Builder(sub, self.pattern, self.unit_dfa).seq(items, flags)
+        table, accepting = self.unit_dfa(sub, s, e)
+        start = self.nfa.node()
+        states = [self.nfa.node() for _ in range(len(accepting))]
+        end = self.nfa.node()
+        self.nfa.eps[start].append(states[0])
+        for q, row in enumerate(table.tolist()):
+            out = self.nfa.edges[states[q]]
+            lo = 0
+            for b in range(1, 257):  # runs of equal targets become byte ranges
+                if b == 256 or row[b] != row[lo]:
+                    if row[lo] >= 0:
+                        out.append((lo, b - 1, states[row[lo]]))
+                    lo = b
+            if accepting[q]:
+                self.nfa.eps[states[q]].append(end)
         return start, end
 
     def char_ranges(self, op, av, flags: int) -> list[tuple[int, int]]:
