@@ -111,6 +111,8 @@ def parse_regex(pattern: str) -> tuple:
 
 # Counted repeats with at least this many copies get each copy as the unit's minimal DFA (see repeat).
 _DFA_UNIT_MIN_COPIES = 4
+_DFA_UNIT_MIN_COPIES_SET = 16  # the same for a unit that is a single character set
+_CHAR_OPS = (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN, C.CATEGORY)
 
 
 def build_nfa(pattern: str, *, max_nodes: int, deadline: Deadline,
@@ -146,7 +148,7 @@ class _Builder:
         return start, cur
 
     def item(self, op, av, flags: int) -> tuple[int, int]:
-        if op in (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN, C.CATEGORY):
+        if op in _CHAR_OPS:
             return self.nfa.char_set(self.char_ranges(op, av, flags))
         if op == C.BRANCH:
             start, end = self.nfa.node(), self.nfa.node()
@@ -167,7 +169,10 @@ class _Builder:
     def repeat(self, av, flags: int) -> tuple[int, int]:
         lo, hi, sub = av
         copies = lo + 1 if hi == C.MAXREPEAT else hi
-        unit = self.unit_copies(list(sub), flags, as_dfa=copies >= _DFA_UNIT_MIN_COPIES)
+        # a lone character set is already DFA-shaped: only long repeats gain from merging its tails
+        lone_set = len(sub) == 1 and sub[0][0] in _CHAR_OPS
+        as_dfa = copies >= (_DFA_UNIT_MIN_COPIES_SET if lone_set else _DFA_UNIT_MIN_COPIES)
+        unit = self.unit_copies(list(sub), flags, as_dfa=as_dfa)
         start = cur = self.nfa.node()
         for _ in range(lo):
             s, e = unit()
