@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import pytest
 
 from lightllm_struct.distributed.group import find_free_port
 from tests.distributed.test_tp_engine import SCHEMA
+from tests.support import running_server
 
 STARTUP_TIMEOUT_S = 300
 
@@ -39,35 +37,16 @@ def _children_running_a_rank(pid: int) -> list[int]:
 
 @pytest.fixture
 def tp_server():
-    port = find_free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="llms-tp-server-", suffix=".log", delete=False)
-    env = {**os.environ, "LLMS_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "lightllm_struct.cli", "serve", "--tp", "2", "--device", "cpu", "--host",
-           "127.0.0.1", "--port", str(port), "--max-num-seqs", "4", "--num-kv-slots", "2048",
-           "--grammar-compile-timeout-s", "600", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    try:
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"server did not start (exit {proc.poll()}):\n{log.read()[-4000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        yield url, proc, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=20)
-        for pid in _children_running_a_rank(proc.pid):
-            os.kill(pid, signal.SIGKILL)
-        log.close()
-        os.unlink(log.name)
+    args = ["--tp", "2", "--device", "cpu", "--max-num-seqs", "4", "--num-kv-slots", "2048",
+            "--grammar-compile-timeout-s", "600", "--log-level", "warning"]
+    with running_server(find_free_port(), args, env={"LLMS_NUM_THREADS": "1"},
+                        startup_timeout_s=STARTUP_TIMEOUT_S) as (url, proc, log):
+        try:
+            yield url, proc, log
+        finally:
+            # Ranks outlive a killed server only as orphans: end them while they are still its children.
+            for pid in _children_running_a_rank(proc.pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_tp2_server_serves_constrained_chat_and_exits_when_a_rank_dies(tp_server):

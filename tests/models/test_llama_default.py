@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightllm_struct.models.loader import default_model_path, load_model
+from lightllm_struct.models.loader import load_model
 from tests.models.helpers import StepRunner, greedy_generate
+from tests.support import transformers_default_model
 
 PROMPTS = [
     "The capital of France is",
@@ -40,23 +41,7 @@ def tokenizer(ours):
 
 @pytest.fixture(scope="module")
 def reference():
-    """transformers' LlamaForCausalLM filled by transformers' GGUF loader (what from_pretrained(gguf_file=)
-    does, minus its dependency on `accelerate`)."""
-    from transformers import AutoConfig, LlamaForCausalLM
-    from transformers.initialization import no_init_weights
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
-    path = default_model_path()
-    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-    with no_init_weights():
-        model = LlamaForCausalLM(config)
-    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    assert set(missing) <= {"lm_head.weight"} and not unexpected
-    model.tie_weights()
-    # No stop on EOS: both sides decode exactly 64 tokens, through any end-of-turn token.
-    model.generation_config.eos_token_id = None
-    return model.float().eval()
+    return transformers_default_model()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
 import httpx
 import pytest
+
+from tests.support import running_server
 
 STARTUP_TIMEOUT_S = 240
 
@@ -52,34 +52,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def server():
     port = _free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="llms-server-", suffix=".log", delete=False)
-    env = {**os.environ, "LLMS_NUM_THREADS": os.environ.get("LLMS_NUM_THREADS", "2")}
-    cmd = [sys.executable, "-m", "lightllm_struct.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--device", "cpu", "--max-num-seqs", "32", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    try:
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"server did not start (exit {proc.poll()}):\n{log.read()[-4000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+    env = {"LLMS_NUM_THREADS": os.environ.get("LLMS_NUM_THREADS", "2")}
+    args = ["--device", "cpu", "--max-num-seqs", "32", "--log-level", "warning"]
+    with running_server(port, args, env=env, startup_timeout_s=STARTUP_TIMEOUT_S) as (url, proc, _log):
         model = httpx.get(url + "/v1/models", timeout=10).json()["data"][0]["id"]
         yield LiveServer(url=url, model=model, process=proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        os.unlink(log.name)
 
 
 @pytest.fixture(scope="session")
