@@ -15,6 +15,10 @@ import torch
 _PHILOX_A, _PHILOX_B, _KEY_A, _KEY_B = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
 _M32 = 0xFFFFFFFF
 _REACH = 20.0  # > max - min of the Gumbel noise of 24-bit uniforms (16.7 + 2.9)
+# The largest float32 below 1. The 24 bits centred in their bucket, (2**24 - 0.5) / 2**24, round to 1.0 in
+# float32, where -log(-log(u)) is +inf: that token would win whatever its probability, and a masked one
+# (-inf + inf = NaN, which argmax takes for the maximum) would break its grammar. Clamping keeps u < 1.
+_U_MAX = 1.0 - 2.0 ** -24
 
 
 @dataclass
@@ -40,7 +44,7 @@ class SamplingTensors:
 
 
 def philox_uniform(seed: torch.Tensor, step: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
-    """Uniform (0, 1) float32 noise of each (seed, step, token) triple (equal-shaped int64 tensors).
+    """Uniform (0, 1) float32 noise of each (seed, step, token) triple (equal-shaped int64 tensors), never 1.
 
     Philox-4x32-10 of counter ``(token, step)`` keyed by ``seed``. The 32x32-bit products are taken in int64,
     whose wrapping multiplication keeps the exact bits of the 64-bit product; shifted values are masked.
@@ -53,7 +57,8 @@ def philox_uniform(seed: torch.Tensor, step: torch.Tensor, token: torch.Tensor) 
         c0, c2 = ((prod_b >> 32) & _M32) ^ c1 ^ k0, ((prod_a >> 32) & _M32) ^ c3 ^ k1
         c1, c3 = prod_b & _M32, prod_a & _M32
         k0, k1 = (k0 + _KEY_A) & _M32, (k1 + _KEY_B) & _M32
-    return (((c0 >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (2.0 ** -24)
+    u = (((c0 >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (2.0 ** -24)
+    return u.clamp_(max=_U_MAX)
 
 
 def uniform_noise(seed: torch.Tensor, step: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -70,7 +75,8 @@ def _gumbel_max(scaled: torch.Tensor, seed: torch.Tensor, step: torch.Tensor) ->
     row's maximum never wins: skipping it leaves the draw exactly as over the whole row.
     """
     top = scaled.max(dim=-1, keepdim=True).values
-    rows, cols = torch.nonzero(scaled >= top - _REACH, as_tuple=True)
+    # Masked tokens (-inf) get no noise, even in a row that allows nothing (where top - _REACH is -inf).
+    rows, cols = torch.nonzero((scaled >= top - _REACH) & (scaled > float("-inf")), as_tuple=True)
     u = philox_uniform(seed[rows], step[rows], cols)
     scores = torch.full_like(scaled, float("-inf"))
     scores[rows, cols] = scaled[rows, cols] - torch.log(-torch.log(u))

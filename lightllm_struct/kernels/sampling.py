@@ -116,8 +116,9 @@ def _race_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m, 
             ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
         z = tl.where(ok, z * inv_temp, float("-inf"))
         r0, _r1, _r2, _r3 = tl.philox(seed, cols.to(tl.uint32), step_lo, step_hi, zero)
-        # 24 random bits centred in their bucket: u is strictly inside (0, 1), so log(-log(u)) is finite.
-        u = ((r0 >> 8).to(tl.float32) + 0.5) * 5.960464477539063e-08
+        # 24 random bits centred in their bucket; the top one rounds to 1.0 in float32 (log(-log(1)) = -inf,
+        # a sure win), so u is clamped to the largest float32 below 1 (as engine/sampler.py does).
+        u = tl.minimum(((r0 >> 8).to(tl.float32) + 0.5) * 5.960464477539063e-08, 0.99999994)
         key = tl.where(z >= tau, z - tl.log(-tl.log(u)), float("-inf"))
         better = key > key_best
         key_idx = tl.where(better, cols, key_idx)
@@ -261,7 +262,8 @@ def philox_uniform(seed: int, step: int, n: int) -> torch.Tensor:
         c0, c2 = (prod_b >> np.uint64(32)) ^ c1 ^ k0, (prod_a >> np.uint64(32)) ^ c3 ^ k1
         c1, c3 = prod_b & _M32, prod_a & _M32
         k0, k1 = (k0 + key_a) & _M32, (k1 + key_b) & _M32
-    return torch.from_numpy(((c0 >> np.uint64(8)).astype(np.float32) + 0.5) * np.float32(2.0 ** -24))
+    u = ((c0 >> np.uint64(8)).astype(np.float32) + 0.5) * np.float32(2.0 ** -24)
+    return torch.from_numpy(np.minimum(u, np.float32(1.0 - 2.0 ** -24)))
 
 
 def allowed_reference(bitmask: torch.Tensor | None, batch: int, vocab: int) -> torch.Tensor:
