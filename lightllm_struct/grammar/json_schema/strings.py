@@ -120,7 +120,8 @@ def key_regex_excluding(keys: list[str]) -> str:
     assert any_unit is not None
     leave = _leave(trie)
     stop = _stop(trie)
-    body = alt([leave + any_unit + "*"] + ([stop] if stop else []))
+    # ``stop`` may be "" (the empty key, when it is not a declared one): still an alternative.
+    body = alt([leave + any_unit + "*"] + ([stop] if stop is not None else []))
     return '"' + (body or "") + '"'
 
 
