@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lightllm_struct.llm import LLM
+from tests.support import transformers_default_model
 
 
 @pytest.fixture(scope="session")
@@ -25,24 +26,7 @@ def assert_kv_pool_full(engine) -> None:
 
 @pytest.fixture(scope="session")
 def hf_reference():
-    """transformers' own LlamaForCausalLM filled by its GGUF loader from the same file (without accelerate)."""
-    from transformers import AutoConfig, LlamaForCausalLM
-    from transformers.initialization import no_init_weights
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
-    from lightllm_struct.models.loader import default_model_path
-
-    path = default_model_path()
-    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-    with no_init_weights():
-        model = LlamaForCausalLM(config)
-    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    assert set(missing) <= {"lm_head.weight"} and not unexpected
-    model.tie_weights()
-    model.generation_config.eos_token_id = None  # compare exactly 64 tokens, even past an end of turn
-    model.generation_config.pad_token_id = 0
-    return model.float().eval()
+    return transformers_default_model()
 
 
 def hf_greedy(model, prompt_ids: list[int], n: int) -> list[int]:
