@@ -119,22 +119,37 @@ class Scheduler:
         if self.table.num_free_rows == 0:
             return 0
         cached, node = self._match_prefix(seq)
+        n = self._reserve(seq, cached, node, budget, batch_empty=batch_empty)
+        if n == 0:
+            return 0
+        seq.row = self.table.alloc_row()
+        self.table.write(seq.row, 0, cached)
+        seq.cache_node = node
+        seq.num_computed = seq.num_cached = seq.req.num_cached_tokens = cached.numel()
+        seq.req.status = RequestStatus.RUNNING
+        seq.admitted_at = next(self._admissions)
+        return n
+
+    def _reserve(self, seq: Sequence, cached: torch.Tensor, node, budget: int, *, batch_empty: bool) -> int:
+        """Lock the reused prefix and make room for the rest; the tokens computed now (0 = not now, unlocked).
+
+        Room that exists only by evicting this very prefix is no room: the request waits for slots to free.
+        """
         todo = seq.num_tokens - cached.numel()
         n = min(todo, budget)
         chunk_ok = n == todo or self.config.enable_chunked_prefill or batch_empty
         fits = not self.running or self._future_peak(extra=(todo, self.estimate_remaining(seq))) <= \
             self._capacity(cached.numel())
-        if not (chunk_ok and fits and self._make_room(n, protect=None)):
+        if not (chunk_ok and fits):
             return 0
-        seq.row = self.table.alloc_row()
-        self.table.write(seq.row, 0, cached)
-        if self.prefix_cache is not None:
+        # Locked before making room: eviction must never free the prefix this request is about to reuse.
+        if node is not None:
             self.prefix_cache.lock(node)
-            seq.cache_node = node
-        seq.num_computed = seq.num_cached = seq.req.num_cached_tokens = cached.numel()
-        seq.req.status = RequestStatus.RUNNING
-        seq.admitted_at = next(self._admissions)
-        return n
+        if self._make_room(n, protect=None):
+            return n
+        if node is not None:
+            self.prefix_cache.unlock(node)
+        return 0
 
     def _match_prefix(self, seq: Sequence):
         if self.prefix_cache is None:

@@ -103,3 +103,33 @@ def test_out_of_slots_preempts_the_newest_and_it_completes_later():
     assert a.num_output == b.num_output == 12
     sched.prefix_cache.flush()
     assert sched.allocator.num_free == 24
+
+
+def test_making_room_never_evicts_the_prefix_being_reused():
+    sched = _scheduler(slots=20, prefix=True, max_num_batched_tokens=32)
+    prompt = list(range(100, 118))                      # 18 tokens; the first 10 are cached
+    sched.prefix_cache.insert(prompt[:10], sched.allocator.alloc(10))
+    held = sched.allocator.alloc(4)                     # someone else's: 6 free, 8 needed beyond the prefix
+    seq = Sequence(req=Request(prompt_token_ids=prompt, sampling=SamplingParams(max_tokens=1)), seed=0,
+                   detokenizer=None)
+    sched.add(seq)
+    # Room exists only by evicting the very prefix the request reuses: it waits, and the prefix stays.
+    assert sched.schedule().sampled == []
+    assert seq.req.status == RequestStatus.WAITING and sched.prefix_cache.num_cached == 10
+    assert sched.prefix_cache.num_locked == 0
+    sched.allocator.free(held)
+    assert sched.schedule().sampled == [seq]
+    assert seq.num_cached == 10 and len(set(sched.table.slots_of(seq.row, 18).tolist())) == 18
+
+
+def test_a_reused_prefix_stays_cached_while_room_is_made_elsewhere():
+    sched = _scheduler(slots=24, prefix=True, max_num_batched_tokens=32)
+    shared, other = list(range(100, 110)), list(range(500, 506))
+    sched.prefix_cache.insert(shared, sched.allocator.alloc(10))
+    sched.prefix_cache.insert(other, sched.allocator.alloc(6))   # older entry, evictable
+    sched.prefix_cache.match(shared)                               # make `shared` the most recent
+    seq = Sequence(req=Request(prompt_token_ids=shared + list(range(200, 212)),
+                               sampling=SamplingParams(max_tokens=1)), seed=0, detokenizer=None)
+    sched.add(seq)
+    sched.schedule()
+    assert seq.num_cached == 10 and sched.prefix_cache.num_locked == 10
