@@ -34,6 +34,15 @@ _SEARCH_PASSES = 7
 
 
 @triton.jit
+def _load_scaled(logits_ptr, mask_ptr, row, cols, ok, inv_temp, stride_l, stride_m, HAS_MASK: tl.constexpr):
+    """Logits of ``cols`` over the temperature, -inf where out of range or masked off; and the lanes kept."""
+    z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
+    if HAS_MASK:
+        ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
+    return tl.where(ok, z * inv_temp, float("-inf")), ok
+
+
+@triton.jit
 def _max_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m,
               HAS_MASK: tl.constexpr, BLOCK: tl.constexpr):
     """Maximum scaled logit over the allowed tokens of columns ``[lo, hi)`` and its lowest index."""
@@ -43,10 +52,7 @@ def _max_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m,
     for start in range(lo, hi, BLOCK):
         cols = start + offs
         ok = cols < hi
-        z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
-        if HAS_MASK:
-            ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
-        z = tl.where(ok, z * inv_temp, float("-inf"))
+        z, ok = _load_scaled(logits_ptr, mask_ptr, row, cols, ok, inv_temp, stride_l, stride_m, HAS_MASK)
         better = z > best  # strict: the first (lowest) index wins ties, like torch.argmax
         best_idx = tl.where(better, cols, best_idx)
         best = tl.where(better, z, best)
@@ -67,10 +73,7 @@ def _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, st
     for start in range(0, tl.where(active & USE_MASS, n_valid, 0), BLOCK):
         cols = start + offs
         ok = cols < n_valid
-        z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
-        if HAS_MASK:
-            ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
-        z = tl.where(ok, z * inv_temp, float("-inf"))
+        z, ok = _load_scaled(logits_ptr, mask_ptr, row, cols, ok, inv_temp, stride_l, stride_m, HAS_MASK)
         mass += tl.where(z >= floor, tl.exp(z - z_max), 0.0)
     if USE_MASS:
         target = target_frac * tl.sum(mass, axis=0)
@@ -86,10 +89,7 @@ def _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, st
         for start in range(0, n_valid, BLOCK):
             cols = start + offs
             ok = cols < n_valid
-            z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
-            if HAS_MASK:
-                ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
-            z = tl.where(ok, z * inv_temp, float("-inf"))
+            z, ok = _load_scaled(logits_ptr, mask_ptr, row, cols, ok, inv_temp, stride_l, stride_m, HAS_MASK)
             w = tl.exp(z - z_max) if USE_MASS else tl.where(ok, 1.0, 0.0)
             total2d += tl.where(z[:, None] >= cand[None, :], w[:, None], 0.0)
         n_ok = tl.sum((tl.sum(total2d, axis=0) >= target).to(tl.float32), axis=0)
@@ -111,10 +111,7 @@ def _race_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m, 
     for start in range(lo, tl.where(active, hi, lo), BLOCK):
         cols = start + offs
         ok = cols < hi
-        z = tl.load(logits_ptr + row * stride_l + cols, mask=ok, other=float("-inf")).to(tl.float32)
-        if HAS_MASK:
-            ok = ok & (((tl.load(mask_ptr + row * stride_m + cols // 32, mask=ok, other=0) >> (cols % 32)) & 1) != 0)
-        z = tl.where(ok, z * inv_temp, float("-inf"))
+        z, ok = _load_scaled(logits_ptr, mask_ptr, row, cols, ok, inv_temp, stride_l, stride_m, HAS_MASK)
         r0, _r1, _r2, _r3 = tl.philox(seed, cols.to(tl.uint32), step_lo, step_hi, zero)
         # 24 random bits centred in their bucket; the top one rounds to 1.0 in float32 (log(-log(1)) = -inf,
         # a sure win), so u is clamped to the largest float32 below 1 (as engine/sampler.py does).
