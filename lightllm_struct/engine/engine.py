@@ -72,7 +72,8 @@ class Engine:
                                   graphs=graphs)
         self.grammar = GrammarManager(self.tokenizer, vocab_size=self.model_config.vocab_size,
                                       threads=config.grammar_compile_threads,
-                                      timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size)
+                                      timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
+                                      pin_memory=self.device.type == "cuda")
         self.sampler = select_sampler(self.device)
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)
         self._seqs: dict[str, Sequence] = {}

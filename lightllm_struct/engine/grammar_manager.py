@@ -97,11 +97,16 @@ class GrammarManager:
     compiler, matcher_cls:
         A ready ``GrammarCompiler`` and the matcher class for its grammars (tests); by default the grammar
         engine's, the compiler built from the tokenizer on first use.
+    pin_memory:
+        Keep the batch bitmask in page-locked memory, so its copy to the GPU does not block the host.
     """
 
     def __init__(self, tokenizer: Any, *, vocab_size: int, threads: int = 2, timeout_s: float = 30.0,
-                 cache_size: int = 128, compiler: Any = None, matcher_cls: Any = None) -> None:
+                 cache_size: int = 128, compiler: Any = None, matcher_cls: Any = None,
+                 pin_memory: bool = False) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
+        self._pin = pin_memory
+        self._masks = torch.empty(0, (vocab_size + 31) // 32, dtype=torch.int32)
         self.cache_size = cache_size
         self._compiler, self._compiler_lock = compiler, threading.Lock()
         self._matcher_cls = matcher_cls
@@ -167,15 +172,22 @@ class GrammarManager:
     def fill_bitmask(self, seqs: list[Sequence]) -> torch.Tensor | None:
         """The int32 ``[len(seqs), ceil(V/32)]`` mask of this step's sampling rows; None if none is constrained.
 
-        Free rows stay all ones, so constrained and free requests share one batched sampling call.
+        Free rows stay all ones, so constrained and free requests share one batched sampling call. The
+        tensor is a view of one buffer reused every step (matchers keep their view of it, and a pinned
+        buffer is registered once): use it before the next call.
         """
         if not any(s.matcher is not None for s in seqs):
             return None
-        mask = torch.full((len(seqs), (self.vocab_size + 31) // 32), -1, dtype=torch.int32)
+        if len(seqs) > len(self._masks):
+            rows = max(len(seqs), 2 * len(self._masks))
+            self._masks = torch.empty(rows, self._masks.shape[1], dtype=torch.int32, pin_memory=self._pin)
+        masks = self._masks
         for i, seq in enumerate(seqs):
             if seq.matcher is not None:
-                seq.matcher.fill_next_token_bitmask(mask, index=i)
-        return mask
+                seq.matcher.fill_next_token_bitmask(masks, index=i)
+            else:
+                masks[i] = -1
+        return masks[:len(seqs)]
 
     def accept(self, seq: Sequence, token_id: int) -> None:
         """Advance ``seq``'s matcher by the sampled token.

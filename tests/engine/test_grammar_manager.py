@@ -121,6 +121,24 @@ def test_batch_bitmask_has_all_ones_for_free_rows():
         manager.accept(constrained, 7)
 
 
+def test_reused_bitmask_buffer_never_leaks_a_previous_row():
+    """The batch mask is one buffer reused every step: a row that held a constrained request's mask must be
+    all ones when a free request takes that row next, and growing the batch keeps every row right."""
+    manager = _manager(FakeCompiler())
+    a, b, free = _seq(Constraint("choice", ["2"])), _seq(Constraint("choice", ["40"])), _seq(None)
+    for seq in (a, b):
+        manager.submit(seq)
+    _poll_until(manager, n=2)
+    first = manager.fill_bitmask([a]).clone()
+    assert first[0].tolist() == [1 << 2, 0, 0]
+    mask = manager.fill_bitmask([free, b, a])
+    assert mask.shape == (3, 3)
+    assert (mask[0] == -1).all() and mask[1].tolist() == [0, 1 << 8, 0] and mask[2].tolist() == [1 << 2, 0, 0]
+    mask = manager.fill_bitmask([b, free])
+    assert mask.shape == (2, 3) and mask[0].tolist() == [0, 1 << 8, 0] and (mask[1] == -1).all()
+    manager.shutdown()
+
+
 def test_constraint_validation():
     with pytest.raises(InvalidRequestError):
         Constraint("xml", "<a/>")
