@@ -7,7 +7,9 @@ greedy and 8/8 equal sampled, with and without graphs; constrained outputs valid
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -38,8 +40,11 @@ def tiny_dir(tmp_path_factory):
         for p in model.parameters():
             p.mul_(8.0)  # sharper logits: no near-ties between the CPU and GPU fp32 paths
     model.save_pretrained(path)
+    # Only the tokenizer files are needed: a GPU machine without the default model package can point
+    # LLMS_TEST_TOKENIZER_DIR at a folder holding the default model's tokenizer.json / tokenizer_config.json.
+    source = Path(os.environ.get("LLMS_TEST_TOKENIZER_DIR") or resolve_model_dir(None))
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(resolve_model_dir(None) / name, path)
+        shutil.copy(source / name, path)
     return path
 
 

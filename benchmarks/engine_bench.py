@@ -1,0 +1,113 @@
+"""Engine-level decode benchmark: the real ``Engine.step`` (scheduler, CUDA graphs, grammar manager, sampling
+kernel), free vs JSON-schema constrained, on a random-weight model of a real shape.
+
+``gpu_bench.py`` times the decode step itself (graph replay + sampler, host grammar work overlapped); this
+times what a server's step loop really costs per step, Python scheduling included. Run on a CUDA machine:
+
+    PYTHONPATH=. python benchmarks/engine_bench.py --tokenizer-dir DIR --shape llama-3.2-1b --batch 32
+
+``DIR`` holds an HF ``tokenizer.json`` (+ ``tokenizer_config.json``); the model takes that tokenizer's
+vocabulary size, so its grammar masks are real ones over that vocabulary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.gpu_bench_parts import SCHEMA, SHAPES
+from lightllm_struct.engine.grammar_manager import Constraint
+from lightllm_struct.llm import LLM
+from lightllm_struct.request import Request, SamplingParams
+
+# An open-ended array of the benchmark objects: a request stays in the batch for all its steps (it cannot
+# finish early), and walks through every part of the object over and over.
+ARRAY_SCHEMA = {"type": "array", "items": SCHEMA}
+
+
+def build_model_dir(shape: str, tokenizer_dir: Path, out: Path, *, device: str) -> Path:
+    """Random bf16 weights of ``shape`` with the tokenizer's vocabulary, saved as an HF folder."""
+    import transformers
+    from tokenizers import Tokenizer
+
+    cfg = SHAPES[shape]
+    vocab = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")).get_vocab_size()
+    hcfg = transformers.LlamaConfig(
+        vocab_size=vocab, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim, rope_theta=cfg.rope_theta, tie_word_embeddings=cfg.tie_word_embeddings,
+        max_position_embeddings=8192, eos_token_id=2, bos_token_id=1)
+    with torch.device(device):
+        model = transformers.LlamaForCausalLM(hcfg).to(torch.bfloat16)
+    model.save_pretrained(out)
+    del model
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if (tokenizer_dir / name).is_file():
+            shutil.copy(tokenizer_dir / name, out)
+    return out
+
+
+def run_steps(llm: LLM, *, batch: int, steps: int, constrained: bool, prompt_len: int) -> dict:
+    """Start ``batch`` requests together and time every engine step until they finish."""
+    engine = llm.engine
+    sampling = SamplingParams(temperature=0.7, max_tokens=steps, ignore_eos=not constrained, seed=1)
+    for i in range(batch):
+        prompt = [(17 * i + 5 * j) % 1000 + 3 for j in range(prompt_len)]  # distinct prompts: no prefix reuse
+        engine.add_request(Request(prompt_token_ids=prompt, sampling=sampling, request_id=f"{constrained}-{i}",
+                                   constraint=Constraint("json_schema", ARRAY_SCHEMA) if constrained else None))
+    times, produced, errors = [], 0, 0
+    while engine.has_unfinished():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        outs = engine.step()
+        times.append(time.perf_counter() - t)
+        for out in outs:
+            produced += out.finished and len(out.token_ids)
+            errors += out.finished and out.error is not None
+    decode = times[2:]  # the first steps prefill (after the grammar compile)
+    # With jump-forward a step may append several forced tokens per request: tokens/s compares fairly.
+    return dict(median_step_ms=statistics.median(decode) * 1e3, mean_step_ms=statistics.fmean(decode) * 1e3,
+                steps=len(times), tokens=produced, tokens_per_s=produced / sum(times), errors=errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokenizer-dir", type=Path, required=True)
+    parser.add_argument("--shape", default="llama-3.2-1b", choices=sorted(SHAPES))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--prompt-len", type=int, default=64)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_model_dir(args.shape, args.tokenizer_dir, Path(tmp), device=args.device)
+        for jump_forward in (True, False):
+            llm = LLM(str(model_dir), device=args.device, max_num_seqs=args.batch, enable_jump_forward=jump_forward,
+                      num_kv_slots=args.batch * (args.prompt_len + args.steps + 8) + 64)
+            try:
+                run_steps(llm, batch=args.batch, steps=8, constrained=True, prompt_len=args.prompt_len)  # warm-up
+                run_steps(llm, batch=args.batch, steps=8, constrained=False, prompt_len=args.prompt_len)
+                for constrained in (False, True, False, True):
+                    res = run_steps(llm, batch=args.batch, steps=args.steps, constrained=constrained,
+                                    prompt_len=args.prompt_len)
+                    rows.append(dict(shape=args.shape, batch=args.batch, jump_forward=jump_forward,
+                                     constrained=constrained, **res))
+                    print(json.dumps(rows[-1]), flush=True)
+            finally:
+                llm.engine.shutdown()
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(dict(device=torch.cuda.get_device_name() if args.device == "cuda" else args.device, rows=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
