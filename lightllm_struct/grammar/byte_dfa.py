@@ -14,7 +14,8 @@ import numpy as np
 
 from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
 from lightllm_struct.grammar.errors import GrammarTooComplex
-from lightllm_struct.grammar.regex_nfa import build_nfa
+from lightllm_struct.grammar.lazy_dfa import LazyDFA
+from lightllm_struct.grammar.regex_nfa import C, build_nfa, parse_regex
 
 
 _MINIMIZE_MAX_STATES = 300  # always minimised exactly
@@ -95,6 +96,49 @@ def regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline = NO
     nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline, unit_dfa=unit_dfa)
     table, accepting = _determinize(nfa, start, final, max_states, deadline)
     return minimize(table, accepting, deadline)
+
+
+# A counted repeat with at least this upper bound makes a regex lazy (see lazy_regex_dfa).
+LAZY_MIN_COUNT = 64
+
+
+def wants_lazy(pattern: str) -> bool:
+    """Whether ``pattern`` holds a counted repeat long enough that its DFA is better built lazily.
+
+    Raises
+    ------
+    RegexError
+        The pattern is invalid.
+    """
+    todo = [list(parse_regex(pattern)[0])]
+    while todo:
+        for op, av in todo.pop():
+            if op in (C.MAX_REPEAT, C.MIN_REPEAT):
+                if av[1] != C.MAXREPEAT and av[1] >= LAZY_MIN_COUNT:
+                    return True
+                todo.append(list(av[2]))
+            elif op == C.SUBPATTERN:
+                todo.append(list(av[3]))
+            elif op == C.BRANCH:
+                todo.extend(list(alt) for alt in av[1])
+    return False
+
+
+def lazy_regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline = NO_DEADLINE) -> LazyDFA:
+    """``pattern`` as a :class:`LazyDFA`: the NFA is built now, DFA states as lexing reaches them.
+
+    ``max_states`` bounds the states ever made (and the NFA at 8 nodes a state).
+
+    Raises
+    ------
+    RegexError, GrammarTooComplex, CompileTimeout
+    """
+    def unit_dfa(unit_nfa, unit_start: int, unit_final: int) -> tuple[np.ndarray, np.ndarray]:
+        unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, max_states, deadline), deadline)
+        return unit.table, unit.accepting
+
+    nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline, unit_dfa=unit_dfa)
+    return LazyDFA(nfa, start, final, max_states=max_states, repeats=tuple(nfa.repeats))
 
 
 def _closure(nfa, nodes) -> frozenset:

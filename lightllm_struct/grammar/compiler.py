@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lightllm_struct.grammar.byte_dfa import ByteDFA, literal_dfa, minimize, regex_dfa
+from lightllm_struct.grammar.byte_dfa import ByteDFA, lazy_regex_dfa, literal_dfa, minimize, regex_dfa, wants_lazy
 from lightllm_struct.grammar.compiled import CompiledGrammar
 from lightllm_struct.grammar.deadline import Deadline
 from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex, RegexError
+from lightllm_struct.grammar.lazy_dfa import LazyDFA
+from lightllm_struct.grammar.lexer import LAZY_STATES_FACTOR
 from lightllm_struct.grammar.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
 from lightllm_struct.grammar.token_mask import SCANNERS
 from lightllm_struct.grammar.vocab import TokenizerInfo
@@ -21,6 +23,9 @@ from lightllm_struct.grammar.vocab import TokenizerInfo
 _DFA_CACHE: OrderedDict = OrderedDict()
 _DFA_CACHE_SIZE = 1024
 _DFA_CACHE_LOCK = threading.Lock()
+# Bytes from its start within which a lazy DFA is made at compile time: a tame counted repeat has a few
+# states a byte there, an explosive regex ((a|b)*a(a|b){100}) thousands, refused now, not mid-generation.
+_EXPLORE_BYTES = 32
 
 
 class GrammarCompiler:
@@ -82,7 +87,7 @@ class GrammarCompiler:
         RegexError, GrammarTooComplex, CompileTimeout
         """
         deadline = Deadline(self.compile_timeout_s)
-        dfa = regex_dfa(pattern, max_states=self.max_dfa_states, deadline=deadline)
+        dfa = self._regex_dfa(pattern, deadline)
         return self._single_terminal(Terminal("REGEX", pattern, None, 0, 0), dfa, deadline, pattern)
 
     def compile_choice(self, choices: Sequence[str]) -> CompiledGrammar:
@@ -117,17 +122,17 @@ class GrammarCompiler:
         return self.compile_json_schema({"type": "object"})
 
     # -- internals --------------------------------------------------------------------------------
-    def _terminal_dfa(self, term: Terminal, deadline: Deadline) -> ByteDFA:
+    def _terminal_dfa(self, term: Terminal, deadline: Deadline) -> ByteDFA | LazyDFA:
         if term.literal is not None:
             return literal_dfa(term.literal.encode("utf-8"))
-        key = (term.pattern, self.max_dfa_states)
+        key = (term.pattern, self.max_dfa_states, self.tokenizer.max_token_len)
         with _DFA_CACHE_LOCK:
             dfa = _DFA_CACHE.get(key)
             if dfa is not None:
                 _DFA_CACHE.move_to_end(key)
                 return dfa
         try:
-            dfa = regex_dfa(term.pattern, max_states=self.max_dfa_states, deadline=deadline)
+            dfa = self._regex_dfa(term.pattern, deadline)
         except RegexError as exc:
             raise RegexError(f"terminal {term.name}: {exc.message}") from exc
         with _DFA_CACHE_LOCK:
@@ -136,11 +141,24 @@ class GrammarCompiler:
                 _DFA_CACHE.popitem(last=False)
         return dfa
 
-    def _single_terminal(self, term: Terminal, dfa: ByteDFA, deadline: Deadline, source: str) -> CompiledGrammar:
+    def _regex_dfa(self, pattern: str, deadline: Deadline) -> ByteDFA | LazyDFA:
+        """An eager minimal DFA, or a lazy one for long counted repeats (``maxLength: 2000``).
+
+        A lazy DFA's states near its start (as far as one token reaches) are made now: that bounds
+        explosive regexes at compile time and leaves the first masks little to do.
+        """
+        if not wants_lazy(pattern):
+            return regex_dfa(pattern, max_states=self.max_dfa_states, deadline=deadline)
+        dfa = lazy_regex_dfa(pattern, max_states=self.max_dfa_states * LAZY_STATES_FACTOR, deadline=deadline)
+        dfa.explore(_EXPLORE_BYTES, limit=self.max_dfa_states // 4, deadline=deadline)
+        return dfa
+
+    def _single_terminal(self, term: Terminal, dfa: ByteDFA | LazyDFA, deadline: Deadline,
+                         source: str) -> CompiledGrammar:
         # start: TERM (| empty when the language holds ""): states 0 -TERM-> 1, goto(0, start) = 2 = end.
         actions: list[dict] = [{0: (SHIFT, 1)}, {1: (REDUCE, 0)}, {}]
         rules = [(0, 1)]
-        if dfa.accepting[0]:
+        if dfa.fullmatch(b""):
             actions[0][1] = (REDUCE, 1)
             rules.append((0, 0))
         lr = LRTables((term,), (), tuple(actions), ({0: 2}, {}, {}), tuple(rules), 0, 2)

@@ -16,7 +16,13 @@ import numpy as np
 from lightllm_struct.grammar.byte_dfa import ByteDFA
 from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
 from lightllm_struct.grammar.errors import GrammarTooComplex
+from lightllm_struct.grammar.lazy_dfa import LazyDFA
+from lightllm_struct.grammar.lazy_lexer import LazyUnionLexer
 from lightllm_struct.grammar.lr import Terminal
+
+# A lazy product lexer makes states only as generation reaches them, but one long generation inside a
+# long bounded string still visits about (characters) x (states per character) of them.
+LAZY_STATES_FACTOR = 4
 
 
 @dataclass(eq=False)
@@ -55,9 +61,12 @@ def rank_key(term: Terminal) -> tuple:
     return (-term.priority, term.literal is None, term.order)
 
 
-def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: tuple[Terminal, ...], *,
-                max_states: int, horizon: int, deadline: Deadline = NO_DEADLINE) -> UnionLexer:
+def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Terminal, ...], *,
+                max_states: int, horizon: int, deadline: Deadline = NO_DEADLINE) -> UnionLexer | LazyUnionLexer:
     """Reachable product of the DFAs of ``live``; ``horizon`` is the longest token in bytes.
+
+    When one of the DFAs is a :class:`LazyDFA`, the product is lazy too (``lazy_lexer.py``): its states
+    are made as lexing reaches them.
 
     Raises
     ------
@@ -65,6 +74,9 @@ def build_union(uid: int, live: frozenset[int], dfas: list[ByteDFA], terminals: 
         More than ``max_states`` product states.
     """
     ids = sorted(live, key=lambda t: rank_key(terminals[t]))  # component order = preference order
+    if any(isinstance(dfas[t], LazyDFA) for t in ids):
+        return LazyUnionLexer(uid, live, ids, [dfas[t] for t in ids], horizon=horizon,
+                              max_states=max_states * LAZY_STATES_FACTOR)
     if not ids:
         table = np.full((1, 256), -1, dtype=np.int32)
         return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1], [(True, ())], [()])

@@ -6,6 +6,8 @@ The pseudo-terminal ``END`` (lark's ``$END``) is terminal id ``len(terminals)``.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import lark
@@ -16,6 +18,12 @@ from lark.parsers.lalr_analysis import Shift
 from lightllm_struct.grammar.errors import GrammarConflictError, GrammarSyntaxError, GrammarTooComplex
 
 SHIFT, REDUCE = 0, 1
+
+# Tables by grammar text. The JSON-schema frontend runs lark's LALR analysis anyway (to check the text);
+# it leaves the tables here, so compiling the text does not load the grammar and analyse it again.
+_TABLES: OrderedDict = OrderedDict()
+_TABLES_SIZE = 64
+_TABLES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,14 @@ def build_lr_tables(text: str, *, max_states: int = 20_000, max_rules: int = 20_
     GrammarTooComplex
         More rules or LR states than the limits.
     """
+    with _TABLES_LOCK:
+        known = _TABLES.get(text)
+        if known is not None:
+            _TABLES.move_to_end(text)
+    if known is not None:
+        tables, n_rules = known
+        _check_limits(n_rules, len(tables.actions), max_rules, max_states)
+        return tables
     try:
         parser = lark.Lark(text, parser="lalr", lexer=_NoLexer, start="start")
     except UnexpectedInput as exc:
@@ -79,18 +95,36 @@ def build_lr_tables(text: str, *, max_states: int = 20_000, max_rules: int = 20_
         raise GrammarSyntaxError(f"invalid grammar: {exc}") from exc
     except (KeyError, ValueError, TypeError, RecursionError) as exc:  # lark leaks these on some inputs
         raise GrammarSyntaxError(f"invalid grammar: {type(exc).__name__}: {exc}") from exc
-    if len(parser.rules) > max_rules:
-        raise GrammarTooComplex(f"grammar has {len(parser.rules)} rules (limit {max_rules})")
-    return _tables_from_lark(parser, max_states)
-
-
-def _tables_from_lark(parser: lark.Lark, max_states: int) -> LRTables:
     table = parser.parser.parser.parser.parse_table
-    if len(table.states) > max_states:
-        raise GrammarTooComplex(f"grammar has {len(table.states)} LR states (limit {max_states})")
+    _check_limits(len(parser.rules), len(table.states), max_rules, max_states)
+    return tables_from_analysis(parser.terminals, parser.ignore_tokens, table)
+
+
+def remember_tables(text: str, terminals, ignore_names, table, n_rules: int) -> None:
+    """Keep the tables of a grammar text that lark already analysed (see ``build_lr_tables``).
+
+    ``terminals``, ``ignore_names`` and ``n_rules`` are what ``lark.load_grammar``'s ``compile`` gives,
+    ``table`` the ``IntParseTable`` of lark's LALR analysis of those rules.
+    """
+    tables = tables_from_analysis(terminals, ignore_names, table)
+    with _TABLES_LOCK:
+        _TABLES[text] = (tables, n_rules)
+        while len(_TABLES) > _TABLES_SIZE:
+            _TABLES.popitem(last=False)
+
+
+def _check_limits(n_rules: int, n_states: int, max_rules: int, max_states: int) -> None:
+    if n_rules > max_rules:
+        raise GrammarTooComplex(f"grammar has {n_rules} rules (limit {max_rules})")
+    if n_states > max_states:
+        raise GrammarTooComplex(f"grammar has {n_states} LR states (limit {max_states})")
+
+
+def tables_from_analysis(lark_terminals, ignore_names, table) -> LRTables:
+    """LRTables from lark's terminal definitions and integer LALR parse table."""
     terminals = tuple(
         Terminal(t.name, t.pattern.to_regexp(), _literal_of(t.pattern), t.priority, i)
-        for i, t in enumerate(parser.terminals)
+        for i, t in enumerate(lark_terminals)
     )
     term_id = {t.name: i for i, t in enumerate(terminals)}
     term_id["$END"] = len(terminals)
@@ -113,7 +147,7 @@ def _tables_from_lark(parser: lark.Lark, max_states: int) -> LRTables:
                     actions[state][term_id[sym]] = (REDUCE, rule_id[arg])
             else:
                 gotos[state][nonterm_id.setdefault(sym, len(nonterm_id))] = arg
-    ignore = tuple(term_id[name] for name in parser.ignore_tokens)
+    ignore = tuple(term_id[name] for name in ignore_names)
     return LRTables(terminals, ignore, tuple(actions), tuple(gotos), tuple(rules),
                     table.start_states["start"], table.end_states["start"])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 try:  # Python >= 3.11
@@ -47,12 +48,34 @@ def _category(cat) -> list[tuple[int, int]]:
     raise RegexError(f"unsupported character category {cat}")
 
 
+@dataclass(frozen=True)
+class RepeatCopies:
+    """Where the optional copies of a counted repeat ``U{lo,hi}`` lie: ``copies`` adjacent blocks of
+    ``size`` nodes from node ``first``; copy ``j`` links to copy ``j + 1`` and to the repeat's end."""
+
+    first: int
+    size: int
+    copies: int
+
+    @property
+    def stop(self) -> int:
+        return self.first + self.size * self.copies
+
+
+# Repeats with at least this many optional copies are recorded (lazy DFAs share work across them).
+_RECORD_MIN_COPIES = 16
+
+
 class ByteNFA:
     """Nodes with byte-range edges ``(lo, hi, target)`` and epsilon edges."""
 
     def __init__(self, max_nodes: int, deadline: Deadline) -> None:
         self.edges: list[list[tuple[int, int, int]]] = []
         self.eps: list[list[int]] = []
+        self.repeats: list[RepeatCopies] = []
+        # Only an empty character set can leave a node unable to reach the final node (Thompson
+        # fragments and minimal unit DFAs have no dead parts); lazy DFAs prune only when it was built.
+        self.has_empty_set = False
         self._max_nodes = max_nodes
         self._deadline = deadline
 
@@ -81,6 +104,8 @@ class ByteNFA:
 
     def char_set(self, ranges: list[tuple[int, int]]) -> tuple[int, int]:
         start, end = self.node(), self.node()
+        if not ranges:
+            self.has_empty_set = True
         chain: dict[tuple, int] = {}
         for seq in _sequences(tuple(ranges)):
             src = start
@@ -185,11 +210,15 @@ class _Builder:
             return start, cur
         end = self.nfa.node()
         self.nfa.eps[cur].append(end)
+        first = len(self.nfa.edges)
         for _ in range(hi - lo):
             s, e = unit()
             self.nfa.eps[cur].append(s)
             self.nfa.eps[e].append(end)
             cur = e
+        size, rest = divmod(len(self.nfa.edges) - first, max(hi - lo, 1))
+        if hi - lo >= _RECORD_MIN_COPIES and size and not rest:
+            self.nfa.repeats.append(RepeatCopies(first, size, hi - lo))
         return start, end
 
     def unit_copies(self, items: list, flags: int, *, as_dfa: bool):

@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_parse  # type: ignore[no-redef]
 
 from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
+from lightllm_struct.grammar.lr import remember_tables
 
 _MESSAGE = "the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide"
 
@@ -34,7 +35,7 @@ def check_grammar(text: str, union_pointers: list[str]) -> None:
     where = union_pointers[0] if union_pointers else ""
     try:
         grammar, _ = load_grammar(text, "<json-schema>", (), False)
-        terminals, rules, _ignore = grammar.compile(["start"], set())
+        terminals, rules, ignore = grammar.compile(["start"], set())
         analyzer = LALR_Analyzer(ParserConf(rules, None, ["start"]), strict=True)
         analyzer.compute_lalr()
     except lark.exceptions.GrammarError as exc:
@@ -49,6 +50,8 @@ def check_grammar(text: str, union_pointers: list[str]) -> None:
                 if overlap(regex[a], regex[b]):
                     raise UnsupportedSchemaFeature(f"{_MESSAGE}: terminals {a} and {b} can match the same text",
                                                    pointer=where)
+    # the compiler analyses this very text next: it takes these tables instead of running lark again
+    remember_tables(text, terminals, ignore, analyzer.parse_table, len(rules))
 
 
 def overlap(a: str, b: str) -> bool:
