@@ -235,20 +235,24 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
 
 
 def _advance(matchers, tokens: list[int], vocab, texts, counts) -> None:
-    """Accept each request's sampled token; a finished request checks its JSON and starts over."""
+    """Accept each request's sampled token; a finished request checks its output and starts over."""
+    eos = matchers[0].grammar.tokenizer.eos_token_ids if matchers else ()
     for i, tid in enumerate(tokens):
         counts["rejected"] += not matchers[i].accept_token(tid)
-        texts[i].append(vocab[tid])
-        if matchers[i].is_terminated():
+        if tid not in eos:
+            texts[i].append(vocab[tid])
+        if matchers[i].is_terminated():  # after EOS, or once nothing but EOS can follow
             counts["completed"] += 1
-            counts["valid"] += _is_json_object(b"".join(texts[i][:-1]))
+            counts["valid"] += _is_valid(b"".join(texts[i]))
             texts[i].clear()
             matchers[i].reset()
 
 
-def _is_json_object(raw: bytes) -> bool:
+def _is_valid(raw: bytes) -> bool:
+    """An independent check of a finished output: JSON that ``jsonschema`` validates against SCHEMA."""
+    import jsonschema
     try:
-        return isinstance(json.loads(raw.decode("utf-8")), dict)
+        return jsonschema.Draft202012Validator(SCHEMA).is_valid(json.loads(raw.decode("utf-8")))
     except ValueError:
         return False
 

@@ -55,7 +55,10 @@ class EngineConfig:
     enable_cuda_graphs:
         Replay decode steps as captured CUDA graphs (CUDA with the Triton kernels only).
     enable_jump_forward:
-        Append the tokens a grammar forces (``{"name":"``) without sampling them one step at a time.
+        Append the tokens a grammar forces (``{"name":"``) without sampling them one step at a time. None
+        (default): on unless decode steps replay CUDA graphs. There a request with forced tokens turns the
+        whole batch's next step into an eager extend step, measured at 4-5x a graph decode step on an H100
+        (1B shape, batch 32: 27.8 vs 6.0 ms), far more than the steps it saves.
     num_threads:
         torch CPU threads; None = min(cores - 1, 4) (at least 1): one core stays free for the rest.
     output_history_size:
@@ -75,7 +78,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
     enable_cuda_graphs: bool = True
-    enable_jump_forward: bool = True
+    enable_jump_forward: bool | None = None
     grammar_compile_threads: int = 2
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128
@@ -146,7 +149,7 @@ def _parse(raw: str, *, default: Any, name: str) -> Any:
     if text.lower() in ("", "none", "null"):
         return None
     try:
-        if isinstance(default, bool):
+        if isinstance(default, bool) or name.startswith("enable_"):
             if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ValueError(text)
             return text.lower() in ("1", "true", "yes", "on")

@@ -38,3 +38,11 @@ def test_unknown_option_and_unparsable_env_are_errors():
 def test_torch_threads_default_leaves_room_on_small_machines():
     assert 1 <= EngineConfig().torch_threads <= 4
     assert EngineConfig(num_threads=3).torch_threads == 3
+
+
+def test_jump_forward_is_automatic_unless_set():
+    assert EngineConfig().enable_jump_forward is None  # the engine decides: on unless CUDA graphs replay decode
+    assert EngineConfig.from_env({"LLMS_ENABLE_JUMP_FORWARD": "off"}).enable_jump_forward is False
+    assert EngineConfig.from_env({"LLMS_ENABLE_JUMP_FORWARD": "1"}).enable_jump_forward is True
+    with pytest.raises(ConfigError, match="LLMS_ENABLE_JUMP_FORWARD"):
+        EngineConfig.from_env({"LLMS_ENABLE_JUMP_FORWARD": "sometimes"})

@@ -75,6 +75,8 @@ class Engine:
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
                                       pin_memory=self.device.type == "cuda")
         self.sampler = select_sampler(self.device)
+        jump = config.enable_jump_forward
+        self.jump_forward = graphs is None if jump is None else jump  # see EngineConfig.enable_jump_forward
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)
         self._seqs: dict[str, Sequence] = {}
         self._outbox: list[RequestOutput] = []  # finished outside a step (aborts, failed compiles)
@@ -183,7 +185,7 @@ class Engine:
     def _process_token(self, seq: Sequence, token: int) -> None:
         try:
             self._accept(seq, token)
-            if self.config.enable_jump_forward and seq.matcher is not None and not seq.finished:
+            if self.jump_forward and seq.matcher is not None and not seq.finished:
                 # Tokens the grammar forces are appended without sampling; the next step computes them all.
                 for forced in seq.matcher.forced_tokens():
                     self._accept(seq, forced)
