@@ -3,7 +3,12 @@
 A matcher configuration is ``(stack, lexer, q)``: the LR stack (an immutable cons list), the product
 lexer of the terminals live under that stack, and the lexer state (0 = at a terminal boundary). This
 module holds the byte-level transition function over configurations; token masks live in
-``token_mask.py``. The only mutable parts are memo tables and caches, each guarded by a lock.
+``token_mask.py``. The only mutable parts are memo tables and caches (thread-safe, bounded).
+
+Decoding calls ``feed_bytes`` and the termination checks for every token of every request, so their
+results are memoised: a token's walk inside one lexer (no stack involved) by ``(lexer, state, bytes)``,
+and everything that reads the stack in a :class:`StackMemo`, keyed by exactly the top of the stack it
+read (``Touch``). Setting ``memoize = False`` runs the plain definitions (tests compare the two).
 """
 from __future__ import annotations
 
@@ -11,13 +16,14 @@ import threading
 
 from lightllm_struct.grammar.byte_dfa import ByteDFA
 from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
-from lightllm_struct.grammar.dpda import DPDA, Stack, Touch
+from lightllm_struct.grammar.dpda import DPDA, MISS, Stack, StackMemo, Touch
 from lightllm_struct.grammar.lexer import UnionLexer, build_union
 from lightllm_struct.grammar.lr import LRTables
 from lightllm_struct.grammar.vocab import TokenizerInfo
 
 Config = tuple  # (stack, lexer: UnionLexer, q: int)
 _DEPTH_LOOKAHEAD = 2  # terminals looked ahead near the stack-depth limit
+_DEAD, _CROSSES = -1, -2  # results of lexing a token from a lexer state, besides the state it ends in
 
 
 class CompiledGrammar:
@@ -25,7 +31,7 @@ class CompiledGrammar:
 
     def __init__(self, tokenizer: TokenizerInfo, lr: LRTables, dfas: list[ByteDFA], *,
                  max_stack_depth: int, max_lexer_states: int, mask_cache_size: int, source: str,
-                 scanner: str = "trie") -> None:
+                 scanner: str = "trie", memo_size: int = 1 << 16) -> None:
         from lightllm_struct.grammar.token_mask import TokenMasker
 
         self.tokenizer = tokenizer
@@ -37,6 +43,14 @@ class CompiledGrammar:
         self._max_lexer_states = max_lexer_states
         self._lexers: dict[frozenset, UnionLexer] = {}
         self._lexer_lock = threading.Lock()
+        self.memoize = True
+        self._lexing: dict[tuple, int] = {}  # (lexer, q, bytes) -> end state, _DEAD or _CROSSES
+        self._lexing_size = memo_size
+        small = max(memo_size // 16, 64)
+        self._crossings = StackMemo(max_stack_depth, capacity=memo_size // 4)  # tokens crossing terminals
+        self._lexer_memo = StackMemo(max_stack_depth, capacity=small)
+        self._completes = StackMemo(max_stack_depth, capacity=small)
+        self._continues = StackMemo(max_stack_depth, capacity=small)
         self.masker = TokenMasker(self, cache_size=mask_cache_size, scanner=scanner)
 
     # -- configurations ---------------------------------------------------------------------------
@@ -46,11 +60,14 @@ class CompiledGrammar:
 
     def lexer_for(self, stack: Stack, touch: Touch | None = None) -> UnionLexer:
         """The product lexer of the terminals the parser can shift on ``stack`` (plus ignored ones)."""
+        return self._memoised(self._lexer_memo, stack[0], stack, touch, self._lexer_for)
+
+    def _lexer_for(self, stack: Stack, _top: int, touch: Touch) -> UnionLexer:
         live = [t for t in self.dpda.acceptable(stack[0])
                 if t != self.lr.end and self._viable(stack, t, touch, _DEPTH_LOOKAHEAD)]
         return self.union_lexer(frozenset(live) | self._ignore)
 
-    def _viable(self, stack: Stack, term: int, touch: Touch | None, lookahead: int) -> bool:
+    def _viable(self, stack: Stack, term: int, touch: Touch, lookahead: int) -> bool:
         """Whether ``term`` can be shifted without walking into the stack-depth limit.
 
         Near the limit a shift that fits can still leave no terminal that fits after it (an opening
@@ -59,10 +76,12 @@ class CompiledGrammar:
         after = self.dpda.advance(stack, term, touch)
         if after is None:
             return False
-        if lookahead == 0 or after[1] + _DEPTH_LOOKAHEAD < self.dpda.max_stack_depth:
+        if lookahead == 0:
             return True
-        if touch is not None:
-            touch.hit_limit = True  # the answer depends on the absolute height
+        if after[1] + _DEPTH_LOOKAHEAD < self.dpda.max_stack_depth:
+            touch.peak = max(touch.peak, after[1] + _DEPTH_LOOKAHEAD + 1)  # the test passed: record it
+            return True
+        touch.hit_limit = True  # the answer depends on the absolute height
         return self.dpda.accepts_end(after, touch) or any(
             self._viable(after, t, touch, lookahead - 1)
             for t in self.dpda.acceptable(after[0]) if t != self.lr.end and t not in self._ignore)
@@ -85,8 +104,43 @@ class CompiledGrammar:
             return stack
         return self.dpda.advance(stack, term, touch)
 
+    # -- bytes ------------------------------------------------------------------------------------
     def feed_bytes(self, config: Config, data: bytes) -> Config | None:
         """The configuration after ``data``, or None if some byte cannot continue the sentence."""
+        if not self.memoize:
+            return self._feed(config, data, None)
+        stack, lexer, q = config
+        key = (lexer, q, data)
+        end = self._lexing.get(key)
+        if end is None:
+            end = _lex(lexer, q, data)
+            if len(self._lexing) >= self._lexing_size:  # start afresh: bounded, and lookups need no lock
+                self._lexing.clear()
+            self._lexing[key] = end
+        if end >= 0:
+            return (stack, lexer, end)
+        if end == _DEAD:
+            return None
+        edit = self._memoised(self._crossings, key, stack, None, self._crossing)
+        if edit is None:
+            return None
+        pop, push, lexer, q = edit
+        for _ in range(pop):
+            stack = stack[2]
+        height = stack[1]
+        for state in push:
+            height += 1
+            stack = (state, height, stack)
+        return (stack, lexer, q)
+
+    def _crossing(self, stack: Stack, key: tuple, touch: Touch) -> tuple | None:
+        """A token that crosses a terminal boundary, as an edit of the stack: (pop, push, lexer, q)."""
+        lexer, q, data = key
+        after = self._feed((stack, lexer, q), data, touch)
+        return None if after is None else _as_edit(stack, after, touch.low)
+
+    def _feed(self, config: Config, data: bytes, touch: Touch | None) -> Config | None:
+        """``feed_bytes`` byte by byte."""
         stack, lexer, q = config
         for b in data:
             nq = lexer.rows[q][b]
@@ -94,27 +148,28 @@ class CompiledGrammar:
                 term = lexer.accept_list[q]
                 if term < 0:
                     return None
-                stack = self.end_terminal(stack, term)
+                stack = self.end_terminal(stack, term, touch)
                 if stack is None:  # only the stack depth limit can refuse a live terminal
                     return None
-                lexer = self.lexer_for(stack)
+                lexer = self.lexer_for(stack, touch)
                 nq = lexer.rows[0][b]
                 if nq < 0:
                     return None
             q = nq
         return (stack, lexer, q)
 
+    # -- termination ------------------------------------------------------------------------------
     def is_complete(self, config: Config, touch: Touch | None = None) -> bool:
         """Whether the bytes so far form a whole sentence (EOS may come now)."""
         stack, lexer, q = config
-        if q != 0:
-            term = lexer.accept_list[q]
-            if term < 0:
-                return False
-            stack = self.end_terminal(stack, term, touch)
-            if stack is None:
-                return False
-        return self.dpda.accepts_end(stack, touch)
+        if q == 0:
+            return self.dpda.accepts_end(stack, touch)
+        term = lexer.accept_list[q]
+        return term >= 0 and self._memoised(self._completes, term, stack, touch, self._completes_after)
+
+    def _completes_after(self, stack: Stack, term: int, touch: Touch) -> bool:
+        after = self.end_terminal(stack, term, touch)
+        return after is not None and self.dpda.accepts_end(after, touch)
 
     def can_continue(self, config: Config) -> bool:
         """Whether any byte can come next (``next_bytes`` is non-empty), cheaply."""
@@ -122,10 +177,11 @@ class CompiledGrammar:
         if lexer.has_out[q]:
             return True
         term = lexer.accept_list[q]
-        if term < 0:
-            return False
-        after = self.end_terminal(stack, term)
-        return after is not None and self.lexer_for(after).has_out[0]
+        return term >= 0 and self._memoised(self._continues, term, stack, None, self._continues_after)
+
+    def _continues_after(self, stack: Stack, term: int, touch: Touch) -> bool:
+        after = self.end_terminal(stack, term, touch)
+        return after is not None and self.lexer_for(after, touch).has_out[0]
 
     def next_bytes(self, config: Config) -> set[int]:
         """Every byte that can come next (EOS not included)."""
@@ -138,3 +194,47 @@ class CompiledGrammar:
                 start = self.lexer_for(after).rows[0]
                 out.update(b for b in range(256) if start[b] >= 0)
         return out
+
+    def _memoised(self, memo: StackMemo, key, stack: Stack, touch: Touch | None, compute):
+        """``compute(stack, key, touch)`` through ``memo``; the caller's touch learns what was read."""
+        if self.memoize:
+            got = memo.get(key, stack, touch)
+            if got is not MISS:
+                return got
+        inner = Touch(stack[1])
+        got = compute(stack, key, inner)
+        if self.memoize:
+            memo.put(key, stack, inner, got)
+        if touch is not None:
+            touch.absorb(inner.low, inner.hit_limit, inner.peak)
+        return got
+
+
+def _lex(lexer: UnionLexer, q: int, data: bytes) -> int:
+    """Run ``data`` inside one lexer: the state it ends in, or where it stops (_DEAD or _CROSSES)."""
+    rows = lexer.rows
+    for b in data:
+        nq = rows[q][b]
+        if nq < 0:
+            return _CROSSES if lexer.accept_list[q] >= 0 else _DEAD
+        q = nq
+    return q
+
+
+def _as_edit(stack: Stack, after: Config, low: int) -> tuple:
+    """``after`` as (cells popped from ``stack``, states pushed, lexer, q).
+
+    Only cells at height >= ``low`` were read, so only they can have been popped: the new stack keeps
+    one of them (the same object) and pushes fresh cells above it.
+    """
+    read: dict[int, Stack] = {}
+    cell = stack
+    while cell is not None and cell[1] >= low:
+        read[cell[1]] = cell
+        cell = cell[2]
+    pushed: list[int] = []
+    cell = after[0]
+    while read.get(cell[1]) is not cell:
+        pushed.append(cell[0])
+        cell = cell[2]
+    return (stack[1] - cell[1], tuple(reversed(pushed)), after[1], after[2])

@@ -20,13 +20,30 @@ ACCEPT = ("accept",)  # push sequence marking an accepted END
 
 
 class Touch:
-    """Records the lowest stack height an operation read, i.e. how deep a result depends on the stack."""
+    """What an operation read of a stack: how deep, and how its heights compared with the depth limit.
 
-    __slots__ = ("low", "hit_limit")
+    ``low`` is the lowest height read. ``hit_limit`` says some check against the depth limit failed
+    (the result depends on the absolute height). ``peak`` is the largest height that a passing check
+    required to fit (``peak <= max_stack_depth``): on a stack of other height with the same top cells,
+    every check still passes, and so the result is the same, while ``height + (peak - old height)``
+    still fits.
+    """
+
+    __slots__ = ("low", "hit_limit", "peak")
 
     def __init__(self, height: int) -> None:
         self.low = height
         self.hit_limit = False
+        self.peak = 0
+
+    def absorb(self, low: int, hit_limit: bool, peak: int) -> None:
+        """Add what a nested (memoised) operation read."""
+        if low < self.low:
+            self.low = low
+        if hit_limit:
+            self.hit_limit = True
+        if peak > self.peak:
+            self.peak = peak
 
 
 class DPDA:
@@ -62,6 +79,8 @@ class DPDA:
             if touch is not None:
                 touch.hit_limit = True
             return None
+        if touch is not None and height + len(push) > touch.peak:
+            touch.peak = height + len(push)
         for state in push:
             height += 1
             stack = (state, height, stack)
@@ -124,6 +143,60 @@ class DPDA:
             pushed.append(gotos[top][origin])
             if term == self.lr.end and pushed[-1] == self.lr.end_state:
                 return popped + 1, (popped, ACCEPT)
+
+
+MISS = object()  # StackMemo.get: nothing cached (None is a valid cached result)
+
+
+class StackMemo:
+    """Results computed from stacks, each keyed by exactly what its computation read (thread-safe, bounded).
+
+    A result computed under a :class:`Touch` depends only on the top ``depth`` states, unless a check
+    against the depth limit failed (then also on the height) or the read reached the bottom cell. Entries
+    are keyed by ``(key, depth, height or -1, top states)``; the depths seen for a key are its *shapes*,
+    tried in turn on lookup (at most ``max_shapes``: pathological grammars compute instead). A hit adds
+    the recorded reads to the caller's touch, so memoised steps compose into exact outer memos. When
+    ``capacity`` entries are reached the memo starts afresh (lookups need no lock and no LRU upkeep).
+    """
+
+    def __init__(self, max_stack_depth: int, *, capacity: int, max_shapes: int = 8) -> None:
+        self._max_depth = max_stack_depth
+        self._capacity = capacity
+        self._max_shapes = max_shapes
+        self._shapes: dict = {}  # key -> ((depth, exact), ...): replaced, never mutated
+        self._values: dict = {}  # (key, depth, height | -1, states) -> (peak - height, hit_limit, result)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, key, stack: Stack, touch: Touch | None = None):
+        """The memoised result for ``stack``, or :data:`MISS`."""
+        height = stack[1]
+        for depth, exact in self._shapes.get(key, ()):
+            hit = self._values.get((key, depth, height if exact else -1, _prefix(stack, depth)))
+            if hit is not None and height + hit[0] <= self._max_depth:
+                if touch is not None:
+                    touch.absorb(height - depth + 1, hit[1], height + hit[0])
+                return hit[2]
+        return MISS
+
+    def put(self, key, stack: Stack, touch: Touch, result) -> None:
+        """Remember ``result``, computed from ``stack`` under ``touch`` (a Touch of its own)."""
+        height = stack[1]
+        depth = height - touch.low + 1
+        exact = touch.hit_limit or touch.low <= 0  # the bottom read: "nothing below" is part of the input
+        entry = (touch.peak - height, touch.hit_limit, result)
+        with self._lock:
+            if len(self._values) >= self._capacity:
+                self._values.clear()
+                self._shapes.clear()
+            shapes = self._shapes.get(key, ())
+            if (depth, exact) not in shapes:
+                if len(shapes) >= self._max_shapes:
+                    return
+                self._shapes[key] = shapes + ((depth, exact),)
+            self._values[(key, depth, height if exact else -1, _prefix(stack, depth))] = entry
 
 
 def _prefix(stack: Stack | None, length: int) -> tuple | None:

@@ -25,6 +25,7 @@ class Matcher:
     def __init__(self, grammar: CompiledGrammar) -> None:
         self.grammar = grammar
         self._tok = grammar.tokenizer
+        self._vocab, self._vocab_size = self._tok.vocab, self._tok.vocab_size  # per-token hot path
         self._eos = frozenset(self._tok.eos_token_ids)
         self._special = frozenset(self._tok.special_token_ids)
         self._initial = grammar.initial_config()
@@ -79,8 +80,8 @@ class Matcher:
         InvalidTokenError
             ``token_id`` is outside the vocabulary.
         """
-        if not 0 <= token_id < self._tok.vocab_size:
-            raise InvalidTokenError(f"token id {token_id} outside the vocabulary of {self._tok.vocab_size}")
+        if not 0 <= token_id < self._vocab_size:
+            raise InvalidTokenError(f"token id {token_id} outside the vocabulary of {self._vocab_size}")
         config, terminated = self._history[-1]
         if token_id in self._eos:
             if terminated or self.grammar.is_complete(config):
@@ -89,7 +90,7 @@ class Matcher:
             return False
         if terminated or token_id in self._special:
             return False
-        after = self.grammar.feed_bytes(config, self._tok.vocab[token_id])
+        after = self.grammar.feed_bytes(config, self._vocab[token_id])
         if after is None:
             return False
         self._history.append((after, False))

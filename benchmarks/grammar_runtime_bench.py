@@ -1,0 +1,168 @@
+"""Per-token host cost of the grammar runtime: accept_token, is_terminated and the mask fill.
+
+The decode loop calls, for every request and step, ``fill_next_token_bitmask`` (before sampling) and then
+``accept_token`` plus ``is_terminated`` (after it). This script measures each call separately on the
+Llama 3 vocabulary (quicktok) in two kinds of runs per schema:
+
+* traces: the schema's instance as compact JSON, tokenized by Llama 3, replayed through fresh matchers
+  (pass 1 is "cold": the grammar was just compiled; later passes are "warm");
+* walks: random walks that pick a uniformly random allowed token at every step (what a random-weight
+  model sampled at a temperature does, as in ``gpu_bench_parts.constrained_decode``).
+
+    .venv/bin/python benchmarks/grammar_runtime_bench.py
+    .venv/bin/python benchmarks/grammar_runtime_bench.py --exact   # the runtime memos off, for comparison
+    .venv/bin/python benchmarks/grammar_runtime_bench.py --schemas person,gpu_bench --walks 8 --profile
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent)]
+
+DEFAULT_SCHEMAS = "gpu_bench,person,address_book,invoice,recursive_tree,string_patterns"
+# The schema of gpu_bench_parts.constrained_decode (kept here so this script needs no GPU module).
+GPU_BENCH_SCHEMA = {"type": "object", "properties": {
+    "name": {"type": "string", "maxLength": 16}, "age": {"type": "integer", "minimum": 0, "maximum": 150},
+    "role": {"enum": ["admin", "user", "guest"]},
+    "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3}},
+    "required": ["name", "age", "role", "tags"], "additionalProperties": False}
+GPU_BENCH_INSTANCE = {"name": "Ada Lovelace", "age": 36, "role": "admin", "tags": ["math", "engines", "poetry"]}
+
+
+def load_case(name: str) -> tuple[dict, object]:
+    if name == "gpu_bench":
+        return GPU_BENCH_SCHEMA, GPU_BENCH_INSTANCE
+    spec = json.loads((HERE / "schemas" / f"{name}.json").read_text(encoding="utf-8"))
+    return spec["schema"], spec["instance"]
+
+
+class Timer:
+    """perf_counter_ns samples in µs, less the median cost of reading the clock."""
+
+    def __init__(self) -> None:
+        diffs = sorted(-time.perf_counter_ns() + time.perf_counter_ns() for _ in range(2001))
+        self.cost = diffs[len(diffs) // 2]
+        self.samples: dict[str, list[float]] = {}
+
+    def add(self, kind: str, start_ns: int, end_ns: int) -> None:
+        self.samples.setdefault(kind, []).append(max(end_ns - start_ns - self.cost, 0) / 1000.0)
+
+
+def step(timer: Timer, matcher, mask, token: int, *, fill: bool) -> tuple[bool, bool]:
+    clock = time.perf_counter_ns
+    if fill:
+        t0 = clock()
+        matcher.fill_next_token_bitmask(mask, index=0)
+        timer.add("fill", t0, clock())
+    t0 = clock()
+    ok = matcher.accept_token(token)
+    t1 = clock()
+    done = matcher.is_terminated()
+    t2 = clock()
+    timer.add("accept", t0, t1)
+    timer.add("is_terminated", t1, t2)
+    timer.add("accept+is_terminated", t0, t2)
+    return ok, done
+
+
+def replay(grammar, trace: list[int], eos: int, timer: Timer, mask) -> None:
+    from lightllm_struct.grammar import Matcher
+
+    matcher = Matcher(grammar)
+    for token in trace + [eos]:
+        ok, done = step(timer, matcher, mask, token, fill=True)
+        assert ok, f"trace token {token} rejected"
+    assert done, "trace did not terminate"
+
+
+def walk(grammar, rng: random.Random, eos_ids: set[int], timer: Timer, mask, max_len: int) -> None:
+    from lightllm_struct.grammar import Matcher
+    from lightllm_struct.grammar.bitmask import unpack_bitmask
+
+    matcher = Matcher(grammar)
+    vocab_size = grammar.tokenizer.vocab_size
+    for _ in range(max_len):
+        matcher.fill_next_token_bitmask(mask, index=0)  # timed in the traces; here it only picks tokens
+        allowed = unpack_bitmask(mask[0], vocab_size).nonzero()[0]
+        token = int(allowed[rng.randrange(len(allowed))])
+        ok, done = step(timer, matcher, mask, token, fill=False)
+        assert ok, f"allowed token {token} rejected"
+        if done or token in eos_ids:
+            return
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(label: str, timer: Timer) -> None:
+    parts = [f"{label:34s}"]
+    for kind in ("accept", "is_terminated", "accept+is_terminated", "fill"):
+        got = timer.samples.get(kind)
+        if got:
+            parts.append(f"{kind} p50 {pct(got, 0.5):7.2f} p99 {pct(got, 0.99):8.2f}")
+    print("  ".join(parts) + f"  (n={len(timer.samples['accept'])})", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--schemas", default=DEFAULT_SCHEMAS, help="comma-separated stems of benchmarks/schemas")
+    parser.add_argument("--passes", type=int, default=5, help="trace replays per schema (pass 1 is cold)")
+    parser.add_argument("--walks", type=int, default=6, help="random walks per schema")
+    parser.add_argument("--walk-len", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", action="store_true", help="cProfile the warm replays and walks")
+    parser.add_argument("--exact", action="store_true",
+                        help="no runtime memos (CompiledGrammar.memoize = False): the plain definitions")
+    args = parser.parse_args()
+
+    from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo, allocate_token_bitmask
+    from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+
+    qv = load_quicktok_vocab("llama3")
+    compiler = GrammarCompiler(TokenizerInfo.from_vocab(qv.vocab, eos_token_ids=qv.eos_token_ids,
+                                                        special_token_ids=qv.special_token_ids))
+    mask = allocate_token_bitmask(1, len(qv.vocab))
+    totals = {"cold": Timer(), "warm": Timer(), "walk": Timer()}
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    for name in args.schemas.split(","):
+        schema, instance = load_case(name)
+        grammar = compiler.compile_json_schema(schema)
+        grammar.memoize = not args.exact
+        trace = qv.encode(json.dumps(instance, separators=(",", ":"), ensure_ascii=False))
+        cold, warm, walks = Timer(), Timer(), Timer()
+        replay(grammar, trace, qv.eos_token_ids[0], cold, mask)
+        if profiler:
+            profiler.enable()
+        for _ in range(args.passes - 1):
+            replay(grammar, trace, qv.eos_token_ids[0], warm, mask)
+        rng = random.Random(args.seed)
+        for _ in range(args.walks):
+            walk(grammar, rng, set(qv.eos_token_ids), walks, mask, args.walk_len)
+        if profiler:
+            profiler.disable()
+        for label, timer in (("cold", cold), ("warm", warm), ("walk", walks)):
+            report(f"{name} {label}", timer)
+            for kind, got in timer.samples.items():
+                totals[label].samples.setdefault(kind, []).extend(got)
+    for label, timer in totals.items():
+        report(f"ALL {label}", timer)
+    if profiler:
+        import pstats
+
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+
+
+if __name__ == "__main__":
+    main()
