@@ -65,6 +65,16 @@ class VocabTrie:
         self.child_start = first_level_end + np.cumsum(counts) - counts
         self.roots = np.arange(first_level_end, dtype=np.int64)
         self.num_nodes = n
+        self.max_depth = len(starts)
+        self.level_starts = np.array(starts, dtype=np.int64)
+        # token ids per node, for walks that set mask bits directly: the smallest id, plus the node of
+        # every extra id sharing those bytes
+        has_end = np.flatnonzero(self.end_uidx >= 0)
+        self.node_token = np.full(n, -1, dtype=np.int64)
+        self.node_token[has_end] = self.first_token[self.end_uidx[has_end]]
+        node_of_uidx = np.zeros(self.num_unique, dtype=np.int64)
+        node_of_uidx[self.end_uidx[has_end]] = has_end
+        self.extra_node = node_of_uidx[self.extra_uidx]
 
     def flags_to_words(self, uniq_indices: np.ndarray, num_words: int) -> np.ndarray:
         """Packed int32 words of every token whose bytes are one of ``uniq_indices``."""

@@ -13,7 +13,8 @@ Work is split the way xgrammar's adaptive cache splits it, but along our automat
 * The whole mask is cached keyed by the signature plus exactly the top of the stack the computation
   read (``Touch``), so configurations that differ only deeper down share their mask.
 
-Two scanners implement the node scans: a token trie (default) and a length-sorted byte matrix.
+Three scanners implement the node scans: the token trie walked in compiled code (default, ``scan_jit``),
+the same trie walked level by level in numpy (the fallback without numba), and a length-sorted byte matrix.
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ import numpy as np
 from lightllm_struct.grammar.bitmask import pack_token_ids
 from lightllm_struct.grammar.dpda import Stack, Touch
 from lightllm_struct.grammar.lexer import UnionLexer
+from lightllm_struct.grammar.scan_jit import AVAILABLE as JIT_AVAILABLE
+from lightllm_struct.grammar.scan_jit import PreorderTrie, jit_scan
 from lightllm_struct.grammar.scan_matrix import matrix_scan
 from lightllm_struct.grammar.scan_trie import trie_scan
 
-SCANNERS = ("trie", "matrix")
+SCANNERS = ("trie", "trie_numpy", "matrix")
 
 
 class ScanNode:
@@ -63,6 +66,8 @@ def _positions(groups, lexer: UnionLexer, state: int) -> list[tuple[int, object]
 
 
 class TrieScanner:
+    """Level-by-level numpy walk of the token trie."""
+
     def __init__(self, tok) -> None:
         self.trie, self.num_words = tok.trie, tok.num_words
 
@@ -73,6 +78,21 @@ class TrieScanner:
     def resume(self, lexer: UnionLexer, frontier) -> ScanNode:
         allowed, groups = trie_scan(self.trie, lexer, frontier, 0)
         return ScanNode(self.trie.flags_to_words(allowed, self.num_words), _positions(groups, lexer, 0))
+
+
+class JitTrieScanner:
+    """One compiled sequential pass over the preorder token trie; frontiers may mix depths."""
+
+    def __init__(self, tok) -> None:
+        self.trie = PreorderTrie(tok.trie, tok.num_words)
+
+    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
+        words, groups = jit_scan(self.trie, lexer, None, state)
+        return ScanNode(words, _positions(groups, lexer, state))
+
+    def resume(self, lexer: UnionLexer, frontier) -> ScanNode:
+        words, groups = jit_scan(self.trie, lexer, frontier, 0)
+        return ScanNode(words, _positions(groups, lexer, 0))
 
 
 class MatrixScanner:
@@ -111,8 +131,13 @@ class ScanCache:
 
 
 def scan_cache_for(tok, kind: str) -> ScanCache:
-    """The vocabulary's shared scan cache for scanner ``kind`` ("trie" or "matrix")."""
-    scanner_class = TrieScanner if kind == "trie" else MatrixScanner
+    """The vocabulary's shared scan cache for scanner ``kind`` (one of ``SCANNERS``).
+
+    "trie" is the compiled walk when numba is importable, else the numpy walk.
+    """
+    if kind == "trie" and not JIT_AVAILABLE:
+        kind = "trie_numpy"
+    scanner_class = {"trie": JitTrieScanner, "trie_numpy": TrieScanner, "matrix": MatrixScanner}[kind]
     return tok.shared(("scan_cache", kind), lambda: ScanCache(scanner_class(tok)))
 
 
