@@ -1,9 +1,10 @@
 """JSON numbers and integers as regexes, with exact minimum/maximum/exclusive bounds.
 
-Integer bounds are exact digit-range regexes. Number bounds are exact too, with one intentional restriction: a
-bounded number is written without an exponent (``12.5``, not ``1.25e1``); an unbounded one may use exponents.
-Negative zero (``-0``, ``-0.0``) is never produced under bounds. An integer may carry a zero fraction
-(``3.0``, at most 8 zeros), which JSON Schema counts as an integer.
+Integer bounds are exact digit-range regexes. Number bounds are exact too: every exponent-free spelling of an
+in-range value, and its exponent spellings (``1.25e1``) as far as scientific.py describes (a mantissa of at most
+a few integer digits); never an out-of-range value. Negative zero (``-0``, ``-0.0``) is never produced under
+bounds. An integer may carry a zero fraction (``3.0``, at most 8 zeros), which JSON Schema counts as an
+integer; integers are never written with an exponent (``1e2``), an intentional restriction.
 """
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from lightllm_struct.grammar.json_schema.regex_util import alt, int_range
+from lightllm_struct.grammar.json_schema.scientific import ANY_EXPONENT, scientific_magnitude
 
 ANY_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+\-]?[0-9]+)?"
 ANY_INTEGER = r"-?(?:0|[1-9][0-9]*)(?:\.0{1,8})?"
+# Magnitudes without an upper bound, from 0 (inclusive) or above 0: every spelling, any mantissa length.
+_ANY_MAGNITUDE = r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:" + ANY_EXPONENT + ")?"
+_ANY_NONZERO = r"(?:[1-9][0-9]*(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)(?:" + ANY_EXPONENT + ")?"
 # Bounded: an unbounded run of zeros lets a sampling model write "12.000..." until max_tokens.
 _ZERO_FRACTION = r"(?:\.0{1,8})?"
 _DIGITS = "[0-9]"
@@ -66,7 +71,10 @@ def _magnitude(lo: Bound, hi: Bound | None, integer: bool) -> str | None:
             last = math.ceil(hi.value) - 1 if hi.exclusive or hi.value != math.ceil(hi.value) else int(hi.value)
         digits = int_range(first, last)
         return None if digits is None else digits + _ZERO_FRACTION
-    return _decimal_magnitude(lo, hi)
+    if lo.value == 0 and hi is None:
+        return _ANY_NONZERO if lo.exclusive else _ANY_MAGNITUDE
+    sci = scientific_magnitude((lo.value, lo.exclusive), None if hi is None else (hi.value, hi.exclusive))
+    return alt([p for p in (_decimal_magnitude(lo, hi), sci) if p])
 
 
 def _split(value: Decimal) -> tuple[int, str]:
