@@ -6,12 +6,13 @@ Llama 3 vocabulary (quicktok) in two kinds of runs per schema:
 
 * traces: the schema's instance as compact JSON, tokenized by Llama 3, replayed through fresh matchers
   (pass 1 is "cold": the grammar was just compiled; later passes are "warm");
-* walks: random walks that pick a uniformly random allowed token at every step (what a random-weight
-  model sampled at a temperature does, as in ``gpu_bench_parts.constrained_decode``).
+* decode: a batch of requests stepped together like ``gpu_bench_parts.constrained_decode`` without the
+  GPU: fill all mask rows, pick a random allowed token per row (what a random-weight model sampled at a
+  temperature does), then accept_token + is_terminated for every request, restarting finished ones.
 
     .venv/bin/python benchmarks/grammar_runtime_bench.py
     .venv/bin/python benchmarks/grammar_runtime_bench.py --exact   # the runtime memos off, for comparison
-    .venv/bin/python benchmarks/grammar_runtime_bench.py --schemas person,gpu_bench --walks 8 --profile
+    .venv/bin/python benchmarks/grammar_runtime_bench.py --schemas person,gpu_bench --batch 8 --profile
 """
 from __future__ import annotations
 
@@ -81,20 +82,38 @@ def replay(grammar, trace: list[int], eos: int, timer: Timer, mask) -> None:
     assert done, "trace did not terminate"
 
 
-def walk(grammar, rng: random.Random, eos_ids: set[int], timer: Timer, mask, max_len: int) -> None:
-    from lightllm_struct.grammar import Matcher
-    from lightllm_struct.grammar.bitmask import unpack_bitmask
+def decode(grammar, rng: random.Random, timer: Timer, batch: int, steps: int) -> None:
+    """An engine's decode loop without the model: fill every request's mask row, pick a random allowed
+    token per row (the GPU's job: no host memory touched beyond the mask words), then accept and check
+    termination for every request; a finished request starts over, so requests drift apart."""
+    import numpy as np
 
-    matcher = Matcher(grammar)
-    vocab_size = grammar.tokenizer.vocab_size
-    for _ in range(max_len):
-        matcher.fill_next_token_bitmask(mask, index=0)  # timed in the traces; here it only picks tokens
-        allowed = unpack_bitmask(mask[0], vocab_size).nonzero()[0]
-        token = int(allowed[rng.randrange(len(allowed))])
-        ok, done = step(timer, matcher, mask, token, fill=False)
-        assert ok, f"allowed token {token} rejected"
-        if done or token in eos_ids:
-            return
+    from lightllm_struct.grammar import Matcher, allocate_token_bitmask
+
+    matchers = [Matcher(grammar) for _ in range(batch)]
+    mask = allocate_token_bitmask(batch, grammar.tokenizer.vocab_size)
+    words = mask.numpy().view(np.uint32)
+    clock = time.perf_counter_ns
+    for _ in range(steps):
+        for i, matcher in enumerate(matchers):
+            t0 = clock()
+            matcher.fill_next_token_bitmask(mask, index=i)
+            timer.add("fill", t0, clock())
+        tokens = [pick(words[i], rng) for i in range(batch)]
+        for matcher, token in zip(matchers, tokens):
+            ok, done = step(timer, matcher, None, token, fill=False)
+            assert ok, f"allowed token {token} rejected"
+            if done:
+                matcher.reset()
+
+
+def pick(row, rng: random.Random) -> int:
+    """A random allowed token of a packed mask row (a random non-zero word, then a random set bit)."""
+    nonzero = row.nonzero()[0]
+    word = int(nonzero[rng.randrange(len(nonzero))])
+    value = int(row[word])
+    bits = [b for b in range(32) if value >> b & 1]
+    return 32 * word + bits[rng.randrange(len(bits))]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -115,10 +134,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--schemas", default=DEFAULT_SCHEMAS, help="comma-separated stems of benchmarks/schemas")
     parser.add_argument("--passes", type=int, default=5, help="trace replays per schema (pass 1 is cold)")
-    parser.add_argument("--walks", type=int, default=6, help="random walks per schema")
-    parser.add_argument("--walk-len", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32, help="requests stepped together in the decode run")
+    parser.add_argument("--steps", type=int, default=48, help="decode steps per schema")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", action="store_true", help="cProfile the warm replays and walks")
+    parser.add_argument("--profile", action="store_true", help="cProfile the warm replays and decode runs")
     parser.add_argument("--exact", action="store_true",
                         help="no runtime memos (CompiledGrammar.memoize = False): the plain definitions")
     args = parser.parse_args()
@@ -130,7 +149,7 @@ def main() -> None:
     compiler = GrammarCompiler(TokenizerInfo.from_vocab(qv.vocab, eos_token_ids=qv.eos_token_ids,
                                                         special_token_ids=qv.special_token_ids))
     mask = allocate_token_bitmask(1, len(qv.vocab))
-    totals = {"cold": Timer(), "warm": Timer(), "walk": Timer()}
+    totals = {"cold": Timer(), "warm": Timer(), "decode": Timer()}
     profiler = None
     if args.profile:
         import cProfile
@@ -141,18 +160,16 @@ def main() -> None:
         grammar = compiler.compile_json_schema(schema)
         grammar.memoize = not args.exact
         trace = qv.encode(json.dumps(instance, separators=(",", ":"), ensure_ascii=False))
-        cold, warm, walks = Timer(), Timer(), Timer()
+        cold, warm, decoding = Timer(), Timer(), Timer()
         replay(grammar, trace, qv.eos_token_ids[0], cold, mask)
         if profiler:
             profiler.enable()
         for _ in range(args.passes - 1):
             replay(grammar, trace, qv.eos_token_ids[0], warm, mask)
-        rng = random.Random(args.seed)
-        for _ in range(args.walks):
-            walk(grammar, rng, set(qv.eos_token_ids), walks, mask, args.walk_len)
+        decode(grammar, random.Random(args.seed), decoding, args.batch, args.steps)
         if profiler:
             profiler.disable()
-        for label, timer in (("cold", cold), ("warm", warm), ("walk", walks)):
+        for label, timer in (("cold", cold), ("warm", warm), ("decode", decoding)):
             report(f"{name} {label}", timer)
             for kind, got in timer.samples.items():
                 totals[label].samples.setdefault(kind, []).extend(got)

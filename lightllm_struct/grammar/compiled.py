@@ -24,6 +24,8 @@ from lightllm_struct.grammar.vocab import TokenizerInfo
 Config = tuple  # (stack, lexer: UnionLexer, q: int)
 _DEPTH_LOOKAHEAD = 2  # terminals looked ahead near the stack-depth limit
 _DEAD, _CROSSES = -1, -2  # results of lexing a token from a lexer state, besides the state it ends in
+# Tokens shorter than this are lexed byte by byte: as fast as a memo lookup, and no memo entry to make.
+_MEMO_MIN_BYTES = 8
 
 
 class CompiledGrammar:
@@ -31,7 +33,7 @@ class CompiledGrammar:
 
     def __init__(self, tokenizer: TokenizerInfo, lr: LRTables, dfas: list[ByteDFA], *,
                  max_stack_depth: int, max_lexer_states: int, mask_cache_size: int, source: str,
-                 scanner: str = "trie", memo_size: int = 1 << 16) -> None:
+                 scanner: str = "trie", memo_size: int = 1 << 15) -> None:
         from lightllm_struct.grammar.token_mask import TokenMasker
 
         self.tokenizer = tokenizer
@@ -46,6 +48,7 @@ class CompiledGrammar:
         self.memoize = True
         self._lexing: dict[tuple, int] = {}  # (lexer, q, bytes) -> end state, _DEAD or _CROSSES
         self._lexing_size = memo_size
+        self._memo_min_bytes = _MEMO_MIN_BYTES
         small = max(memo_size // 16, 64)
         self._crossings = StackMemo(max_stack_depth, capacity=memo_size // 4)  # tokens crossing terminals
         self._lexer_memo = StackMemo(max_stack_depth, capacity=small)
@@ -111,12 +114,15 @@ class CompiledGrammar:
             return self._feed(config, data, None)
         stack, lexer, q = config
         key = (lexer, q, data)
-        end = self._lexing.get(key)
-        if end is None:
+        if len(data) < self._memo_min_bytes:
             end = _lex(lexer, q, data)
-            if len(self._lexing) >= self._lexing_size:  # start afresh: bounded, and lookups need no lock
-                self._lexing.clear()
-            self._lexing[key] = end
+        else:
+            end = self._lexing.get(key)
+            if end is None:
+                end = _lex(lexer, q, data)
+                if len(self._lexing) >= self._lexing_size:  # start afresh: bounded, lookups need no lock
+                    self._lexing.clear()
+                self._lexing[key] = end
         if end >= 0:
             return (stack, lexer, end)
         if end == _DEAD:

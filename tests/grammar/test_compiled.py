@@ -86,6 +86,7 @@ def walk_and_check(grammar, rng: random.Random, *, steps: int, openers: float = 
                                        ("unicode", UNICODE_GRAMMAR)])
 def test_memoised_steps_equal_plain_steps(name, text):
     grammar = GrammarCompiler(small_tokenizer()).compile_lark(text)
+    grammar._memo_min_bytes = 1  # white-box: the small vocabulary's tokens are short; memoise them all
     rng = random.Random(name)
     for _ in range(2):
         walk_and_check(grammar, rng, steps=40)
@@ -94,6 +95,7 @@ def test_memoised_steps_equal_plain_steps(name, text):
 def test_memos_near_the_stack_depth_limit():
     """Entries made low on the stack are reused close to the limit, where the same token must fail."""
     grammar = GrammarCompiler(small_tokenizer(), max_stack_depth=14).compile_lark(JSON_GRAMMAR)
+    grammar._memo_min_bytes = 1
     rng = random.Random(5)
     highest = max(walk_and_check(grammar, rng, steps=80, openers=0.8) for _ in range(2))
     assert highest >= 12  # the walks did reach the limit
@@ -128,7 +130,7 @@ def test_tiny_memos_shared_by_threads_agree_with_plain():
             config = shared.feed_bytes(config, tok.vocab[tid])
             expected[text].append((norm(config), shared.is_complete(config), shared.can_continue(config)))
     shared.memoize = True
-    shared._lexing_size = 7  # white-box: force the start-afresh path of every memo
+    shared._lexing_size, shared._memo_min_bytes = 7, 1  # white-box: force the start-afresh path of every memo
     for memo in (shared._crossings, shared._lexer_memo, shared._completes, shared._continues):
         memo._capacity = 3
     failures: list[str] = []
