@@ -99,6 +99,7 @@ class ReqToTokenTable:
         self.table = torch.zeros((max_rows, max_seq_len), dtype=torch.int64, device=device)
         self.max_seq_len = max_seq_len
         self._free_rows = list(range(max_rows - 1, -1, -1))
+        self._pending: list[tuple[int, int, torch.Tensor]] = []
 
     @property
     def num_free_rows(self) -> int:
@@ -113,9 +114,35 @@ class ReqToTokenTable:
         self._free_rows.append(row)
 
     def write(self, row: int, start: int, slots: torch.Tensor) -> None:
-        """Record that positions ``start..start+len(slots)`` of ``row`` live in ``slots``."""
-        self.table[row, start:start + slots.numel()] = slots.to(self.table.device)
+        """Record that positions ``start..start+len(slots)`` of ``row`` live in ``slots``.
+
+        Writes are applied together at the next :meth:`flush` (every read flushes first): one host-to-device
+        copy a step instead of one small synchronous copy per request.
+        """
+        if slots.numel():
+            self._pending.append((row, start, slots))
+
+    def flush(self) -> None:
+        """Apply the recorded writes to the table."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        width = self.max_seq_len
+        if all(slots.numel() == 1 for _, _, slots in pending):  # a decode step: one position per request
+            index = torch.tensor([row * width + start for row, start, _ in pending], dtype=torch.int64)
+        else:
+            index = torch.cat([torch.arange(start, start + slots.numel()) + row * width for row, start, slots in pending])
+        values = torch.cat([slots.to(device="cpu", dtype=torch.int64) for _, _, slots in pending])
+        device = self.table.device
+        self.table.view(-1).index_copy_(0, index.to(device, non_blocking=True), values.to(device, non_blocking=True))
+
+    def rows(self, rows: list[int], length: int) -> torch.Tensor:
+        """The ``[len(rows), length]`` slots of ``rows`` (on the table's device), pending writes applied."""
+        self.flush()
+        index = torch.tensor(rows, dtype=torch.int64).to(self.table.device, non_blocking=True)
+        return self.table[index, :length]
 
     def slots_of(self, row: int, length: int) -> torch.Tensor:
         """The slots of the first ``length`` positions of ``row`` (host copy)."""
+        self.flush()
         return self.table[row, :length].to("cpu")

@@ -76,8 +76,9 @@ class ModelRunner:
             ids.extend(seq.all_token_ids[start:start + n])
             pos.extend(range(start, start + n))
         seq_lens = [start + n for start, n in zip(batch.starts, batch.lens)]
-        rows = torch.tensor([s.row for s in batch.seqs], dtype=torch.int64, device=self.table.table.device)
-        req_to_token = self.table.table[rows, :max(seq_lens)]
-        meta = AttentionMetadata.build(seq_lens, list(batch.lens), req_to_token, device=self.device)
+        req_to_token = self.table.rows([s.row for s in batch.seqs], max(seq_lens))
+        # The new tokens' slots are on the host already: one copy instead of a slice of the table per request.
+        meta = AttentionMetadata.build(seq_lens, list(batch.lens), req_to_token, device=self.device,
+                                       slot_mapping=torch.cat(batch.slots))
         as_tensor = lambda xs: torch.tensor(xs, dtype=torch.int64, device=self.device)  # noqa: E731
         return as_tensor(ids), as_tensor(pos), meta

@@ -9,6 +9,7 @@ too small, the newest request is preempted (its KV goes to the prefix cache, so 
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
@@ -39,16 +40,21 @@ class ScheduledBatch:
     def num_tokens(self) -> int:
         return sum(self.lens)
 
-    @property
+    @functools.cached_property
     def sample_rows(self) -> list[int]:
-        """Indices of sequences whose last computed token is their last token: they get a new token now."""
+        """Indices of sequences whose last computed token is their last token: they get a new token now.
+
+        Computed once, when the step first asks (its new tokens would change the answer afterwards).
+        """
         return [i for i, (s, st, n) in enumerate(zip(self.seqs, self.starts, self.lens)) if st + n == s.num_tokens]
 
-    @property
+    @functools.cached_property
     def sampled(self) -> list[Sequence]:
         return [self.seqs[i] for i in self.sample_rows]
 
     def add(self, seq: Sequence, start: int, slots: torch.Tensor) -> None:
+        self.__dict__.pop("sample_rows", None)
+        self.__dict__.pop("sampled", None)
         self.seqs.append(seq)
         self.starts.append(start)
         self.lens.append(slots.numel())

@@ -44,19 +44,20 @@ class AttentionMetadata:
 
     @classmethod
     def build(cls, seq_lens: list[int], query_lens: list[int], req_to_token: torch.Tensor,
-              *, device: torch.device | str | None = None) -> AttentionMetadata:
+              *, device: torch.device | str | None = None, slot_mapping: torch.Tensor | None = None) -> AttentionMetadata:
         """Derive every field from host lists and the ``[B, >= max(seq_lens)]`` slot table.
 
-        The new tokens' slots (``slot_mapping``) are read from the table's last ``query_lens[i]`` entries
-        of each row, so the table must already hold them.
+        The new tokens' slots (``slot_mapping``), unless given, are read from the table's last
+        ``query_lens[i]`` entries of each row, so the table must already hold them.
         """
         device = device if device is not None else req_to_token.device
         starts = [0]
         for n in query_lens:
             starts.append(starts[-1] + n)
-        slots = [req_to_token[i, s - q:s] for i, (s, q) in enumerate(zip(seq_lens, query_lens))]
+        if slot_mapping is None:
+            slot_mapping = torch.cat([req_to_token[i, s - q:s] for i, (s, q) in enumerate(zip(seq_lens, query_lens))])
         return cls(
-            slot_mapping=torch.cat(slots).to(device=device, dtype=torch.int64),
+            slot_mapping=slot_mapping.to(device=device, dtype=torch.int64),
             req_to_token=req_to_token.to(device),
             seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
             query_start_loc=torch.tensor(starts, dtype=torch.int32, device=device),

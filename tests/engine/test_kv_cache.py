@@ -50,3 +50,18 @@ def test_kv_cache_buffers_have_one_slot_per_token():
     assert len(cache.k_buffers) == len(cache.v_buffers) == 3
     assert cache.k_buffers[0].shape == (16, 2, 4)
     assert KVCache.bytes_per_slot(num_layers=3, num_kv_heads=2, head_dim=4, dtype=torch.float32) == 2 * 3 * 2 * 4 * 4
+
+
+def test_table_applies_a_steps_writes_together_in_order():
+    """Writes are batched until the next read; later writes to a position win, and every read sees them."""
+    table = ReqToTokenTable(max_rows=3, max_seq_len=6)
+    a, b = table.alloc_row(), table.alloc_row()
+    table.write(a, 0, torch.tensor([9, 8, 7]))  # a prefill chunk
+    table.write(b, 0, torch.tensor([4]))  # a one-token step
+    table.write(b, 1, torch.tensor([5]))
+    assert table.rows([b, a], 3).tolist() == [[4, 5, 0], [9, 8, 7]]
+    table.write(a, 3, torch.tensor([6]))  # decode-only step: every write is one position
+    table.write(b, 2, torch.tensor([3]))
+    assert table.slots_of(a, 4).tolist() == [9, 8, 7, 6] and table.slots_of(b, 3).tolist() == [4, 5, 3]
+    table.write(a, 1, torch.tensor([1, 2]))  # rewritten after a rollback: the newest value wins
+    assert table.rows([a], 4).tolist() == [[9, 1, 2, 6]]
