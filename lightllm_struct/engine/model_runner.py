@@ -73,7 +73,7 @@ class ModelRunner:
         ids: list[int] = []
         pos: list[int] = []
         for seq, start, n in zip(batch.seqs, batch.starts, batch.lens):
-            ids.extend(seq.all_token_ids[start:start + n])
+            ids.extend(seq.token_ids(start, n))
             pos.extend(range(start, start + n))
         seq_lens = [start + n for start, n in zip(batch.starts, batch.lens)]
         req_to_token = self.table.rows([s.row for s in batch.seqs], max(seq_lens))

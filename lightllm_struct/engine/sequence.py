@@ -46,6 +46,15 @@ class Sequence:
     def all_token_ids(self) -> list[int]:
         return self.req.all_token_ids
 
+    def token_ids(self, start: int, n: int) -> list[int]:
+        """``all_token_ids[start:start + n]`` without building the whole list (a decode step reads one token)."""
+        prompt, output = self.req.prompt_token_ids, self.req.output_token_ids
+        if start >= len(prompt):
+            return output[start - len(prompt):start - len(prompt) + n]
+        if start + n <= len(prompt):
+            return prompt[start:start + n]
+        return prompt[start:] + output[:start + n - len(prompt)]
+
     @property
     def num_output(self) -> int:
         return len(self.req.output_token_ids)
