@@ -34,13 +34,10 @@ class SamplingTensors:
     @classmethod
     def from_lists(cls, *, temperature: list[float], top_p: list[float], top_k: list[int], seed: list[int],
                    step: list[int], device: torch.device | str = "cpu") -> "SamplingTensors":
-        return cls(
-            temperature=torch.tensor(temperature, dtype=torch.float32, device=device),
-            top_p=torch.tensor(top_p, dtype=torch.float32, device=device),
-            top_k=torch.tensor(top_k, dtype=torch.int32, device=device),
-            seed=torch.tensor(seed, dtype=torch.int64, device=device),
-            step=torch.tensor(step, dtype=torch.int64, device=device),
-        )
+        # Built on the host and moved in two copies (floats, integers) rather than five small ones.
+        floats = torch.tensor([temperature, top_p], dtype=torch.float32).to(device, non_blocking=True)
+        ints = torch.tensor([top_k, seed, step], dtype=torch.int64).to(device, non_blocking=True)
+        return cls(temperature=floats[0], top_p=floats[1], top_k=ints[0].to(torch.int32), seed=ints[1], step=ints[2])
 
 
 def philox_uniform(seed: torch.Tensor, step: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
