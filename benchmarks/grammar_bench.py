@@ -103,7 +103,7 @@ def run_case(adapter, case: dict, passes: int) -> dict:
             "tokens": len(case["trace"]) + 1}
 
 
-def worker(conn, engine: str, vocab_name: str, clock_name: str) -> None:
+def worker(conn, engine: str, vocab_name: str, clock_name: str, scanner: str) -> None:
     """One engine in one process: build its tokenizer state once, then serve cases until told to stop."""
     import torch
 
@@ -116,7 +116,7 @@ def worker(conn, engine: str, vocab_name: str, clock_name: str) -> None:
 
     vocab = load_quicktok_vocab(vocab_name)
     adapter = make_adapter(engine, vocab.vocab, vocab.eos_token_ids, vocab.special_token_ids,
-                           encode=vocab.encode)
+                           encode=vocab.encode, scanner=scanner)
     # One-time per-vocabulary set-up some engines do on their first compile is not compile time.
     warm = {"name": "warmup", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}, "trace": []}
     run_case(adapter, warm, 1)
@@ -128,9 +128,10 @@ def worker(conn, engine: str, vocab_name: str, clock_name: str) -> None:
 class EngineProcess:
     """A worker process that is killed and restarted when a case overruns its deadline."""
 
-    def __init__(self, engine: str, vocab_name: str, clock_name: str, setup_timeout: float) -> None:
+    def __init__(self, engine: str, vocab_name: str, clock_name: str, setup_timeout: float,
+                 scanner: str = "trie") -> None:
         self.engine, self.vocab_name, self.setup_timeout = engine, vocab_name, setup_timeout
-        self.clock_name = clock_name
+        self.clock_name, self.scanner = clock_name, scanner
         self.proc = None
         self.conn = None
 
@@ -138,7 +139,7 @@ class EngineProcess:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=worker, daemon=True,
-                                args=(child, self.engine, self.vocab_name, self.clock_name))
+                                args=(child, self.engine, self.vocab_name, self.clock_name, self.scanner))
         self.proc.start()
         if not self.conn.poll(self.setup_timeout) or self.conn.recv() != "ready":
             self.stop()
@@ -173,7 +174,7 @@ class EngineProcess:
 
 
 def bench_engine(engine: str, cases: list[dict], args) -> list[dict]:
-    proc = EngineProcess(engine, args.vocab, args.clock, setup_timeout=300.0)
+    proc = EngineProcess(engine, args.vocab, args.clock, setup_timeout=300.0, scanner=args.scanner)
     results = []
     try:
         for case in cases:
@@ -186,7 +187,7 @@ def bench_engine(engine: str, cases: list[dict], args) -> list[dict]:
     return results
 
 
-def profile_ours(cases: list[dict], vocab_name: str, top: int) -> None:
+def profile_ours(cases: list[dict], vocab_name: str, top: int, scanner: str = "trie") -> None:
     """cProfile of our compile and of our per-token hot path (fill + accept), printed to stdout."""
     import cProfile
     import pstats
@@ -196,7 +197,8 @@ def profile_ours(cases: list[dict], vocab_name: str, top: int) -> None:
     from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
 
     vocab = load_quicktok_vocab(vocab_name)
-    adapter = make_adapter("lightllm_struct", vocab.vocab, vocab.eos_token_ids, vocab.special_token_ids)
+    adapter = make_adapter("lightllm_struct", vocab.vocab, vocab.eos_token_ids, vocab.special_token_ids,
+                           scanner=scanner)
     compiled = {}
     prof = cProfile.Profile()
     prof.enable()
@@ -231,11 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write raw per-schema results here")
     parser.add_argument("--merge", type=Path, help="add the engines of an earlier --json (a different run!)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile our engine, top N rows")
+    parser.add_argument("--scanner", default="trie", help="our token-mask scanner: trie, trie_numpy or matrix")
     args = parser.parse_args(argv)
     cases = load_cases([s for s in args.schemas.split(",") if s], args.vocab)
     calibrate(args.clock)
     if args.profile:
-        profile_ours(cases, args.vocab, args.profile)
+        profile_ours(cases, args.vocab, args.profile, args.scanner)
         return 0
     engines = [e for e in args.engines.split(",") if e]
     results = json.loads(args.merge.read_text(encoding="utf-8")) if args.merge else {}

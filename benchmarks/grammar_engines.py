@@ -54,7 +54,7 @@ class Adapter:
 class Ours(Adapter):
     name = "lightllm_struct"
 
-    def __init__(self, vocab, eos_ids, special_ids):
+    def __init__(self, vocab, eos_ids, special_ids, scanner: str = "trie"):
         super().__init__(vocab, eos_ids, special_ids)
         from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
 
@@ -64,7 +64,7 @@ class Ours(Adapter):
         else:  # an empty token is no text: the engine can never emit it as part of a string
             special = set(special_ids) - set(eos_ids)
             vocab = [b"" if i in special else tok for i, tok in enumerate(vocab)]
-        self.compiler = GrammarCompiler(TokenizerInfo.from_vocab(vocab, **kwargs))
+        self.compiler = GrammarCompiler(TokenizerInfo.from_vocab(vocab, **kwargs), scanner=scanner)
 
     def compile(self, schema):
         from lightllm_struct.errors import LightLLMStructError
@@ -224,9 +224,12 @@ class OutlinesCore(Adapter):
         return m.is_finished()
 
 
-def make_adapter(name: str, vocab, eos_ids, special_ids, *, encode=None) -> Adapter:
+def make_adapter(name: str, vocab, eos_ids, special_ids, *, encode=None, scanner: str = "trie") -> Adapter:
+    """The adapter of engine ``name``; ``scanner`` picks our token-mask scanner (token_mask.SCANNERS)."""
     if name == "llguidance":
         return LLGuidance(vocab, eos_ids, special_ids, encode)
+    if name == "lightllm_struct":
+        return Ours(vocab, eos_ids, special_ids, scanner=scanner)
     classes = {"lightllm_struct": Ours, "xgrammar": XGrammar, "outlines_core": OutlinesCore}
     return classes[name](vocab, eos_ids, special_ids)
 

@@ -60,14 +60,15 @@ def _preorder(child_start, child_count, roots, num_nodes):  # pragma: no cover -
     return pre_of, skip
 
 
-def _walk(byte, depth, skip, token, extra_ptr, extra_token, table, accept, starts, state, max_depth,
-          words, stuck_node, stuck_term):  # pragma: no cover - compiled by numba
+def _walk(byte, depth, skip, reach, token, extra_ptr, extra_token, table, accept, starts, state, min_depth,
+          max_depth, words, stuck_node, stuck_term):  # pragma: no cover - compiled by numba
     """Run the lexer ``table`` from ``state`` over the subtrees of the preorder nodes ``starts``.
 
     Sets in ``words`` the bit of every token whose bytes all stay inside the lexer. A token that meets
     a byte without transition where the state accepts a terminal is recorded once, at that node, in
-    ``stuck_node`` / ``stuck_term``; the subtree below a stuck node is never visited. Returns the
-    number of stuck nodes.
+    ``stuck_node`` / ``stuck_term``; the subtree below a stuck node is never visited. Only nodes deeper
+    than ``min_depth`` are recorded, and subtrees that end above it (``reach``) are skipped: a delta
+    scan whose shallow part comes from another state. Returns the number of stuck nodes.
     """
     states = np.empty(max_depth + 1, np.int64)  # states[d]: lexer state after the node at depth d
     n_stuck = 0
@@ -76,25 +77,39 @@ def _walk(byte, depth, skip, token, extra_ptr, extra_token, table, accept, start
         end = skip[i]
         states[depth[i] - 1] = state
         while i < end:
-            s = states[depth[i] - 1]
+            d = depth[i]
+            if reach[i] <= min_depth:
+                i = skip[i]
+                continue
+            s = states[d - 1]
             nxt = table[s * 256 + byte[i]]
             if nxt < 0:
                 term = accept[s]
-                if term >= 0:
+                if term >= 0 and d > min_depth:
                     stuck_node[n_stuck] = i
                     stuck_term[n_stuck] = term
                     n_stuck += 1
                 i = skip[i]
                 continue
-            states[depth[i]] = nxt
+            states[d] = nxt
             tid = token[i]
-            if tid >= 0:
+            if tid >= 0 and d > min_depth:
                 words[tid >> 5] |= np.uint32(1 << (tid & 31))
                 for j in range(extra_ptr[i], extra_ptr[i + 1]):
                     t2 = extra_token[j]
                     words[t2 >> 5] |= np.uint32(1 << (t2 & 31))
             i += 1
     return n_stuck
+
+
+def _reach(parent, depth, num_nodes):  # pragma: no cover - compiled by numba
+    """Deepest level below each breadth-first node (children come after their parents)."""
+    reach = depth.copy()
+    for n in range(num_nodes - 1, -1, -1):
+        p = parent[n]
+        if p < num_nodes and reach[n] > reach[p]:
+            reach[p] = reach[n]
+    return reach
 
 
 def _wide(parent, byte, token, table, accept, state, words, states, stuck_node, stuck_term):
@@ -137,6 +152,7 @@ def _alive_share(roots, skip, byte, table, state):  # pragma: no cover - compile
 if AVAILABLE:
     _preorder = njit(cache=True)(_preorder)
     _walk = njit(nogil=True, cache=True)(_walk)
+    _reach = njit(cache=True)(_reach)
     _wide = njit(nogil=True, cache=True)(_wide)
     _alive_share = njit(nogil=True, cache=True)(_alive_share)
 
@@ -175,12 +191,16 @@ class PreorderTrie:
         # non-token nodes and tokens extra to their bytes' first id: the wide pass handles one id a node
         self.bfs_token = np.where(trie.node_token >= 0, trie.node_token, 32 * num_words).astype(np.int32)
         self.extra_node_bfs, self.extra_token_bfs = trie.extra_node, trie.extra_token
+        depth_bfs = np.repeat(np.arange(1, trie.max_depth + 1, dtype=np.int32), level_sizes)
+        self.reach = np.empty(n, dtype=np.int32)
+        self.reach[self.pre_of_bfs] = _reach(self.bfs_parent, depth_bfs, n)
         self._warm_up()
 
     def _warm_up(self) -> None:
         """Load (or compile) both walks now, with the real argument types, not inside a timed mask."""
-        for row in (-1, 0):  # all rejected: the preorder walk; all accepted: the wide pass
-            jit_scan(self, _Lexer(np.full((1, 256), row, np.int32), np.full(1, -1, np.int32)), None, 0)
+        for dtype in (np.int32, np.int64):  # eager lexers' tables, lazy lexers' tables
+            for row in (-1, 0):  # all rejected: the preorder walk; all accepted: the wide pass
+                jit_scan(self, _Lexer(np.full((1, 256), row, dtype), np.full(1, -1, np.int32)), None, 0)
 
 
 class _Lexer(NamedTuple):
@@ -198,14 +218,12 @@ def jit_scan(trie: PreorderTrie, lexer, nodes: np.ndarray | None, state: int, *,
     -------
     (packed int32 words of the allowed tokens, [(terminal, stuck preorder nodes)])
     """
-    table = np.ascontiguousarray(lexer.table, dtype=np.int32).reshape(-1)
-    accept = np.ascontiguousarray(lexer.accept, dtype=np.int32)
+    table, accept = _arrays(lexer)
     stuck_node = np.empty(trie.num_nodes, dtype=np.int64)
     stuck_term = np.empty(trie.num_nodes, dtype=np.int32)
     words = np.zeros(trie.num_words + 1, dtype=np.uint32)
     if wide is None:
-        reach = _alive_share(trie.roots, trie.skip, trie.byte, table, state) if nodes is None else 0
-        wide = 3 * reach > trie.num_nodes
+        wide = nodes is None and is_wide(trie, lexer, state)
     if wide and nodes is None:
         states = np.empty(trie.num_nodes + 1, dtype=np.int32)
         n_stuck = _wide(trie.bfs_parent, trie.bfs_byte, trie.bfs_token, table, accept, state, words, states,
@@ -215,9 +233,27 @@ def jit_scan(trie: PreorderTrie, lexer, nodes: np.ndarray | None, state: int, *,
         np.bitwise_or.at(words, extra >> 5, np.left_shift(np.uint32(1), (extra & 31).astype(np.uint32)))
     else:
         starts = trie.roots if nodes is None else np.ascontiguousarray(nodes, np.int64)
-        n_stuck = _walk(trie.byte, trie.depth, trie.skip, trie.token, trie.extra_ptr, trie.extra_token,
-                        table, accept, starts, state, trie.max_depth, words, stuck_node, stuck_term)
+        n_stuck = _walk(trie.byte, trie.depth, trie.skip, trie.reach, trie.token, trie.extra_ptr,
+                        trie.extra_token, table, accept, starts, state, 0, trie.max_depth, words, stuck_node,
+                        stuck_term)
     return words[:-1].view(np.int32), _groups(stuck_node[:n_stuck], stuck_term[:n_stuck])
+
+
+def is_wide(trie: PreorderTrie, lexer, state: int) -> bool:
+    """Whether the first bytes ``lexer`` accepts from ``state`` lead to over a third of the trie."""
+    table, _ = _arrays(lexer)
+    return 3 * _alive_share(trie.roots, trie.skip, trie.byte, table, state) > trie.num_nodes
+
+
+def _arrays(lexer) -> tuple[np.ndarray, np.ndarray]:
+    """The flat transition table and the accept array, never copied.
+
+    Lazily built lexers (``lazy_lexer.py``) fill rows of their int64 table in place and publish
+    ``accept`` first, so the table is read first and taken as it is (the walks compile for both int32
+    and int64 tables).
+    """
+    table = lexer.table.reshape(-1)
+    return table, lexer.accept
 
 
 def _groups(nodes: np.ndarray, terms: np.ndarray) -> list[tuple[int, np.ndarray]]:

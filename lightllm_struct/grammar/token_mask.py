@@ -29,6 +29,7 @@ from lightllm_struct.grammar.lexer import UnionLexer
 from lightllm_struct.grammar.scan_jit import AVAILABLE as JIT_AVAILABLE
 from lightllm_struct.grammar.scan_jit import PreorderTrie, jit_scan
 from lightllm_struct.grammar.scan_matrix import matrix_scan
+from lightllm_struct.grammar.scan_share import SharedWideScans
 from lightllm_struct.grammar.scan_trie import trie_scan
 
 SCANNERS = ("trie", "trie_numpy", "matrix")
@@ -71,7 +72,7 @@ class TrieScanner:
     def __init__(self, tok) -> None:
         self.trie, self.num_words = tok.trie, tok.num_words
 
-    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
+    def root(self, lexer: UnionLexer, state: int, dfas=None) -> ScanNode:
         allowed, groups = trie_scan(self.trie, lexer, self.trie.roots, state)
         return ScanNode(self.trie.flags_to_words(allowed, self.num_words), _positions(groups, lexer, state))
 
@@ -81,13 +82,14 @@ class TrieScanner:
 
 
 class JitTrieScanner:
-    """One compiled sequential pass over the preorder token trie; frontiers may mix depths."""
+    """Compiled walks of the preorder token trie (``scan_jit``); wide root scans shared (``scan_share``)."""
 
     def __init__(self, tok) -> None:
         self.trie = PreorderTrie(tok.trie, tok.num_words)
+        self.wide = SharedWideScans(self.trie, horizon=max(tok.max_token_len, 1))
 
-    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
-        words, groups = jit_scan(self.trie, lexer, None, state)
+    def root(self, lexer: UnionLexer, state: int, dfas=None) -> ScanNode:
+        words, groups = self.wide.root_scan(lexer, state, dfas)
         return ScanNode(words, _positions(groups, lexer, state))
 
     def resume(self, lexer: UnionLexer, frontier) -> ScanNode:
@@ -99,7 +101,7 @@ class MatrixScanner:
     def __init__(self, tok) -> None:
         self.matrix, self.num_words = tok.matrix, tok.num_words
 
-    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
+    def root(self, lexer: UnionLexer, state: int, dfas=None) -> ScanNode:
         allowed, groups = matrix_scan(self.matrix, lexer, self.matrix.all_rows, 0, state)
         return ScanNode(self.matrix.words(allowed, self.num_words), _positions(groups, lexer, state))
 
@@ -118,11 +120,12 @@ class ScanCache:
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
-        key = lexer.signature[state]
+    def root(self, lexer: UnionLexer, state: int, dfas=None) -> ScanNode:
+        """The root node of ``state``; ``dfas`` (the grammar's terminal DFAs) lets wide scans share."""
+        key = lexer.signature[state]  # read first: a lazy lexer makes the rows the scan reads
         node = self._roots.get(key)
         if node is None:
-            node = self.scanner.root(lexer, state)
+            node = self.scanner.root(lexer, state, dfas)
             with self._lock:
                 node = self._roots.setdefault(key, node)
                 while len(self._roots) > self._capacity:
@@ -195,7 +198,7 @@ class TokenMasker:
 
     def _compute(self, config, touch: Touch) -> np.ndarray:
         stack, lexer, q = config
-        root = self.scans.root(lexer, q)
+        root = self.scans.root(lexer, q, self.grammar.dfas)
         words = root.words.copy()
         self._descend(root, lexer, q, stack, words, touch)
         if self.grammar.is_complete(config, touch):
