@@ -99,7 +99,7 @@ def regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline = NO
 
 
 # A counted repeat with at least this upper bound makes a regex lazy (see lazy_regex_dfa).
-LAZY_MIN_COUNT = 64
+LAZY_MIN_COUNT = 256
 
 
 def wants_lazy(pattern: str) -> bool:

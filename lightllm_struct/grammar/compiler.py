@@ -25,7 +25,7 @@ _DFA_CACHE_SIZE = 1024
 _DFA_CACHE_LOCK = threading.Lock()
 # Bytes from its start within which a lazy DFA is made at compile time: a tame counted repeat has a few
 # states a byte there, an explosive regex ((a|b)*a(a|b){100}) thousands, refused now, not mid-generation.
-_EXPLORE_BYTES = 32
+_EXPLORE_BYTES = 16
 
 
 class GrammarCompiler:

@@ -24,6 +24,7 @@ from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
 from lightllm_struct.grammar.errors import GrammarTooComplex
 
 _UIDS = itertools.count()
+_NODE_ROWS_CACHED = 4096  # dense byte rows of NFA nodes kept per DFA (1 KiB each)
 
 
 class LazyDFA:
@@ -48,6 +49,8 @@ class LazyDFA:
         self._final = final
         self._repeats = repeats
         self._closures: dict[frozenset, frozenset] = {}
+        self._node_rows: dict[int, np.ndarray | None] = {}
+        self._folded: dict = {}
         self._index: dict[frozenset, int] = {}
         self._sets: list[frozenset] = []
         self._accepting: list[bool] = []
@@ -87,12 +90,36 @@ class LazyDFA:
     def shape(self, state: int, horizon: int):
         """A key equal for states that accept the same strings of at most ``horizon`` bytes."""
         key = self._shapes[state]
-        if key[0] == "far" and key[1] > horizon:
-            return ("far", key[2])
-        return ("state", state)
+        return ("far", key[2]) if foldable(key, horizon) else ("state", state)
 
-    def matches_empty(self) -> bool:
-        return self._accepting[0]
+    def shape_key(self, state: int) -> tuple:
+        """``shape_of`` of ``state``'s node set."""
+        return self._shapes[state]
+
+    def subset(self, state: int) -> frozenset:
+        return self._sets[state]
+
+    def state_of(self, subset: frozenset) -> int:
+        """The state of an eps-closed node set (made if new; any such set has exact rows)."""
+        with self._lock:
+            return self._state_of(subset)
+
+    def accepts_set(self, subset: frozenset) -> bool:
+        return self._final in subset
+
+    @property
+    def repeats(self) -> tuple:
+        return self._repeats
+
+    def folded(self, horizon: int):
+        """The token-scan rows of this DFA for ``horizon``-byte tokens (``lazy_folded.FoldedScan``)."""
+        from lightllm_struct.grammar.lazy_folded import FoldedScan
+
+        with self._lock:
+            got = self._folded.get(horizon)
+            if got is None:
+                got = self._folded[horizon] = FoldedScan(self, horizon)
+        return got
 
     def fullmatch(self, data: bytes) -> bool:
         state = 0
@@ -150,21 +177,71 @@ class LazyDFA:
             got = self._index[subset] = len(self._sets)
             self._sets.append(subset)
             self._accepting.append(self._final in subset)
-            self._shapes.append(_shape_of(subset, self._repeats))
+            self._shapes.append(shape_of(subset, self._repeats))
             self._rows.append(None)
             self._succ.append(None)
         return got
 
     def _make_row(self, subset: frozenset) -> np.ndarray:
+        index, targets = self.targets(subset)
+        ids = np.array([self._state_of(t) for t in targets] + [-1], dtype=np.int32)
+        return ids[index]
+
+    def targets(self, subset: frozenset) -> tuple[np.ndarray, list[frozenset]]:
+        """The eps-closed node sets ``subset`` moves to: (per byte an index into the list, or -1; the list)."""
+        rows = [self._node_row(n) for n in subset if self._edges[n]]
+        if any(r is None for r in rows):
+            return self._targets_by_cuts(subset)
+        if not rows:
+            return np.full(256, -1, dtype=np.int64), []
+        if len(rows) == 1:  # the common case: one node reads bytes (a DFA-shaped repeat copy)
+            values, index = np.unique(rows[0], return_inverse=True)
+            sets = [self._closure(frozenset((t,))) if t >= 0 else frozenset() for t in values.tolist()]
+            index = index.reshape(-1).astype(np.int64)
+        else:
+            cols = np.ascontiguousarray(np.stack(rows).T)
+            _, first, index = np.unique(cols.view(np.dtype((np.void, 4 * len(rows)))).reshape(-1),
+                                        return_index=True, return_inverse=True)
+            sets = [self._closure(frozenset(t for t in col if t >= 0)) for col in cols[first].tolist()]
+            index = index.reshape(-1).astype(np.int64)
+        empty = [k for k, t in enumerate(sets) if not t]
+        if empty:  # the dead target (at most one: equal columns were merged)
+            index[index == empty[0]] = -1
+        return index, sets
+
+    def _node_row(self, node: int) -> np.ndarray | None:
+        """Target node per byte of ``node`` (-1: none); None if two of its edges share a byte."""
+        got = self._node_rows.get(node, False)
+        if got is False:
+            got = np.full(256, -1, dtype=np.int32)
+            for lo, hi, t in self._edges[node]:
+                if not self._live[t]:
+                    continue
+                if (got[lo:hi + 1] >= 0).any():
+                    got = None
+                    break
+                got[lo:hi + 1] = t
+            if len(self._node_rows) >= _NODE_ROWS_CACHED:
+                self._node_rows.clear()
+            self._node_rows[node] = got
+        return got
+
+    def _targets_by_cuts(self, subset: frozenset) -> tuple[np.ndarray, list[frozenset]]:
         live = self._live
         edges = [e for node in subset for e in self._edges[node] if live[e[2]]]
-        row = np.full(256, -1, dtype=np.int32)
+        index = np.full(256, -1, dtype=np.int64)
+        sets: list[frozenset] = []
+        position: dict[frozenset, int] = {}
         cuts = sorted({0, 256} | {lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
         for a, b in zip(cuts, cuts[1:]):
             targets = frozenset(t for lo, hi, t in edges if lo <= a <= hi)
             if targets:
-                row[a:b] = self._state_of(self._closure(targets))
-        return row
+                dest = self._closure(targets)
+                if dest not in position:
+                    position[dest] = len(sets)
+                    sets.append(dest)
+                index[a:b] = position[dest]
+        return index, sets
 
 
 class _AllLive:
@@ -194,8 +271,13 @@ def _coreachable(nfa, final: int) -> list[bool]:
     return live
 
 
-def _shape_of(subset: frozenset, repeats: tuple):
-    """("far", margin, key) when ``subset`` has nodes in the optional copies of a big counted repeat.
+def foldable(shape: tuple, horizon: int) -> bool:
+    """Whether a state of this ``_shape_of`` is equivalent to its moved form for ``horizon`` bytes."""
+    return shape[0] == "far" and shape[1] > horizon and shape[3] > horizon
+
+
+def shape_of(subset: frozenset, repeats: tuple):
+    """("far", margin, key, moved margin) when ``subset`` has nodes in the optional copies of a big repeat.
 
     The optional copies of ``U{lo,hi}`` are identical, adjacent node blocks, each linked to the next and
     to the repeat's end. A node in copy ``j`` accepts the same strings of at most ``m`` bytes as the node
@@ -203,7 +285,8 @@ def _shape_of(subset: frozenset, repeats: tuple):
     ``U`` is not nullable where this matters (otherwise the closure already reaches the last copy and
     ``margin`` is 0), so every further copy costs at least one byte. A subset's strings are the union of
     its nodes' strings, so subsets that differ only by moving their copy nodes are equivalent within
-    ``margin`` bytes. The key is the subset with its copy nodes moved to start at copy 0.
+    ``margin`` bytes. The key is the subset with its copy nodes moved to start at copy 0 (whose own
+    margin is the fourth entry).
     """
     for rep in repeats:
         inside = [n for n in subset if rep.first <= n < rep.stop]
@@ -213,5 +296,5 @@ def _shape_of(subset: frozenset, repeats: tuple):
         top = (max(inside) - rep.first) // rep.size
         shift = k * rep.size
         moved = frozenset(n - shift if rep.first <= n < rep.stop else n for n in subset)
-        return ("far", rep.copies - 1 - top, (rep.first, moved))
+        return ("far", rep.copies - 1 - top, (rep.first, moved), rep.copies - 1 - (top - k))
     return ("state",)

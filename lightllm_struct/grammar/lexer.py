@@ -17,7 +17,7 @@ from lightllm_struct.grammar.byte_dfa import ByteDFA
 from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
 from lightllm_struct.grammar.errors import GrammarTooComplex
 from lightllm_struct.grammar.lazy_dfa import LazyDFA
-from lightllm_struct.grammar.lazy_lexer import LazyUnionLexer
+from lightllm_struct.grammar.lazy_lexer import FoldedLexer, LazyUnionLexer
 from lightllm_struct.grammar.lr import Terminal
 
 # A lazy product lexer makes states only as generation reaches them, but one long generation inside a
@@ -55,6 +55,9 @@ class UnionLexer:
     def num_states(self) -> int:
         return int(self.table.shape[0])
 
+    def prepare(self, q: int) -> None:
+        """Make what a token scan from ``q`` reads: nothing to do, every row is made (see LazyUnionLexer)."""
+
 
 def rank_key(term: Terminal) -> tuple:
     """Sort key: the preferred terminal first when several accept the same lexeme."""
@@ -62,11 +65,11 @@ def rank_key(term: Terminal) -> tuple:
 
 
 def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Terminal, ...], *,
-                max_states: int, horizon: int, deadline: Deadline = NO_DEADLINE) -> UnionLexer | LazyUnionLexer:
+                max_states: int, horizon: int, deadline: Deadline = NO_DEADLINE) -> UnionLexer | LazyUnionLexer | FoldedLexer:
     """Reachable product of the DFAs of ``live``; ``horizon`` is the longest token in bytes.
 
     When one of the DFAs is a :class:`LazyDFA`, the product is lazy too (``lazy_lexer.py``): its states
-    are made as lexing reaches them.
+    are made as lexing reaches them (a lone lazy DFA gets folded scan rows).
 
     Raises
     ------
@@ -74,6 +77,9 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
         More than ``max_states`` product states.
     """
     ids = sorted(live, key=lambda t: rank_key(terminals[t]))  # component order = preference order
+    if len(ids) == 1 and isinstance(dfas[ids[0]], LazyDFA):
+        return FoldedLexer(uid, live, ids[0], dfas[ids[0]], horizon=horizon,
+                           max_states=max_states * LAZY_STATES_FACTOR)
     if any(isinstance(dfas[t], LazyDFA) for t in ids):
         return LazyUnionLexer(uid, live, ids, [dfas[t] for t in ids], horizon=horizon,
                               max_states=max_states * LAZY_STATES_FACTOR)

@@ -116,11 +116,11 @@ def _assert_same_within(dfa, a: int, b: int, depth: int) -> None:
 
 def test_wants_lazy_only_for_long_counted_repeats():
     assert wants_lazy(r'"(?:[^"\\]|\\.){0,2000}"')
-    assert wants_lazy(r"(?:a|(?:b{3,100}))c")
-    assert not wants_lazy(r"[a-z]{1,20}") and not wants_lazy(r"(a|b)*a(a|b){40}")
+    assert wants_lazy(r"(?:a|(?:b{3,300}))c")
+    assert not wants_lazy(r"[a-z]{1,200}") and not wants_lazy(r"(a|b)*a(a|b){40}")
 
 
-@pytest.mark.parametrize("pattern", [r"(a|b)*a(a|b){40}", r"(a|b)*a(a|b){100}", r"(?:[ab]*a[ab]{30}){1,100}"])
+@pytest.mark.parametrize("pattern", [r"(a|b)*a(a|b){40}", r"(a|b)*a(a|b){300}", r"(?:[ab]*a[ab]{30}){1,300}"])
 def test_explosive_regex_refused_fast(pattern):
     compiler = GrammarCompiler(small_tokenizer())
     start = time.monotonic()
@@ -129,15 +129,27 @@ def test_explosive_regex_refused_fast(pattern):
     assert time.monotonic() - start < 10
 
 
-def test_lazy_regex_grammar_masks_are_exact():
+@pytest.mark.parametrize("pattern", [r"(?:ab|c|é){0,300}d", r'"(?:[^"\\]|\\n){0,400}"'])
+def test_lazy_regex_grammar_masks_are_exact(pattern):
+    """Folded scan rows (far from the end) and exact ones (near it) give the brute-force masks."""
+    assert wants_lazy(pattern)
     compiler = GrammarCompiler(small_tokenizer())
-    grammar = compiler.compile_regex(r"(?:ab|c|é){0,70}d")
+    grammar = compiler.compile_regex(pattern)
     rng = random.Random(1)
-    for _ in range(4):
-        text, ended, _ = random_walk(grammar, rng, eos_ids={EOS_ID}, max_steps=40, check_masks=True, eos_bias=0.1)
+    for _ in range(3):
+        text, ended, _ = random_walk(grammar, rng, eos_ids={EOS_ID}, max_steps=30, check_masks=True, eos_bias=0.1)
         if ended:
-            assert re.fullmatch(r"(?:ab|c|é){0,70}d", text.decode("utf-8"))
+            assert re.fullmatch(pattern, text.decode("utf-8"))
+    vocab_size = small_tokenizer().vocab_size
+    unit = b"ab" if pattern.startswith("(?:ab") else b"x"
+    prefix = b"" if unit == b"ab" else b'"'
     matcher = Matcher(grammar)
-    assert matcher.accept_bytes(b"ab" * 70)
-    assert EOS_ID not in brute_force_allowed(matcher, small_tokenizer().vocab_size)
-    assert not matcher.accept_bytes(b"c") and matcher.accept_bytes(b"d") and matcher.is_complete()
+    assert matcher.accept_bytes(prefix)
+    for count in range(300 if unit == b"ab" else 400):
+        if count % 37 == 0 or count > 290:
+            assert matcher.allowed_token_ids() == brute_force_allowed(matcher, vocab_size), count
+        assert matcher.accept_bytes(unit)
+    assert matcher.allowed_token_ids() == brute_force_allowed(matcher, vocab_size)
+    assert not matcher.accept_bytes(unit)
+    assert EOS_ID not in brute_force_allowed(matcher, vocab_size)
+    assert matcher.accept_bytes(b"d" if unit == b"ab" else b'"') and matcher.is_complete()
