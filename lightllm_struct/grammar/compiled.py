@@ -113,10 +113,11 @@ class CompiledGrammar:
         if not self.memoize:
             return self._feed(config, data, None)
         stack, lexer, q = config
-        key = (lexer, q, data)
+        key = None
         if len(data) < self._memo_min_bytes:
             end = _lex(lexer, q, data)
         else:
+            key = (lexer, q, data)
             end = self._lexing.get(key)
             if end is None:
                 end = _lex(lexer, q, data)
@@ -127,7 +128,10 @@ class CompiledGrammar:
             return (stack, lexer, end)
         if end == _DEAD:
             return None
-        edit = self._memoised(self._crossings, key, stack, None, self._crossing)
+        key = key or (lexer, q, data)
+        edit = self._crossings.get(key, stack)
+        if edit is MISS:
+            edit = self._memoised(self._crossings, key, stack, None, self._crossing)
         if edit is None:
             return None
         pop, push, lexer, q = edit

@@ -210,3 +210,34 @@ def test_concurrent_matchers_on_one_grammar_agree_with_serial():
     for t in threads:
         t.join()
     assert all(results[i] == expected[i % 3] for i in range(6))
+
+
+def test_rollback_after_memoised_steps_matches_plain_replay():
+    """Random accepts and rollbacks through warm memos; every state equals a plain replay of the bytes."""
+    from tests.grammar.test_compiled import norm
+
+    tok = small_tokenizer()
+    grammar = GrammarCompiler(tok).compile_lark(JSON_GRAMMAR)
+    grammar._memo_min_bytes = 1  # white-box: memoise the small vocabulary's short tokens too
+    rng = random.Random(3)
+    matcher, accepted = Matcher(grammar), []
+    for _ in range(150):
+        if accepted and rng.random() < 0.3:
+            back = rng.randint(1, len(accepted))
+            matcher.rollback(back)
+            del accepted[len(accepted) - back:]
+        else:
+            allowed = [t for t in matcher.allowed_token_ids() if t != EOS_ID]
+            if not allowed or len(accepted) > 40:
+                matcher.reset()
+                accepted.clear()
+                continue
+            accepted.append(rng.choice(allowed))
+            assert matcher.accept_token(accepted[-1])
+        grammar.memoize = False
+        expected = grammar.feed_bytes(grammar.initial_config(), b"".join(tok.vocab[t] for t in accepted))
+        complete = grammar.is_complete(expected)
+        finished = complete and not grammar.can_continue(expected)
+        grammar.memoize = True
+        assert norm(matcher._history[-1][0]) == norm(expected)
+        assert matcher.is_complete() == complete and matcher.is_terminated() == finished
