@@ -137,7 +137,8 @@ def lazy_regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline
         unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, max_states, deadline), deadline)
         return unit.table, unit.accepting
 
-    nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline, unit_dfa=unit_dfa)
+    nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline, unit_dfa=unit_dfa,
+                                  virtual=True)
     return LazyDFA(nfa, start, final, max_states=max_states, repeats=tuple(nfa.repeats))
 
 

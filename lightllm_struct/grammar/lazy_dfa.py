@@ -44,7 +44,9 @@ class LazyDFA:
         self.uid = next(_UIDS)
         self.digest = b"lazy-%d" % self.uid  # a unique content key, as ByteDFA.digest is for eager DFAs
         self.max_states = max_states
-        self._edges, self._eps = nfa.edges, nfa.eps
+        self._edges, self._eps = nfa.edges_of, nfa.eps_of  # the NFA may reserve copies (ByteNFA virtual)
+        if nfa.has_empty_set:
+            nfa.materialize(0, len(nfa.edges))
         self._live = _coreachable(nfa, final) if nfa.has_empty_set else _ALL_LIVE
         self._final = final
         self._repeats = repeats
@@ -162,7 +164,7 @@ class LazyDFA:
             seen = set(nodes)
             todo = list(nodes)
             while todo:
-                for nxt in self._eps[todo.pop()]:
+                for nxt in self._eps(todo.pop()):
                     if nxt not in seen and self._live[nxt]:
                         seen.add(nxt)
                         todo.append(nxt)
@@ -189,7 +191,7 @@ class LazyDFA:
 
     def targets(self, subset: frozenset) -> tuple[np.ndarray, list[frozenset]]:
         """The eps-closed node sets ``subset`` moves to: (per byte an index into the list, or -1; the list)."""
-        rows = [self._node_row(n) for n in subset if self._edges[n]]
+        rows = [self._node_row(n) for n in subset if self._edges(n)]
         if any(r is None for r in rows):
             return self._targets_by_cuts(subset)
         if not rows:
@@ -214,7 +216,7 @@ class LazyDFA:
         got = self._node_rows.get(node, False)
         if got is False:
             got = np.full(256, -1, dtype=np.int32)
-            for lo, hi, t in self._edges[node]:
+            for lo, hi, t in self._edges(node):
                 if not self._live[t]:
                     continue
                 if (got[lo:hi + 1] >= 0).any():
@@ -228,7 +230,7 @@ class LazyDFA:
 
     def _targets_by_cuts(self, subset: frozenset) -> tuple[np.ndarray, list[frozenset]]:
         live = self._live
-        edges = [e for node in subset for e in self._edges[node] if live[e[2]]]
+        edges = [e for node in subset for e in self._edges(node) if live[e[2]]]
         index = np.full(256, -1, dtype=np.int64)
         sets: list[frozenset] = []
         position: dict[frozenset, int] = {}

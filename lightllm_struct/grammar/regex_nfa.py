@@ -9,6 +9,7 @@ back-references, possessive and atomic groups are refused.
 """
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,11 +68,18 @@ _RECORD_MIN_COPIES = 16
 
 
 class ByteNFA:
-    """Nodes with byte-range edges ``(lo, hi, target)`` and epsilon edges."""
+    """Nodes with byte-range edges ``(lo, hi, target)`` and epsilon edges.
 
-    def __init__(self, max_nodes: int, deadline: Deadline) -> None:
-        self.edges: list[list[tuple[int, int, int]]] = []
-        self.eps: list[list[int]] = []
+    With ``virtual``, the optional copies of a big counted repeat after the first are only reserved:
+    their edges are the first copy's, shifted, and are made on first use (``edges_of``/``eps_of``), so
+    a lazy DFA over ``U{0,2000}`` pays for the copies it reaches, not for 2000.
+    """
+
+    def __init__(self, max_nodes: int, deadline: Deadline, *, virtual: bool = False) -> None:
+        self.edges: list = []
+        self.eps: list = []
+        self.virtual = virtual
+        self._blocks: list[RepeatCopies] = []  # virtual copy ranges, by first node
         self.repeats: list[RepeatCopies] = []
         # Only an empty character set can leave a node unable to reach the final node (Thompson
         # fragments and minimal unit DFAs have no dead parts); lazy DFAs prune only when it was built.
@@ -87,6 +95,49 @@ class ByteNFA:
         self.edges.append([])
         self.eps.append([])
         return len(self.edges) - 1
+
+    def edges_of(self, node: int) -> list:
+        got = self.edges[node]
+        if got is None:  # a reserved copy: the first copy's edges (all inside it), shifted
+            shift = self._virtual(node)[1]
+            got = self.edges[node] = [(lo, hi, t + shift) for lo, hi, t in self.edges[node - shift]]
+        return got
+
+    def eps_of(self, node: int) -> list:
+        got = self.eps[node]
+        if got is None:  # the first copy's links, shifted; the repeat's end stays, none past the last copy
+            block, shift = self._virtual(node)
+            out = []
+            for t in self.eps[node - shift]:
+                if block.first <= t < block.first + 2 * block.size:
+                    t += shift
+                    if t >= block.stop:
+                        continue
+                out.append(t)
+            got = self.eps[node] = out
+        return got
+
+    def materialize(self, lo: int, hi: int) -> None:
+        """Make the virtual nodes among ``lo..hi-1`` real (before their edges are copied or scanned)."""
+        if self._blocks:
+            for node in range(lo, hi):
+                self.edges_of(node)
+                self.eps_of(node)
+
+    def reserve_copies(self, first: int, size: int, copies: int) -> None:
+        """Reserve copies ``1..copies-1`` of the block ``first..first+size-1`` (already linked to copy 1)."""
+        if len(self.edges) + size * (copies - 1) > self._max_nodes:
+            raise GrammarTooComplex(f"regex automaton exceeds {self._max_nodes} nodes")
+        self._blocks.append(RepeatCopies(first, size, copies))
+        self.edges.extend([None] * (size * (copies - 1)))
+        self.eps.extend([None] * (size * (copies - 1)))
+
+    def has_virtual(self, lo: int, hi: int) -> bool:
+        return any(b.first + b.size < hi and lo < b.stop for b in self._blocks)
+
+    def _virtual(self, node: int) -> tuple[RepeatCopies, int]:
+        block = self._blocks[bisect.bisect_right([b.first for b in self._blocks], node) - 1]
+        return block, (node - block.first) // block.size * block.size
 
     def copy_of(self, base: int, edges: list, eps: list) -> int:
         """Append a copy of a fragment whose nodes were ``base, base+1, ...``; returns the offset.
@@ -137,19 +188,20 @@ def parse_regex(pattern: str) -> tuple:
 # Counted repeats with at least this many copies get each copy as the unit's minimal DFA (see repeat).
 _DFA_UNIT_MIN_COPIES = 4
 _DFA_UNIT_MIN_COPIES_SET = 16  # the same for a unit that is a single character set
+_VIRTUAL_MIN_COPIES = 64  # optional copies from which a virtual NFA reserves instead of copying
 _CHAR_OPS = (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN, C.CATEGORY)
 
 
-def build_nfa(pattern: str, *, max_nodes: int, deadline: Deadline,
-              unit_dfa: Callable | None = None) -> tuple[ByteNFA, int, int]:
+def build_nfa(pattern: str, *, max_nodes: int, deadline: Deadline, unit_dfa: Callable | None = None,
+              virtual: bool = False) -> tuple[ByteNFA, int, int]:
     """Thompson construction: (nfa, start node, accepting node).
 
     ``unit_dfa(nfa, start, end) -> (table, accepting)``, when given, turns the NFA of a counted repeat's
     unit into its minimal DFA (state 0 initial, -1 dead), which is then copied instead of the Thompson
-    fragment.
+    fragment. ``virtual``: see :class:`ByteNFA` (read such an NFA through ``edges_of``/``eps_of``).
     """
     parsed, flags = parse_regex(pattern)
-    nfa = ByteNFA(max_nodes, deadline)
+    nfa = ByteNFA(max_nodes, deadline, virtual=virtual)
     try:
         start, end = _Builder(nfa, pattern, unit_dfa).seq(list(parsed), flags)
     except RecursionError as exc:
@@ -211,6 +263,8 @@ class _Builder:
         end = self.nfa.node()
         self.nfa.eps[cur].append(end)
         first = len(self.nfa.edges)
+        if self.nfa.virtual and hi - lo >= _VIRTUAL_MIN_COPIES:
+            return start, self.virtual_copies(unit, cur, end, hi - lo)
         for _ in range(hi - lo):
             s, e = unit()
             self.nfa.eps[cur].append(s)
@@ -220,6 +274,19 @@ class _Builder:
         if hi - lo >= _RECORD_MIN_COPIES and size and not rest:
             self.nfa.repeats.append(RepeatCopies(first, size, hi - lo))
         return start, end
+
+    def virtual_copies(self, unit, cur: int, end: int, copies: int) -> int:
+        """The optional copies of a repeat as one real copy plus reserved, shifted ones; returns ``end``."""
+        first = len(self.nfa.edges)
+        s, e = unit()
+        size = len(self.nfa.edges) - first
+        if self.nfa.has_virtual(first, first + size):  # nested big repeats: copy for real
+            self.nfa.materialize(first, first + size)
+        self.nfa.eps[cur].append(s)
+        self.nfa.eps[e] += [end, s + size]
+        self.nfa.reserve_copies(first, size, copies)
+        self.nfa.repeats.append(RepeatCopies(first, size, copies))
+        return end
 
     def unit_copies(self, items: list, flags: int, *, as_dfa: bool):
         """A function returning a fresh ``(start, end)`` fragment of ``items`` per call.
@@ -237,6 +304,7 @@ class _Builder:
                 base = len(self.nfa.edges)
                 s, e = self.dfa_fragment(items, flags) if as_dfa and self.unit_dfa else self.seq(items, flags)
                 top = len(self.nfa.edges)
+                self.nfa.materialize(base, top)  # copies copy edges, never reservations
                 template.append((base, top, s, e, [list(x) for x in self.nfa.edges[base:top]],
                                  [list(x) for x in self.nfa.eps[base:top]]))
                 return s, e

@@ -25,6 +25,11 @@ PATTERNS = [
     r"(?:(?:ab){0,20}c){0,20}",
     r"(?:x|y)*x(?:x|y){5}",
     r"[a-z]{5,70}@[a-z]{1,20}\.(?:com|org)",
+    # 64+ optional copies: lazy DFAs reserve them in the NFA (virtual copies), also nested
+    r'"(?:[^"\\]|\\u[0-9a-f]{4}){0,300}"',
+    r"(?:(?:ab){0,70}c){0,3}",
+    r"(?:x(?:ab){0,64}){0,64}y",
+    r"(?:ab|c){10,100}",
 ]
 
 
