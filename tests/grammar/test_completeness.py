@@ -12,13 +12,14 @@ import random
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 import tests.grammar.hjs_compat  # noqa: F401  (hypothesis-jsonschema on new hypothesis)
 from tests.grammar.vocab_fixtures import (bench_schema, bench_spec, compiled_or_skip, encoder,
                                           token_of_bytes, vocab_bundle)
+from tests.grammar.json_schema.spellings import respell
 from tests.grammar.walks import force_trace, random_segmentation
 
 VOCABS = ["smollm2", "llama3"]
@@ -30,6 +31,8 @@ INLINE = {
     "unicode_strings": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 4},
     "numbers": {"type": "array", "items": {"type": "number"}, "maxItems": 5},
     "int_ranges": {"type": "array", "items": {"type": "integer", "minimum": -130, "maximum": 1001}, "maxItems": 6},
+    "number_ranges": {"type": "array", "items": {"type": "number", "exclusiveMinimum": -2.5, "maximum": 1e3},
+                      "maxItems": 6},
     "any_json": True,
 }
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER  # the engine enforces formats, so must the oracle
@@ -68,44 +71,58 @@ def in_schema_order(value, order: dict[str, int]):
     return value
 
 
-# Engine gaps found by this file and reported to the grammar owners, each pinned by a strict xfail below
-# (which starts failing once the gap is fixed: then delete the gap here and its xfail).
-KNOWN_GAPS = [
-    pytest.param({"type": "number", "minimum": 0, "maximum": 1}, 3.718e-253, id="bounded-number-exponent"),
-    pytest.param({"type": "number", "exclusiveMinimum": 0}, 1e16, id="exclusive-minimum-exponent"),
-    pytest.param({"type": "object", "additionalProperties": {"type": "integer"}}, {"\u00e9": 0}, id="u-escaped-key"),
+# Other spellings of the same value, once engine gaps (bounded numbers never took exponents, property names
+# never took escapes): every one must be accepted under every tokenization.
+OBJ_E = {"type": "object", "properties": {"\u00e9": {"type": "integer"}, "a/b": {"type": "string"}},
+         "additionalProperties": {"type": "boolean"}}
+SPELLINGS = [
+    pytest.param({"type": "number", "minimum": 0, "maximum": 1}, "3.718e-253", id="bounded-number-exponent"),
+    pytest.param({"type": "number", "exclusiveMinimum": 0}, "1e16", id="exclusive-minimum-exponent"),
+    pytest.param({"type": "number", "minimum": 0, "maximum": 1000}, "1.5E+2", id="upper-exponent-sign"),
+    pytest.param({"type": "number", "minimum": -1, "maximum": 1e-3}, "-10.0e-001", id="leading-zero-exponent"),
+    pytest.param({"const": 150}, "0.15e3", id="const-number-exponent"),
+    pytest.param({"type": "object", "additionalProperties": {"type": "integer"}}, '{"\\u00e9":0}', id="u-escaped-key"),
+    pytest.param(OBJ_E, '{"\\u00E9":1,"a\\/b":"x","\\ud83d\\ude00":true}', id="declared-keys-escaped"),
+    pytest.param({"enum": ["\u00e9t\u00e9", 2]}, '"\\u00e9t\\u00E9"',
+                 id="enum-string-escaped"),
+]
+# Wrong values in such spellings: an escaped declared key is that key (its schema applies, it appears once).
+WRONG_SPELLINGS = [
+    pytest.param({"type": "number", "minimum": 0, "maximum": 1}, "1.0001e0", id="number-above"),
+    pytest.param({"type": "number", "exclusiveMinimum": 0}, "0e16", id="zero-exclusive"),
+    pytest.param(OBJ_E, '{"\\u00e9":true}', id="escaped-declared-key-with-extra-value"),
+    pytest.param(OBJ_E, '{"\\u00e9":1,"\\u00e9":2}', id="escaped-declared-key-twice"),
 ]
 
 
-def known_gap(value, ensure_ascii: bool = False) -> bool:
-    """Numbers written with an exponent, and property names that the serialisation
-    spells with \\uXXXX escapes (see KNOWN_GAPS)."""
-    if isinstance(value, float):
-        return "e" in json.dumps(value)
-    if isinstance(value, dict):
-        keys_gap = any("\\u" in json.dumps(k, ensure_ascii=ensure_ascii) for k in value)
-        return keys_gap or any(known_gap(v, ensure_ascii) for v in value.values())
-    if isinstance(value, list):
-        return any(known_gap(v, ensure_ascii) for v in value)
-    return False
+@pytest.mark.parametrize(("schema", "text"), SPELLINGS)
+def test_other_spellings_are_accepted(schema, text):
+    assert jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+    check_text(schema, text, 0, require=_must)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="engine gap reported to the lead (G2)")
-@pytest.mark.parametrize(("schema", "instance"), KNOWN_GAPS)
-def test_known_gap_still_rejected(schema, instance):
-    check_instance(schema, instance, 0, ensure_ascii=True, skip_gaps=False, require=_must)
+@pytest.mark.parametrize(("schema", "text"), WRONG_SPELLINGS)
+def test_wrong_values_in_other_spellings_are_rejected(schema, text):
+    for vocab_name in VOCABS:
+        vocab, eos, _ = vocab_bundle(vocab_name)
+        grammar = compiled_or_skip(vocab_name, json.dumps(schema))
+        verdict = force_trace(grammar, len(vocab), encoder(vocab_name)(text), eos)
+        assert verdict != "ok", f"{vocab_name} accepted {text!r}"
 
 
 def _must(condition: bool) -> None:
     assert condition  # outside hypothesis: hand-written cases must meet every precondition
 
 
-def check_instance(schema, instance, seed: int, *, ensure_ascii: bool = False, skip_gaps: bool = True,
-                   require=assume) -> None:
+def check_instance(schema, instance, seed: int, *, ensure_ascii: bool = False, require=assume) -> None:
     require(jsonschema.Draft202012Validator(schema, format_checker=FORMATS).is_valid(instance))
-    require(not (skip_gaps and known_gap(instance, ensure_ascii)))
     instance = in_schema_order(instance, schema_key_order(schema))
-    text = json.dumps(instance, separators=(",", ":"), ensure_ascii=ensure_ascii)
+    check_text(schema, json.dumps(instance, separators=(",", ":"), ensure_ascii=ensure_ascii), seed,
+               require=require)
+
+
+def check_text(schema, text: str, seed: int, *, require=assume) -> None:
+    """``text`` (a valid instance) is accepted under own and random tokenizations of both vocabularies."""
     data = text.encode("utf-8")
     for vocab_name in VOCABS:
         vocab, eos, _ = vocab_bundle(vocab_name)
@@ -140,6 +157,22 @@ def test_escaped_unicode_spelling_is_accepted(name, data, seed):
     """``\\uXXXX`` escapes (json.dumps with ensure_ascii) are the same JSON value and must be accepted."""
     schema = _schema(name)
     check_instance(schema, data.draw(from_schema(schema), label="instance"), seed, ensure_ascii=True)
+
+
+@pytest.mark.parametrize("name", ["signed_ranges", "number_ranges", "metrics_map", "tool_call_weather",
+                                  "unicode_strings"])
+@settings(max_examples=5, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data(), seed=st.integers(0, 2**16))
+def test_generated_instances_in_other_spellings(name, data, seed):
+    """Floats with exponents (e/E, signs, leading zeros, fraction + exponent), strings and keys with random
+    escapes: the same JSON value, so accepted."""
+    schema = _schema(name)
+    instance = data.draw(from_schema(schema), label="instance")
+    assume(jsonschema.Draft202012Validator(schema, format_checker=FORMATS).is_valid(instance))
+    text = respell(in_schema_order(instance, schema_key_order(schema)), random.Random(seed))
+    note(text)
+    check_text(schema, text, seed)
 
 
 @pytest.mark.parametrize("stem", ["person", "address_book", "calendar_event", "network_config", "invoice",

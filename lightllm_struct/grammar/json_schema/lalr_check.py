@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_parse  # type: ignore[no-redef]
 
 from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
+from lightllm_struct.grammar.json_schema.strings import literal_spelling
 from lightllm_struct.grammar.lr import remember_tables
 
 _MESSAGE = "the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide"
@@ -59,7 +60,7 @@ def overlap(a: str, b: str) -> bool:
     first_a, first_b = _first_chars(a), _first_chars(b)
     if first_a is not None and first_b is not None and not first_a & first_b:
         return False
-    for lit, other in ((_literal(a), b), (_literal(b), a)):
+    for lit, other in ((_literal(a) or literal_spelling(a), b), (_literal(b) or literal_spelling(b), a)):
         if lit is not None:  # a literal (a known key, a punctuation mark): one match decides, no automaton
             return re.fullmatch(other, lit) is not None
     return not (_fsm(a) & _fsm(b)).empty()

@@ -231,3 +231,35 @@ def int_range(lo: int, hi: int | None) -> str | None:
             parts += fixed_width_range(lo, end, width)
         lo, width = top + 1, width + 1
     return alt(parts)
+
+
+def fixed_width_set(ranges: Ranges, width: int, *, base: int = 16, upper: bool = True) -> str | None:
+    """One prefix-factored regex for the ``width``-digit strings of the values in ``ranges``; None if empty.
+
+    Digits leading to the same set of suffixes share one class, so a set with k holes costs O(k * width)
+    alternatives, nested: a DFA-shaped regex that interegular turns into a small automaton quickly (a flat list
+    of alternatives, each repeating its prefix, costs it seconds once escapes of many characters are unioned).
+    """
+    digits = "0123456789abcdef"[:base]
+
+    def rec(spans: tuple[tuple[int, int], ...], width: int) -> str:
+        if width == 0:
+            return ""
+        size = base ** (width - 1)
+        groups: dict[tuple[tuple[int, int], ...], list[int]] = {}
+        for d in range(base):
+            lo, hi = d * size, (d + 1) * size - 1
+            sub = tuple((max(a, lo) - lo, min(b, hi) - lo) for a, b in spans if a <= hi and b >= lo)
+            if sub:
+                groups.setdefault(sub, []).append(d)
+        parts = []
+        for sub, ds in groups.items():
+            cls = char_class(normalize((ord(c), ord(c)) for d in ds
+                                       for c in {digits[d], digits[d].upper() if upper else digits[d]}))
+            assert cls is not None
+            tail = _any(width - 1, digits, upper) if sub == ((0, size - 1),) else rec(sub, width - 1)
+            parts.append(cls + tail)
+        return alt(parts) or ""
+
+    spans = tuple(normalize(r for r in ranges if r[0] <= r[1]))
+    return rec(spans, width) if spans else None

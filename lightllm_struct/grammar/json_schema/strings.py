@@ -5,9 +5,8 @@ A JSON string's *content* is a sequence of units, each one code point: a raw cha
 Length limits count units, so they are exact in code points. Lone surrogate escapes are only accepted in
 strings without length or pattern limits (one would count differently from Python).
 
-Object keys use *canonical* units (the spelling ``json.dumps(..., ensure_ascii=False)`` produces: only ``"``,
-``\\`` and controls escaped). One spelling per key is what lets the additional-key terminal exclude the known
-keys exactly; a model writing ``"\\u0061"`` for a key ``"a"`` is the intentional restriction.
+Literal strings (``const``, ``enum``, declared property names) accept every spelling of their code points (raw,
+short escape, ``\\uXXXX`` in either case, surrogate pairs); keys.py builds the additional-property key.
 """
 from __future__ import annotations
 
@@ -15,11 +14,11 @@ import json
 
 from lightllm_struct.grammar.json_schema.regex_util import (
     MAX_CODE_POINT,
+    SURROGATES,
     Ranges,
     alt,
     char_class,
-    escape_literal,
-    fixed_width_range,
+    fixed_width_set,
     intersect,
     normalize,
     repeat,
@@ -33,13 +32,12 @@ _SHORT = {0x22: "\\x22", 0x5C: "\\\\", 0x2F: "\\/", 0x08: "b", 0x0C: "f", 0x0A: 
 _HEX = "[0-9a-fA-F]"
 
 
-def unit(ranges: Ranges, *, canonical: bool = False, hex_limit: int = MAX_CODE_POINT) -> str | None:
+def unit(ranges: Ranges, *, hex_limit: int = MAX_CODE_POINT) -> str | None:
     """One string-content unit whose decoded code point lies in ``ranges``; None if no code point does.
 
     Parameters
     ----------
     ranges : normalized code-point ranges.
-    canonical : only the spelling json.dumps(ensure_ascii=False) uses.
     hex_limit : ``\\uXXXX`` escapes (and surrogate pairs, when above 0xFFFF) only for code points up to this.
     """
     ranges = normalize(ranges)
@@ -47,20 +45,22 @@ def unit(ranges: Ranges, *, canonical: bool = False, hex_limit: int = MAX_CODE_P
     raw = char_class(subtract(ranges, _RAW_EXCLUDED))
     if raw:
         parts.append(raw)
-    short = [ch for cp, ch in _SHORT.items() if _has(ranges, cp) and not (canonical and cp == 0x2F)]
+    # Everything after the backslash in one factored alternation: a flat list of "\\uXXXX" alternatives
+    # makes regex-to-automaton conversion (interegular, lark) slow once many characters are excluded.
+    escaped = []
+    short = [ch for cp, ch in _SHORT.items() if _has(ranges, cp)]
     if short:
-        parts.append("\\\\" + (short[0] if len(short) == 1 else "[" + "".join(short) + "]"))
-    if canonical:
-        controls = subtract(intersect(ranges, [(0, 0x1F)]), normalize((cp, cp) for cp in _SHORT))
-        hexes = [h for lo, hi in controls for h in fixed_width_range(lo, hi, 2, base=16)]
-        if hexes:
-            parts.append("\\\\u00" + (alt(hexes) or ""))
-    else:
-        bmp = subtract(intersect(ranges, [(0, min(hex_limit, 0xFFFF))]), [(0xD800, 0xDFFF)])
-        for lo, hi in bmp:
-            parts += ["\\\\u" + h for h in fixed_width_range(lo, hi, 4, base=16, upper=True)]
-        for lo, hi in intersect(ranges, [(0x10000, min(hex_limit, MAX_CODE_POINT))]):
-            parts += _pairs(lo, hi)
+        escaped.append(short[0] if len(short) == 1 else "[" + "".join(short) + "]")
+    hexes = []
+    bmp = fixed_width_set(subtract(intersect(ranges, [(0, min(hex_limit, 0xFFFF))]), [SURROGATES]), 4)
+    if bmp:
+        hexes.append(bmp)
+    for lo, hi in intersect(ranges, [(0x10000, min(hex_limit, MAX_CODE_POINT))]):
+        hexes += _pairs(lo, hi)
+    if hexes:
+        escaped.append("u" + (alt(hexes) or ""))
+    if escaped:
+        parts.append("\\\\" + (alt(escaped) or ""))
     return alt(parts)
 
 
@@ -81,9 +81,9 @@ def _pairs(lo: int, hi: int) -> list[str]:
         spans.append((h2, h2, 0xDC00, l2))
     out = []
     for ha, hb, la, lb in spans:
-        high = alt(fixed_width_range(ha, hb, 4, base=16, upper=True))
-        low = alt(fixed_width_range(la, lb, 4, base=16, upper=True))
-        out.append(f"\\\\u{high}\\\\u{low}")
+        high = fixed_width_set([(ha, hb)], 4)
+        low = fixed_width_set([(la, lb)], 4)
+        out.append(f"{high}\\\\u{low}")  # the first "\\u" is written by the caller
     return out
 
 
@@ -99,58 +99,44 @@ def string_regex(min_length: int = 0, max_length: int | None = None) -> str:
 
 
 def literal_string(text: str) -> str:
-    """The canonical JSON spelling of ``text`` (with quotes) as a regex."""
-    return escape_literal(json.dumps(text, ensure_ascii=False))
+    """Every JSON spelling of ``text`` (with quotes) as a regex."""
+    regex = '"' + "".join(spelled(ch) for ch in text) + '"'
+    _SPELLED_LITERALS[_lark_form(regex)] = '"' + "".join(_canonical(ch) for ch in text) + '"'
+    return regex
 
 
-def key_regex_excluding(keys: list[str]) -> str:
-    """Canonically spelled JSON strings (with quotes) other than ``keys``: the additional-property key.
+# Regex of literal_string(v) -> one spelling of v. Checking two terminals for a common match needs an automaton
+# per regex unless one side is a literal; a literal_string regex is as good as one (see literal_spelling).
+# Only ever grows by the distinct literal strings of compiled schemas.
+_SPELLED_LITERALS: dict[str, str] = {}
 
-    A string is not a key iff it leaves the trie of the keys at some unit (then anything may follow) or stops
-    at a trie node that ends no key. Both parts walk the trie once; the free tail is written once, so the
-    regex grows with the trie, not with the trie times the unit regex.
+
+def literal_spelling(regex: str) -> str | None:
+    """One JSON spelling of the value if ``regex`` came from literal_string (also after lark read it), else None.
+
+    Every string terminal the frontend builds that matches some spelling of a value also matches this one
+    (the raw or short-escape spelling: no unit regex leaves it out), so ``re.fullmatch(other, spelling)``
+    decides whether ``other`` shares a string with ``regex``.
     """
-    trie: dict = {}
-    for key in keys:
-        node = trie
-        for ch in key:
-            node = node.setdefault(ch, {})
-        node[None] = True
-    any_unit = unit(ALL, canonical=True)
-    assert any_unit is not None
-    leave = _leave(trie)
-    stop = _stop(trie)
-    # ``stop`` may be "" (the empty key, when it is not a declared one): still an alternative.
-    body = alt([leave + any_unit + "*"] + ([stop] if stop is not None else []))
-    return '"' + (body or "") + '"'
+    return _SPELLED_LITERALS.get(_lark_form(regex))
 
 
-def _children(node: dict) -> list[str]:
-    return sorted(ch for ch in node if ch is not None)
+def _lark_form(regex: str) -> str:
+    return regex.replace("\\x22", '"')  # lark's grammar loader writes the \x22 of a regex as a raw quote
 
 
-def _leave(node: dict) -> str:
-    """A path of the trie, then one unit that is not a child there."""
-    kids = _children(node)
-    other = unit(subtract(ALL, normalize((ord(c), ord(c)) for c in kids)), canonical=True)
-    parts = ([other] if other else []) + [escape_literal(_canonical_char(c)) + _leave(node[c]) for c in kids]
-    return alt(parts) or ""
-
-
-def _stop(node: dict) -> str | None:
-    """Paths of the trie (non-empty or not) that end at a node where no key ends; None if there are none."""
-    parts = []
-    for c in _children(node):
-        sub = _stop(node[c])
-        spelled = escape_literal(_canonical_char(c))
-        if sub is not None:
-            parts.append(spelled + sub)
-    body = alt(parts)
-    if None in node:
-        return body
-    return "" if body is None else body + "?"
-
-
-def _canonical_char(ch: str) -> str:
+def _canonical(ch: str) -> str:
+    cp = ord(ch)
+    if SURROGATES[0] <= cp <= SURROGATES[1]:
+        return f"\\u{cp:04x}"
     return json.dumps(ch, ensure_ascii=False)[1:-1]
 
+
+def spelled(ch: str) -> str:
+    """Every spelling of one code point; a lone surrogate (possible in a Python str) only as its escape."""
+    cp = ord(ch)
+    if SURROGATES[0] <= cp <= SURROGATES[1]:
+        return "\\\\u" + (fixed_width_set([(cp, cp)], 4) or "")
+    text = unit([(cp, cp)])
+    assert text is not None
+    return text

@@ -7,9 +7,12 @@ import re
 
 import interegular
 import pytest
+from lark.load_grammar import load_grammar
 
 from lightllm_struct.grammar.json_schema.patterns import FORMATS, PatternUnsupported, pattern_content_regex
-from lightllm_struct.grammar.json_schema.strings import ANY_STRING, key_regex_excluding, string_regex
+from lightllm_struct.grammar.json_schema.keys import key_regex_excluding
+from lightllm_struct.grammar.json_schema.strings import ANY_STRING, literal_spelling, literal_string, string_regex
+from tests.grammar.json_schema.spellings import string_spelling
 
 SAMPLES = ["", "a", "ab", "abc", "é", "😀", "a😀b", 'q"q', "back\\slash", "tab\tnl\n", "\x00\x1f", "ÿ€", "日本語"]
 
@@ -46,14 +49,60 @@ def test_lone_surrogates_not_in_length_limited_strings():
     assert not re.fullmatch(string_regex(2, 2), '"\\ud83d\\ude00"')
 
 
-def test_key_regex_excludes_exactly_the_known_keys():
-    keys = ["a", "ab", "b\"c", "日", "x\ny", ""]
-    rx = re.compile(key_regex_excluding(keys))
-    interegular.parse_pattern(key_regex_excluding(keys))
-    for key in keys:
-        assert not rx.fullmatch(json.dumps(key, ensure_ascii=False)), key
-    for other in ["abc", "b", "A", "aa", "bc", "b\"", "日本", "x\nyz", "x", " ", "\\"]:
-        assert rx.fullmatch(json.dumps(other, ensure_ascii=False)), other
+# Near misses on purpose: 😁 shares 😀's high surrogate, U+D7FF / U+E000 sit beside the surrogate block.
+KEYS = ["a", "ab", "b\"c", "日", "x\ny", "", "é", "😀", "a/b", "\\", "\ud7ff\U0010ffff"]
+OTHERS = ["abc", "b", "A", "aa", "bc", "b\"", "日本", "x\nyz", "x", " ", "\\\\", "e", "😁", "é😀", "a/", "\t",
+          "\ue000", "\ud7ff", "\ud7ff\U0010fffe", "\U00010000", "\x7f"]
+
+
+def _every_spelling(text: str, rng: random.Random, n: int = 12) -> set[str]:
+    return set(_spellings(text)[:3]) | {string_spelling(text, rng) for _ in range(n)}  # [3] spells text + "/"
+
+
+def test_key_regex_excludes_every_spelling_of_the_known_keys():
+    """Declared keys in any spelling (\\u00e9, \\u00E9, \\/, surrogate pairs) never match the extra-key regex;
+    every spelling of every other string does."""
+    regex = key_regex_excluding(KEYS)
+    interegular.parse_pattern(regex)
+    rx, rng = re.compile(regex), random.Random(3)
+    for key in KEYS:
+        assert not any(rx.fullmatch(s) for s in _every_spelling(key, rng)), key
+    for other in OTHERS:
+        assert all(rx.fullmatch(s) for s in _every_spelling(other, rng)), other
+
+
+@pytest.mark.parametrize("text", KEYS + OTHERS)
+def test_literal_string_accepts_exactly_the_spellings_of_its_value(text):
+    rx, rng = re.compile(literal_string(text)), random.Random(5)
+    assert all(rx.fullmatch(s) for s in _every_spelling(text, rng))
+    for other in KEYS + OTHERS:
+        if other != text:
+            assert not any(rx.fullmatch(s) for s in _every_spelling(other, rng, 3)), (text, other)
+
+
+@pytest.mark.parametrize("other", [string_regex(0, 2), string_regex(3, None), key_regex_excluding(KEYS[:5]),
+                                   '"' + pattern_content_regex("^[a-z\"/]+$") + '"', literal_string("a/b")])
+def test_literal_spelling_decides_overlap_with_any_string_terminal(other):
+    """lalr_check tests one spelling of a literal instead of intersecting automata: that spelling must match
+    a terminal whenever any spelling of the value does."""
+    rx, rng = re.compile(other), random.Random(9)
+    for text in KEYS + OTHERS:
+        one = literal_spelling(literal_string(text))
+        assert one is not None and json.loads(one) == text
+        assert bool(rx.fullmatch(one)) == any(rx.fullmatch(s) for s in _every_spelling(text, rng)), (other, text)
+
+
+def test_literal_spelling_survives_lark_and_knows_only_literals():
+    regex = literal_string('q"/')
+    grammar, _ = load_grammar(f"start: T\nT: /{regex}/", "<test>", (), False)
+    terminals, _rules, _ignore = grammar.compile(["start"], set())
+    assert literal_spelling(terminals[0].pattern.to_regexp()) == '"q\\"/"'
+    assert literal_spelling(string_regex(0, 3)) is None
+
+
+def test_literal_string_of_a_lone_surrogate_is_its_escape():
+    rx = re.compile(literal_string("a\ud800"))
+    assert rx.fullmatch('"a\\ud800"') and rx.fullmatch('"\\u0061\\uD800"') and not rx.fullmatch('"a"')
 
 
 @pytest.mark.parametrize("pattern", ["^a+$", "ab", "^[a-c]{2,3}", "x|y$", r"^\d{3}-\d{2}$", "^[^a]*$", r"\W",
