@@ -153,28 +153,31 @@ class StackMemo:
 
     A result computed under a :class:`Touch` depends only on the top ``depth`` states, unless a check
     against the depth limit failed (then also on the height) or the read reached the bottom cell. Entries
-    are keyed by ``(key, depth, height or -1, top states)``; the depths seen for a key are its *shapes*,
-    tried in turn on lookup (at most ``max_shapes``: pathological grammars compute instead). A hit adds
-    the recorded reads to the caller's touch, so memoised steps compose into exact outer memos. When
-    ``capacity`` entries are reached the memo starts afresh (lookups need no lock and no LRU upkeep).
+    are keyed by ``key``, then by the top ``depth`` states (and the height); the depths seen for a key are
+    its *shapes*, tried in turn on lookup (at most ``max_shapes``: pathological grammars compute instead).
+    A hit adds the recorded reads to the caller's touch, so memoised steps compose into exact outer
+    memos. When ``capacity`` entries are reached the memo starts afresh (lookups need no lock, no LRU).
     """
 
     def __init__(self, max_stack_depth: int, *, capacity: int, max_shapes: int = 8) -> None:
         self._max_depth = max_stack_depth
         self._capacity = capacity
         self._max_shapes = max_shapes
-        self._shapes: dict = {}  # key -> ((depth, exact), ...): replaced, never mutated
-        self._values: dict = {}  # (key, depth, height | -1, states) -> (peak - height, hit_limit, result)
+        # key -> ((depth, exact, {states | (height, states): (peak - height, hit_limit, result)}), ...);
+        # the tuple is replaced, never mutated, so lookups iterate it without the lock
+        self._tables: dict = {}
+        self._size = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._values)
+        return self._size
 
     def get(self, key, stack: Stack, touch: Touch | None = None):
         """The memoised result for ``stack``, or :data:`MISS`."""
         height = stack[1]
-        for depth, exact in self._shapes.get(key, ()):
-            hit = self._values.get((key, depth, height if exact else -1, _prefix(stack, depth)))
+        for depth, exact, table in self._tables.get(key, ()):
+            states = _prefix(stack, depth)
+            hit = table.get((height, states) if exact else states)
             if hit is not None and height + hit[0] <= self._max_depth:
                 if touch is not None:
                     touch.absorb(height - depth + 1, hit[1], height + hit[0])
@@ -186,17 +189,20 @@ class StackMemo:
         height = stack[1]
         depth = height - touch.low + 1
         exact = touch.hit_limit or touch.low <= 0  # the bottom read: "nothing below" is part of the input
+        states = _prefix(stack, depth)
         entry = (touch.peak - height, touch.hit_limit, result)
         with self._lock:
-            if len(self._values) >= self._capacity:
-                self._values.clear()
-                self._shapes.clear()
-            shapes = self._shapes.get(key, ())
-            if (depth, exact) not in shapes:
+            if self._size >= self._capacity:
+                self._tables, self._size = {}, 0
+            shapes = self._tables.get(key, ())
+            table = next((t for d, e, t in shapes if d == depth and e == exact), None)
+            if table is None:
                 if len(shapes) >= self._max_shapes:
                     return
-                self._shapes[key] = shapes + ((depth, exact),)
-            self._values[(key, depth, height if exact else -1, _prefix(stack, depth))] = entry
+                table = {}
+                self._tables[key] = shapes + ((depth, exact, table),)
+            table[(height, states) if exact else states] = entry
+            self._size += 1
 
 
 def _prefix(stack: Stack | None, length: int) -> tuple | None:

@@ -66,6 +66,7 @@ def test_stack_memo_respects_the_depth_limit():
     assert memo.get("h", stack) is False
     assert memo.get("h", stack_of([7, 1, 2])) is False  # same height, same top
     assert memo.get("h", stack_of([7, 0, 1, 2])) is MISS  # other height
+    assert memo.get("h", stack_of([1, 2])) is MISS
 
 
 def test_stack_memo_hit_tells_the_outer_touch_what_was_read():
