@@ -21,6 +21,9 @@ from lightllm_struct.grammar.regex_nfa import C, build_nfa, parse_regex
 _MINIMIZE_MAX_STATES = 300  # always minimised exactly
 _MINIMIZE_ROUNDS = 32  # bigger DFAs: Moore rounds tried at most (and at most _MINIMIZE_WORK / n)
 _MINIMIZE_WORK = 200_000
+# Bounded classes (mask sharing) are refined at most this many (rounds x states); beyond, identity
+# classes (always exact, never shared) are cheaper than the sharing they would buy.
+_BOUNDED_WORK = 100_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,12 +37,23 @@ class ByteDFA:
     table: np.ndarray  # int32 [n_states, 256]
     accepting: np.ndarray  # bool [n_states]
     digest: bytes = b""  # content hash: equal DFAs of different grammars share token scans
+    # Moore rounds minimisation took to settle (-1: unknown, e.g. not minimised exactly). Bounded
+    # classes of horizon k >= rounds are the states themselves: no need to refine again.
+    moore_rounds: int = -1
 
     def __post_init__(self) -> None:
         h = hashlib.blake2b(self.table.astype(np.int32).tobytes(), digest_size=16)
         h.update(self.accepting.astype(bool).tobytes())
         object.__setattr__(self, "digest", h.digest())
         object.__setattr__(self, "_bounded", {})
+        object.__setattr__(self, "_memo", {})
+
+    def memo(self, key, make):
+        """``make()``, computed once per DFA and ``key`` (read-only data derived from this DFA)."""
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo.setdefault(key, make())
+        return got
 
     def bounded_classes(self, k: int) -> list[int]:
         """Class ids of states that no string of at most ``k`` bytes tells apart.
@@ -48,6 +62,8 @@ class ByteDFA:
         and 301 of a 500-character string) get the same token masks and can share cache entries.
         """
         got = self._bounded.get(k)
+        if got is None and 0 <= self.moore_rounds <= k:
+            got = self._bounded[k] = list(range(self.num_states))
         if got is None:
             got = self._bounded[k] = _bounded_moore(self.table, self.accepting, k)
         return got
@@ -204,11 +220,11 @@ def minimize(table: np.ndarray, accepting: np.ndarray, deadline: Deadline = NO_D
     max_rounds = n + 2 if n <= _MINIMIZE_MAX_STATES else min(_MINIMIZE_ROUNDS, _MINIMIZE_WORK // n)
     cls = acc.astype(np.int64)
     n_cls = len(np.unique(cls))
-    for _ in range(max_rounds):
+    for rounds in range(max_rounds):
         deadline.check()
         new = _refine(cls, classes)
         if int(new.max()) + 1 == n_cls:
-            return _renumber(full, acc, cls, n)
+            return _renumber(full, acc, cls, n, rounds=rounds + 1)
         cls, n_cls = new, int(new.max()) + 1
     return _renumber(full, acc, _live_or_dead(classes, acc, n), n)
 
@@ -255,7 +271,9 @@ def _bounded_moore(table: np.ndarray, accepting: np.ndarray, k: int) -> list[int
     # three-way start: dead sink, accepting, live non-accepting (a dead transition must never hide)
     cls = np.append(np.where(accepting, 1, 2), 0).astype(np.int64)
     n_cls = 3
-    for _ in range(k):
+    for rounds in range(k):
+        if rounds * n > _BOUNDED_WORK:  # not settling: the states themselves are also exact classes
+            return list(range(n))
         new = _refine(cls, columns)
         if int(new.max()) + 1 == n_cls:
             break
@@ -284,7 +302,7 @@ def _live_or_dead(classes: np.ndarray, acc: np.ndarray, sink: int) -> np.ndarray
     return cls
 
 
-def _renumber(full: np.ndarray, acc: np.ndarray, cls: np.ndarray, sink: int) -> ByteDFA:
+def _renumber(full: np.ndarray, acc: np.ndarray, cls: np.ndarray, sink: int, *, rounds: int = -1) -> ByteDFA:
     """Build the quotient DFA with the initial state first and the dead class as -1."""
     dead = int(cls[sink])
     if int(cls[0]) == dead:  # matches nothing: a lone non-accepting state
@@ -297,4 +315,4 @@ def _renumber(full: np.ndarray, acc: np.ndarray, cls: np.ndarray, sink: int) -> 
     mapping = np.full(int(cls.max()) + 1, -1, dtype=np.int32)
     mapping[present[order]] = np.arange(len(order), dtype=np.int32)
     table = mapping[cls[full[rep[order]]]].astype(np.int32)
-    return ByteDFA(table, acc[rep[order]].astype(bool))
+    return ByteDFA(table, acc[rep[order]].astype(bool), moore_rounds=rounds)

@@ -123,16 +123,17 @@ class GrammarCompiler:
 
     # -- internals --------------------------------------------------------------------------------
     def _terminal_dfa(self, term: Terminal, deadline: Deadline) -> ByteDFA | LazyDFA:
-        if term.literal is not None:
-            return literal_dfa(term.literal.encode("utf-8"))
-        key = (term.pattern, self.max_dfa_states, self.tokenizer.max_token_len)
+        key = (term.pattern, term.literal, self.max_dfa_states, self.tokenizer.max_token_len)
         with _DFA_CACHE_LOCK:
             dfa = _DFA_CACHE.get(key)
             if dfa is not None:
                 _DFA_CACHE.move_to_end(key)
                 return dfa
         try:
-            dfa = self._regex_dfa(term.pattern, deadline)
+            if term.literal is not None:
+                dfa = literal_dfa(term.literal.encode("utf-8"))
+            else:
+                dfa = self._regex_dfa(term.pattern, deadline)
         except RegexError as exc:
             raise RegexError(f"terminal {term.name}: {exc.message}") from exc
         with _DFA_CACHE_LOCK:

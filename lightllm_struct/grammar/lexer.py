@@ -44,12 +44,15 @@ class UnionLexer:
     mask_base: list = field(default=None, repr=False)
     # has_out[q]: some byte continues the current lexeme (cheap termination checks)
     has_out: list = field(default=None, repr=False)
+    # flat int64 table plus an all-dead sink row (state num_states) for vectorized scans
+    sink_table: np.ndarray = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.mask_base = [None] * len(self.accept_list)
-        self.has_out = (self.table >= 0).any(axis=1).tolist()
-        # flat int64 table plus an all-dead sink row (state num_states) for vectorized scans
-        self.sink_table = np.concatenate([self.table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
+        if self.has_out is None:
+            self.has_out = (self.table >= 0).any(axis=1).tolist()
+        if self.sink_table is None:
+            self.sink_table = np.concatenate([self.table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
 
     @property
     def num_states(self) -> int:
@@ -129,13 +132,25 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
 
 
 def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA, horizon: int) -> UnionLexer:
-    """One live terminal: its DFA shifted by one, behind a fresh start that is never re-entered."""
+    """One live terminal: its DFA shifted by one, behind a fresh start that is never re-entered.
+
+    Everything but the mask ids depends only on (DFA, terminal id, horizon), and the DFAs of common
+    terminals are shared by every grammar of the process: their lexer arrays are built once.
+    """
+    parts = dfa.memo(("single", term, horizon), lambda: _single_parts(term, dfa, horizon))
+    table, acc, rows, accept_list, signature, alive_terms, has_out, sink_table = parts
+    return UnionLexer(uid, live, table, acc, rows, accept_list, signature, alive_terms,
+                      has_out=has_out, sink_table=sink_table)
+
+
+def _single_parts(term: int, dfa: ByteDFA, horizon: int) -> tuple:
     table = np.vstack([dfa.table[:1], dfa.table]).astype(np.int32)
     table = np.where(table >= 0, table + 1, -1).astype(np.int32)
     acc = np.where(dfa.accepting, term, -1).astype(np.int32)
     acc = np.concatenate([np.array([-1], dtype=np.int32), acc])
-    n = len(acc)
     classes = dfa.bounded_classes(horizon)
     digest = dfa.digest
     signature = [(True, ((digest, classes[0]),))] + [(False, ((digest, c),)) for c in classes]
-    return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature, [(term,)] * n)
+    sink_table = np.concatenate([table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
+    return (table, acc, table.tolist(), acc.tolist(), signature, [(term,)] * len(acc),
+            (table >= 0).any(axis=1).tolist(), sink_table)
