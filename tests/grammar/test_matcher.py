@@ -241,3 +241,16 @@ def test_rollback_after_memoised_steps_matches_plain_replay():
         grammar.memoize = True
         assert norm(matcher._history[-1][0]) == norm(expected)
         assert matcher.is_complete() == complete and matcher.is_terminated() == finished
+
+
+@pytest.mark.xfail(strict=True, reason="TokenMasker.mask reuses a mask cached low on the stack near the depth "
+                   "limit: its cache must keep Touch.peak - height and check it on lookup, as StackMemo does")
+def test_masks_cached_low_on_the_stack_stay_exact_near_the_limit():
+    tok = small_tokenizer()
+    grammar = GrammarCompiler(tok, max_stack_depth=8).compile_lark(JSON_GRAMMAR)
+    low = Matcher(grammar)
+    assert low.accept_bytes(b'["ab')
+    low.allowed_token_ids()  # caches the mask inside a string, keyed by the top of the stack only
+    deep = Matcher(grammar)
+    assert deep.accept_bytes(b"[" * 6 + b'"ab')  # same top, but '","' would now open past the limit
+    assert deep.allowed_token_ids() == brute_force_allowed(deep, tok.vocab_size)
