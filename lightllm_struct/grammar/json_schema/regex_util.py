@@ -259,7 +259,7 @@ def fixed_width_set(ranges: Ranges, width: int, *, base: int = 16, upper: bool =
             assert cls is not None
             tail = _any(width - 1, digits, upper) if sub == ((0, size - 1),) else rec(sub, width - 1)
             parts.append(cls + tail)
-        return alt(parts) or ""
+        return parts[0] if len(parts) == 1 else alt(parts) or ""  # one part: a plain sequence, no group needed
 
     spans = tuple(normalize(r for r in ranges if r[0] <= r[1]))
     return rec(spans, width) if spans else None

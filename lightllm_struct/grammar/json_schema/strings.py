@@ -10,6 +10,7 @@ short escape, ``\\uXXXX`` in either case, surrogate pairs); keys.py builds the a
 """
 from __future__ import annotations
 
+import functools
 import json
 
 from lightllm_struct.grammar.json_schema.regex_util import (
@@ -18,6 +19,7 @@ from lightllm_struct.grammar.json_schema.regex_util import (
     Ranges,
     alt,
     char_class,
+    escape_char,
     fixed_width_set,
     intersect,
     normalize,
@@ -79,8 +81,14 @@ def _pairs(lo: int, hi: int) -> list[str]:
         spans.append((h1 + 1, h2 - 1, 0xDC00, 0xDFFF))
     if h2 != h1:
         spans.append((h2, h2, 0xDC00, l2))
+    merged: list[tuple[int, int, int, int]] = []
+    for span in spans:  # neighbouring high halves with the same low range share one regex
+        if merged and merged[-1][1] + 1 == span[0] and merged[-1][2:] == span[2:]:
+            merged[-1] = (merged[-1][0], span[1], span[2], span[3])
+        else:
+            merged.append(span)
     out = []
-    for ha, hb, la, lb in spans:
+    for ha, hb, la, lb in merged:
         high = fixed_width_set([(ha, hb)], 4)
         low = fixed_width_set([(la, lb)], 4)
         out.append(f"{high}\\\\u{low}")  # the first "\\u" is written by the caller
@@ -132,11 +140,28 @@ def _canonical(ch: str) -> str:
     return json.dumps(ch, ensure_ascii=False)[1:-1]
 
 
+@functools.lru_cache(maxsize=4096)
 def spelled(ch: str) -> str:
-    """Every spelling of one code point; a lone surrogate (possible in a Python str) only as its escape."""
+    """Every spelling of one code point; a lone surrogate (possible in a Python str) only as its escape.
+
+    Written flat, ``(?:a|\\\\u0061)``: literals repeat this per character, and regex text length is what
+    the lexer's regex parser pays for.
+    """
     cp = ord(ch)
-    if SURROGATES[0] <= cp <= SURROGATES[1]:
-        return "\\\\u" + (fixed_width_set([(cp, cp)], 4) or "")
-    text = unit([(cp, cp)])
-    assert text is not None
-    return text
+    codes = [cp] if cp < 0x10000 else list(_split(cp))
+    escaped = "\\\\u".join(_hex4(c) for c in codes)
+    forms = [] if cp < 0x20 or cp in (0x22, 0x5C) or SURROGATES[0] <= cp <= SURROGATES[1] else [escape_char(cp)]
+    forms += ["\\\\" + _SHORT[cp]] if cp in _SHORT else []
+    forms.append("\\\\u" + escaped)
+    return alt(forms) or ""
+
+
+def _split(cp: int) -> tuple[int, int]:
+    return 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + ((cp - 0x10000) & 0x3FF)
+
+
+def _hex4(code: int) -> str:
+    out = ""
+    for ch in f"{code:04x}":
+        out += ch if ch.isdigit() else f"[{ch.upper()}{ch}]"
+    return out
