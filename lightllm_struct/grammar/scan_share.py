@@ -5,77 +5,94 @@ token (128 bytes for Llama 3) could see. Inside a length-bounded JSON string eve
 own signature, and each one that lets most of the vocabulary through costs a full trie pass. But two
 positions that no string of ``length`` bytes tells apart (both have more than ``length`` bytes of room
 left) agree on every token of at most ``length`` bytes and on every stuck node that shallow; only the
-few tokens longer than that differ. So the first wide scan of such a class is kept as a *base*, and
-later states of the class take a delta scan that walks only the trie of the tokens longer than
-``length`` bytes (17k of Llama 3's 275k nodes for 16 bytes).
+few tokens longer than that differ. So a wide scan is kept as a *base* of its lexer, and a later state
+of that lexer that agrees with a base on all strings of ``length`` bytes takes a delta scan that walks
+only the trie of the tokens longer than ``length`` bytes (17k of Llama 3's 275k nodes for 16 bytes).
 
-The class of a product-lexer state is its signature with every component's horizon class coarsened to
-its ``length``-byte class (``ByteDFA.bounded_classes``): the product accepts, rejects and prefers
-terminals on strings of at most ``length`` bytes exactly as its components do.
+Agreement is checked directly on the lexer table by walking pairs of states over all byte strings of
+up to ``length`` bytes (``_agree``): for a bounded string a handful of pairs a level, some microseconds.
 """
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import weakref
 
 import numpy as np
 
-from lightllm_struct.grammar.scan_jit import PreorderTrie, _arrays, _walk, is_wide, jit_scan
+from lightllm_struct.grammar.scan_jit import AVAILABLE, PreorderTrie, _arrays, _walk, is_wide, jit_scan
 
 SHORT_LENGTH = 16  # tokens of at most this many bytes come from the base: 99.0% of Llama 3's
+BASES_PER_LEXER = 4  # recent bases a new wide state is compared with
+MAX_PAIRS = 4096  # pair walks that grow beyond this count as disagreeing: a full scan, never a wrong one
+
+
+def _agree(table, accept, p, q, length, max_pairs):  # pragma: no cover - compiled by numba
+    """Whether states ``p`` and ``q`` scan alike on every byte string of at most ``length`` bytes.
+
+    Alike: the same bytes continue, and where a byte stops both, the same terminal (or none) ends.
+    """
+    n = accept.shape[0]
+    seen = {p * n + q}
+    level = [(p, q)]
+    for depth in range(length):
+        nxt = [(p, q)][:0]
+        for a, b in level:
+            if a == b:
+                continue
+            for x in range(256):
+                ta = np.int64(table[a * 256 + x])
+                tb = np.int64(table[b * 256 + x])
+                if (ta < 0) != (tb < 0):
+                    return False
+                if ta < 0:
+                    if accept[a] != accept[b]:  # a byte stops both: the same terminal must end
+                        return False
+                    continue
+                key = ta * n + tb
+                if depth + 1 < length and ta != tb and key not in seen:
+                    if len(seen) >= max_pairs:
+                        return False
+                    seen.add(key)
+                    nxt.append((ta, tb))
+        level = nxt
+        if not level:
+            break
+    return True
+
+
+if AVAILABLE:
+    from numba import njit
+
+    _agree = njit(nogil=True, cache=True)(_agree)
 
 
 class SharedWideScans:
-    """Root scans of one vocabulary with wide states served by deltas from a shared base (thread-safe)."""
+    """Root scans of one vocabulary; wide states served by deltas from a base of their lexer (thread-safe)."""
 
-    def __init__(self, trie: PreorderTrie, *, horizon: int, length: int = SHORT_LENGTH,
-                 capacity: int = 256) -> None:
+    def __init__(self, trie: PreorderTrie, *, length: int = SHORT_LENGTH) -> None:
         self.trie = trie
-        self.horizon = horizon  # the one lexer signatures were built with: the longest token
         self.length = length
         self.long = LongTokenTrie(trie, length)
-        self._bases: OrderedDict = OrderedDict()
-        self._coarse: dict[bytes, dict[int, int] | None] = {}
-        self._capacity = capacity
+        self._bases: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lexer -> [(state, base)]
         self._lock = threading.Lock()
+        table = np.full((2, 256), 1, dtype=np.int32)
+        for dtype in (np.int32, np.int64):  # load (or compile) now, not inside a timed mask
+            _agree(table.astype(dtype).reshape(-1), np.array([-1, 0], np.int32), 0, 1, 2, MAX_PAIRS)
 
-    def root_scan(self, lexer, state: int, dfas) -> tuple:
+    def root_scan(self, lexer, state: int) -> tuple:
         """(packed words, [(terminal, stuck preorder nodes)]) of the root scan from ``state``."""
-        if dfas is None or self.length >= self.horizon or not is_wide(self.trie, lexer, state):
+        if self.length >= self.trie.max_depth or not is_wide(self.trie, lexer, state):
             return jit_scan(self.trie, lexer, None, state)
-        key = self._short_key(lexer, state, dfas)
-        base = self._bases.get(key)
-        if base is not None:
-            return self.long.delta_scan(lexer, state, *base)
+        table, accept = _arrays(lexer)
+        bases = self._bases.get(lexer, [])
+        for base_state, base in bases:
+            if _agree(table, accept, base_state, state, self.length, MAX_PAIRS):
+                return self.long.delta_scan(lexer, state, *base)
         words, groups = jit_scan(self.trie, lexer, None, state, wide=True)
         with self._lock:
-            self._bases[key] = self.long.shallow_part(words, groups)
-            while len(self._bases) > self._capacity:
-                self._bases.popitem(last=False)
+            kept = [(state, self.long.shallow_part(words, groups))] + self._bases.get(lexer, [])
+            self._bases[lexer] = kept[:BASES_PER_LEXER]
         return words, groups
-
-    def _short_key(self, lexer, state: int, dfas) -> tuple:
-        is_start, comps = lexer.signature[state]
-        key = []
-        for (digest, cls), term in zip(comps, lexer.alive_terms[state]):
-            coarse = self._coarse.get(digest)
-            if coarse is None and digest not in self._coarse:
-                coarse = self._coarse[digest] = _coarsening(dfas[term], self.horizon, self.length)
-            # a DFA whose classes do not nest keeps its horizon classes: exact, just never shared
-            key.append((digest, coarse[cls]) if coarse is not None else (digest, "horizon", cls))
-        return (is_start, tuple(key))
-
-
-def _coarsening(dfa, horizon: int, length: int) -> dict[int, int] | None:
-    """Map from ``horizon``-byte classes to ``length``-byte classes, or None if they do not nest."""
-    if not hasattr(dfa, "bounded_classes"):  # a lazily built DFA: its states are keyed by shape instead
-        return None
-    fine, coarse = dfa.bounded_classes(horizon), dfa.bounded_classes(length)
-    out: dict[int, int] = {}
-    for f, c in zip(fine, coarse):
-        if out.setdefault(f, c) != c:
-            return None
-    return out
 
 
 class LongTokenTrie:

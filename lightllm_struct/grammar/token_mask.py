@@ -72,7 +72,7 @@ class TrieScanner:
     def __init__(self, tok) -> None:
         self.trie, self.num_words = tok.trie, tok.num_words
 
-    def root(self, lexer: UnionLexer, state: int, dfas=None) -> ScanNode:
+    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
         allowed, groups = trie_scan(self.trie, lexer, self.trie.roots, state)
         return ScanNode(self.trie.flags_to_words(allowed, self.num_words), _positions(groups, lexer, state))
 
@@ -86,10 +86,10 @@ class JitTrieScanner:
 
     def __init__(self, tok) -> None:
         self.trie = PreorderTrie(tok.trie, tok.num_words)
-        self.wide = SharedWideScans(self.trie, horizon=max(tok.max_token_len, 1))
+        self.wide = SharedWideScans(self.trie)
 
-    def root(self, lexer: UnionLexer, state: int, dfas=None) -> ScanNode:
-        words, groups = self.wide.root_scan(lexer, state, dfas)
+    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
+        words, groups = self.wide.root_scan(lexer, state)
         return ScanNode(words, _positions(groups, lexer, state))
 
     def resume(self, lexer: UnionLexer, frontier) -> ScanNode:
@@ -101,7 +101,7 @@ class MatrixScanner:
     def __init__(self, tok) -> None:
         self.matrix, self.num_words = tok.matrix, tok.num_words
 
-    def root(self, lexer: UnionLexer, state: int, dfas=None) -> ScanNode:
+    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
         allowed, groups = matrix_scan(self.matrix, lexer, self.matrix.all_rows, 0, state)
         return ScanNode(self.matrix.words(allowed, self.num_words), _positions(groups, lexer, state))
 
@@ -120,12 +120,11 @@ class ScanCache:
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def root(self, lexer: UnionLexer, state: int, dfas=None) -> ScanNode:
-        """The root node of ``state``; ``dfas`` (the grammar's terminal DFAs) lets wide scans share."""
+    def root(self, lexer: UnionLexer, state: int) -> ScanNode:
         key = lexer.signature[state]  # read first: a lazy lexer makes the rows the scan reads
         node = self._roots.get(key)
         if node is None:
-            node = self.scanner.root(lexer, state, dfas)
+            node = self.scanner.root(lexer, state)
             with self._lock:
                 node = self._roots.setdefault(key, node)
                 while len(self._roots) > self._capacity:
@@ -198,7 +197,7 @@ class TokenMasker:
 
     def _compute(self, config, touch: Touch) -> np.ndarray:
         stack, lexer, q = config
-        root = self.scans.root(lexer, q, self.grammar.dfas)
+        root = self.scans.root(lexer, q)
         words = root.words.copy()
         self._descend(root, lexer, q, stack, words, touch)
         if self.grammar.is_complete(config, touch):

@@ -15,7 +15,7 @@ import pytest
 
 from lightllm_struct.grammar import GrammarCompiler, Matcher, TokenizerInfo
 from lightllm_struct.grammar.scan_jit import AVAILABLE, PreorderTrie, jit_scan
-from lightllm_struct.grammar.scan_share import LongTokenTrie, SharedWideScans
+from lightllm_struct.grammar.scan_share import MAX_PAIRS, LongTokenTrie, SharedWideScans, _agree
 from lightllm_struct.grammar.scan_trie import VocabTrie
 from tests.grammar.test_scan_jit import Lexer, random_vocab
 from tests.grammar.vocab_fixtures import bench_spec, vocab_bundle
@@ -71,7 +71,10 @@ def llama3():
 def test_shared_wide_scans_equal_full_scans_on_llama3(llama3, stem):
     tok, trie = llama3
     grammar = GrammarCompiler(tok, scanner="trie_numpy").compile_json_schema(bench_spec(stem)["schema"])
-    shared = SharedWideScans(trie, horizon=tok.max_token_len)
+    shared = SharedWideScans(trie)
+    deltas = []
+    delta_scan = shared.long.delta_scan
+    shared.long.delta_scan = lambda *args: deltas.append(args[1]) or delta_scan(*args)
     text = json.dumps(bench_spec(stem)["instance"], separators=(",", ":"), ensure_ascii=False).encode()
     config, lexers = grammar.initial_config(), {}
     for b in text:  # every lexer and state the instance passes through, byte by byte
@@ -81,10 +84,10 @@ def test_shared_wide_scans_equal_full_scans_on_llama3(llama3, stem):
     for lexer, visited in lexers.values():
         for q in sorted(visited | set(range(0, lexer.num_states, 7))):
             lexer.signature[q]  # noqa: B018 - a lazy lexer makes the rows of a scan from q here
-            got = shared.root_scan(lexer, q, grammar.dfas)
+            got = shared.root_scan(lexer, q)
             assert canonical(*got) == canonical(*jit_scan(trie, lexer, None, q)), (lexer.uid, q)
             checked += 1
-    assert checked > 20 and len(shared._bases) > 0
+    assert checked > 20 and deltas, "no state was served by a delta scan"
 
 
 def test_masks_with_shared_scans_equal_numpy_masks(llama3):
@@ -99,3 +102,16 @@ def test_masks_with_shared_scans_equal_numpy_masks(llama3):
         assert first == second, pos
         if pos < len(data):
             assert all(m.accept_bytes(data[pos:pos + 1]) for m in matchers)
+
+
+def test_agreement_of_counter_states():
+    """States agree on ``length`` bytes exactly when both have room for ``length`` more letters."""
+    bound = 30
+    lexer = counter_lexer(bound)
+    table = lexer.table.reshape(-1)
+    for length in (1, 4, 16):
+        for p in range(bound):
+            for q in range(bound):
+                expected = p == q or (bound - p >= length and bound - q >= length)
+                assert _agree(table, lexer.accept, p, q, length, MAX_PAIRS) == expected, (length, p, q)
+    assert not _agree(table, lexer.accept, 0, 1, 16, 1)  # a pair walk over its budget never agrees
