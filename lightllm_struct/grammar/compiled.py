@@ -29,7 +29,16 @@ _MEMO_MIN_BYTES = 8
 
 
 class CompiledGrammar:
-    """A grammar compiled against one vocabulary. Create with :class:`GrammarCompiler`."""
+    """A grammar compiled against one vocabulary. Create with :class:`GrammarCompiler`.
+
+    ``memo_size`` bounds the runtime memos (each starts afresh when full): about 7 MB at most by default.
+
+    Attributes
+    ----------
+    memoize : bool
+        Use the runtime memos (default). False runs the plain definitions, which tests and
+        ``grammar_runtime_bench.py --exact`` compare against; switch it only while no matcher runs.
+    """
 
     def __init__(self, tokenizer: TokenizerInfo, lr: LRTables, dfas: list[ByteDFA], *,
                  max_stack_depth: int, max_lexer_states: int, mask_cache_size: int, source: str,
@@ -50,7 +59,7 @@ class CompiledGrammar:
         self._lexing_size = memo_size
         self._memo_min_bytes = _MEMO_MIN_BYTES
         small = max(memo_size // 16, 64)
-        self._crossings = StackMemo(max_stack_depth, capacity=memo_size // 4)  # tokens crossing terminals
+        self._crossings = StackMemo(max_stack_depth, capacity=memo_size // 8)  # tokens crossing terminals
         self._lexer_memo = StackMemo(max_stack_depth, capacity=small)
         self._completes = StackMemo(max_stack_depth, capacity=small)
         self._continues = StackMemo(max_stack_depth, capacity=small)
