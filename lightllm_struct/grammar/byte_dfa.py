@@ -106,12 +106,13 @@ def regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline = NO
         ``deadline`` passed.
     """
     def unit_dfa(unit_nfa, unit_start: int, unit_final: int) -> tuple[np.ndarray, np.ndarray]:
-        unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, max_states, deadline), deadline)
+        unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, max_states, deadline), deadline,
+                        all_live=not unit_nfa.has_empty_set)
         return unit.table, unit.accepting
 
     nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline, unit_dfa=unit_dfa)
     table, accepting = _determinize(nfa, start, final, max_states, deadline)
-    return minimize(table, accepting, deadline)
+    return minimize(table, accepting, deadline, all_live=not nfa.has_empty_set)
 
 
 # A counted repeat with at least this upper bound makes a regex lazy (see lazy_regex_dfa).
@@ -150,7 +151,8 @@ def lazy_regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline
     RegexError, GrammarTooComplex, CompileTimeout
     """
     def unit_dfa(unit_nfa, unit_start: int, unit_final: int) -> tuple[np.ndarray, np.ndarray]:
-        unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, max_states, deadline), deadline)
+        unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, max_states, deadline), deadline,
+                        all_live=not unit_nfa.has_empty_set)
         return unit.table, unit.accepting
 
     nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline, unit_dfa=unit_dfa,
@@ -167,6 +169,36 @@ def _closure(nfa, nodes) -> frozenset:
                 seen.add(nxt)
                 todo.append(nxt)
     return frozenset(seen)
+
+
+def _intervals(edges: list[tuple[int, int, int]]) -> list[tuple[int, int, frozenset]]:
+    """``(a, b, targets)``: the byte ranges ``a..b-1`` on which the edges reach the same non-empty targets.
+
+    A sweep over the range ends (edges open and close), not a scan of every edge per range.
+    """
+    if len(edges) == 1:
+        lo, hi, t = edges[0]
+        return [(lo, hi + 1, frozenset((t,)))]
+    edges = sorted(edges)
+    if all(a[1] < b[0] for a, b in zip(edges, edges[1:])):  # disjoint (DFA-shaped nodes): ranges as they are
+        return [(lo, hi + 1, frozenset((t,))) for lo, hi, t in edges]
+    events: dict[int, list] = {}
+    for lo, hi, t in edges:
+        events.setdefault(lo, []).append((1, t))
+        events.setdefault(hi + 1, []).append((-1, t))
+    active: dict[int, int] = {}
+    out = []
+    points = sorted(events)
+    for p, nxt in zip(points, points[1:] + [256]):
+        for step, t in events[p]:
+            count = active.get(t, 0) + step
+            if count:
+                active[t] = count
+            else:
+                del active[t]
+        if active and p < nxt:
+            out.append((p, nxt, frozenset(active)))
+    return out
 
 
 def _determinize(nfa, start: int, final: int, max_states: int, deadline: Deadline):
@@ -186,12 +218,8 @@ def _determinize(nfa, start: int, final: int, max_states: int, deadline: Deadlin
         if len(rows) % 32 == 0:
             deadline.check()
         edges = [e for node in order[len(rows)] for e in nfa.edges[node]]
-        cuts = sorted({0, 256} | {lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
         row = np.full(256, -1, dtype=np.int32)
-        for a, b in zip(cuts, cuts[1:]):
-            targets = frozenset(t for lo, hi, t in edges if lo <= a <= hi)
-            if not targets:
-                continue
+        for a, b, targets in _intervals(edges):
             dest = closure_of(targets)
             if dest not in index:
                 if len(order) >= max_states:
@@ -204,8 +232,13 @@ def _determinize(nfa, start: int, final: int, max_states: int, deadline: Deadlin
     return np.stack(rows), accepting
 
 
-def minimize(table: np.ndarray, accepting: np.ndarray, deadline: Deadline = NO_DEADLINE) -> ByteDFA:
-    """Moore partition refinement (vectorized) plus removal of states that cannot reach acceptance."""
+def minimize(table: np.ndarray, accepting: np.ndarray, deadline: Deadline = NO_DEADLINE, *,
+             all_live: bool = False) -> ByteDFA:
+    """Moore partition refinement (vectorized) plus removal of states that cannot reach acceptance.
+
+    ``all_live``: every state is known to reach acceptance (subsets of an NFA without dead nodes), so a
+    big DFA whose refinement does not settle needs no liveness search.
+    """
     n = table.shape[0]
     full = np.vstack([np.where(table < 0, n, table), np.full((1, 256), n, dtype=np.int32)])
     acc = np.append(accepting, False)
@@ -226,6 +259,8 @@ def minimize(table: np.ndarray, accepting: np.ndarray, deadline: Deadline = NO_D
         if int(new.max()) + 1 == n_cls:
             return _renumber(full, acc, cls, n, rounds=rounds + 1)
         cls, n_cls = new, int(new.max()) + 1
+    if all_live:
+        return _renumber(full, acc, np.arange(n + 1, dtype=np.int64), n)
     return _renumber(full, acc, _live_or_dead(classes, acc, n), n)
 
 

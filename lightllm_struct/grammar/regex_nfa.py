@@ -319,6 +319,8 @@ class _Builder:
         sub = ByteNFA(self.nfa._max_nodes, self.nfa._deadline)
         s, e = _Builder(sub, self.pattern, self.unit_dfa).seq(items, flags)
         table, accepting = self.unit_dfa(sub, s, e)
+        if not accepting.any():  # a unit that matches nothing: its fragment is a dead end
+            self.nfa.has_empty_set = True
         start = self.nfa.node()
         states = [self.nfa.node() for _ in range(len(accepting))]
         end = self.nfa.node()

@@ -71,3 +71,25 @@ def test_limits():
     deadline = Deadline(0.0)
     with pytest.raises(CompileTimeout):
         regex_dfa(r"[a-z]{30}", deadline=deadline)
+
+
+def test_intervals_sweep_matches_a_per_byte_scan():
+    """The determinizer's byte-range sweep gives, byte by byte, exactly the targets of the covering edges."""
+    import random
+
+    from lightllm_struct.grammar.byte_dfa import _intervals
+
+    rng = random.Random(7)
+    for _ in range(300):
+        edges = []
+        for _ in range(rng.randint(1, 8)):
+            lo = rng.randint(0, 255)
+            edges.append((lo, rng.randint(lo, min(255, lo + rng.choice([0, 3, 40, 255]))), rng.randint(0, 5)))
+        got = [frozenset()] * 256
+        for a, b, targets in _intervals(edges):
+            assert targets and 0 <= a < b <= 256
+            for byte in range(a, b):
+                assert not got[byte]
+                got[byte] = targets
+        want = [frozenset(t for lo, hi, t in edges if lo <= byte <= hi) for byte in range(256)]
+        assert got == want

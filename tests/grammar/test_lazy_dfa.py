@@ -30,6 +30,9 @@ PATTERNS = [
     r"(?:(?:ab){0,70}c){0,3}",
     r"(?:x(?:ab){0,64}){0,64}y",
     r"(?:ab|c){10,100}",
+    # dead parts: an empty class inside a repeated unit, and a unit that matches nothing at all
+    r"(?:[^\x00-\U0010ffff]|b){0,100}c",
+    r"(?:[^\x00-\U0010ffff]){0,70}d|e{0,80}",
 ]
 
 
