@@ -29,7 +29,7 @@ def compile_scalar(builder: GrammarBuilder, schema: dict, json_type: str, ptr: s
 
 
 def const_scalar(builder: GrammarBuilder, value: Any) -> Piece:
-    """Exactly one scalar value; a number in every spelling of its value that has no exponent."""
+    """Exactly one scalar value, in every JSON spelling of it (numbers: see numbers.py for exponents)."""
     if value is None:
         return builder.scalar("null", ["null"])
     if isinstance(value, bool):

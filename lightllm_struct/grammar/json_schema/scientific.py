@@ -86,13 +86,9 @@ def exponent_range(a: int | None, b: int | None) -> str | None:
 Bound = tuple[str, bool] | None  # significand digits of a bound in the same band, and whether exclusive
 
 
+@functools.lru_cache(maxsize=512)
 def mantissa(s: int, low: Bound, high: Bound) -> str | None:
     """Mantissas of shift ``s`` whose significand g satisfies 0.g >= / > low and <= / < high (None: free)."""
-    return _mantissa(s, low, high)
-
-
-@functools.lru_cache(maxsize=512)
-def _mantissa(s: int, low: Bound, high: Bound) -> str | None:
     gen = _Walk(low, high, s + 1 if s >= 0 else 0)
     start = (0 if low else FREE, 0 if high else FREE)
     if s >= 0:
