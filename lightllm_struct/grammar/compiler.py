@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lightllm_struct.grammar.byte_dfa import ByteDFA, lazy_regex_dfa, literal_dfa, minimize, regex_dfa, wants_lazy
+from lightllm_struct.grammar.byte_dfa import ByteDFA, literal_dfa, minimize
+from lightllm_struct.grammar.dfa_build import lazy_regex_dfa, regex_dfa, wants_lazy
 from lightllm_struct.grammar.compiled import CompiledGrammar
 from lightllm_struct.grammar.deadline import Deadline
 from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex, RegexError

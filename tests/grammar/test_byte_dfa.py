@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from lightllm_struct.grammar.byte_dfa import literal_dfa, regex_dfa
+from lightllm_struct.grammar.byte_dfa import literal_dfa
+from lightllm_struct.grammar.dfa_build import regex_dfa
 from lightllm_struct.grammar.errors import CompileTimeout, GrammarTooComplex, RegexError
 from lightllm_struct.grammar.deadline import Deadline
 
@@ -77,7 +78,7 @@ def test_intervals_sweep_matches_a_per_byte_scan():
     """The determinizer's byte-range sweep gives, byte by byte, exactly the targets of the covering edges."""
     import random
 
-    from lightllm_struct.grammar.byte_dfa import _intervals
+    from lightllm_struct.grammar.dfa_build import _intervals
 
     rng = random.Random(7)
     for _ in range(300):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from lightllm_struct.grammar import byte_dfa
-from lightllm_struct.grammar.byte_dfa import minimize, regex_dfa
+from lightllm_struct.grammar.byte_dfa import minimize
+from lightllm_struct.grammar.dfa_build import regex_dfa
 from lightllm_struct.grammar.json_schema import json_schema_to_lark
 
 # units that are ambiguous, empty-capable, nested or multibyte, repeated at least 4 times

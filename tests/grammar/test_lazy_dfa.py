@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lightllm_struct.grammar import GrammarCompiler, Matcher
-from lightllm_struct.grammar.byte_dfa import lazy_regex_dfa, regex_dfa, wants_lazy
+from lightllm_struct.grammar.dfa_build import lazy_regex_dfa, regex_dfa, wants_lazy
 from lightllm_struct.grammar.errors import GrammarTooComplex
 from tests.grammar.grammar_helpers import brute_force_allowed, random_walk
 from tests.grammar.small_vocab import EOS_ID, small_tokenizer
