@@ -13,6 +13,8 @@ A lone surrogate escape in a key is refused (an intentional restriction: it is n
 """
 from __future__ import annotations
 
+import functools
+
 from lightllm_struct.grammar.json_schema.regex_util import MAX_CODE_POINT, alt, char_class, fixed_width_set
 from lightllm_struct.grammar.json_schema.strings import ANY_UNIT, spelled
 
@@ -46,7 +48,7 @@ def key_regex_excluding(keys: list[str]) -> str:
 def _leave(node: dict) -> Groups:
     kids = sorted(ch for ch in node if ch is not None)
     groups: Groups = {}
-    for tail, walk in _deviations({ord(c) for c in kids}):
+    for tail, walk in _deviations(frozenset(ord(c) for c in kids)):
         groups.setdefault(tail, []).append(walk)
     for c in kids:
         for tail, walks in _leave(node[c]).items():
@@ -54,7 +56,8 @@ def _leave(node: dict) -> Groups:
     return groups
 
 
-def _deviations(kids: set[int]) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=1024)
+def _deviations(kids: frozenset[int]) -> tuple[tuple[str, str], ...]:
     """(tail, head) pairs: heads that start a unit which can spell none of ``kids``."""
     out = []
     # Raw: never controls, '"' or '\\' (surrogates are dropped by char_class).
@@ -66,7 +69,7 @@ def _deviations(kids: set[int]) -> list[tuple[str, str]]:
         out.append(("", "\\\\" + (short[0] if len(short) == 1 else "[" + "".join(short) + "]")))
     codes = {cp if cp < 0x10000 else _split(cp)[0]: cp for cp in kids}
     out += [(tail, "\\\\u" + head) for tail, head in _hex_deviations(kids, set(codes))]
-    return out
+    return tuple(out)
 
 
 def _minus(ranges: list[tuple[int, int]], cps: set[int]) -> list[tuple[int, int]]:
@@ -85,7 +88,7 @@ def _split(cp: int) -> tuple[int, int]:
     return 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + ((cp - 0x10000) & 0x3FF)
 
 
-def _hex_deviations(kids: set[int], codes: set[int], *, low_of: int | None = None) -> list[tuple[str, str]]:
+def _hex_deviations(kids: frozenset[int], codes: set[int], *, low_of: int | None = None) -> list[tuple[str, str]]:
     """Deviations inside ``\\u`` + 4 hex digits (``low_of``: the low half of a pair whose high half is given)."""
     out: list[tuple[str, str]] = []
 
@@ -113,6 +116,7 @@ def _hex_deviations(kids: set[int], codes: set[int], *, low_of: int | None = Non
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _completion(lo: int, hi: int, depth: int, low_half: bool) -> str | None:
     """What completes an escape whose code lies in [lo, hi] (``depth`` + 1 digits read); None if nothing."""
     width = 3 - depth
