@@ -116,3 +116,15 @@ def test_grammar_size_stays_small():
     unit = number_regex(Bound(Decimal(0), False), Bound(Decimal(1), False), integer=False)
     assert len(interegular.parse_pattern(unit).to_fsm().states) < 200
     assert len(wide) < 20_000
+
+
+def test_disjoint_ranges_stay_provably_disjoint():
+    """oneOf over number ranges is compiled when the regexes share no string: exponents must not break that."""
+    from lightllm_struct.grammar.json_schema.disjoint import regexes_disjoint
+
+    def rx(lo, hi, hi_x=False):
+        return number_regex(Bound(Decimal(lo), False), Bound(Decimal(hi), hi_x), integer=False)
+
+    assert regexes_disjoint(rx("0", "1"), rx("2", "3.5", True))
+    assert regexes_disjoint(rx("0", "1", True), rx("1", "2"))
+    assert not regexes_disjoint(rx("0", "1"), rx("1", "2"))  # 1, 1e0, 10e-1 ... in both
