@@ -9,6 +9,7 @@ State 0 is the fresh start and is never re-entered, so "at a terminal boundary" 
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,7 @@ class UnionLexer:
     terminals: frozenset[int]
     table: np.ndarray  # int32 [n, 256]
     accept: np.ndarray  # int32 [n]
-    rows: list[list[int]] = field(repr=False)  # the table as Python lists: fast per-byte stepping
+    rows: list = field(repr=False)  # the table as one int array per state: fast per-byte stepping
     accept_list: list[int] = field(repr=False)
     # signature[q]: content of q (DFA digest and state of each alive terminal, in preference order, and
     # whether q is the fresh start). A token scan from q depends on nothing else, so lexers of other
@@ -88,7 +89,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
                               max_states=max_states * LAZY_STATES_FACTOR)
     if not ids:
         table = np.full((1, 256), -1, dtype=np.int32)
-        return UnionLexer(uid, live, table, np.full(1, -1, np.int32), table.tolist(), [-1], [(True, ())], [()])
+        return UnionLexer(uid, live, table, np.full(1, -1, np.int32), row_arrays(table), [-1], [(True, ())], [()])
     if len(ids) == 1:
         return _single(uid, live, ids[0], dfas[ids[0]], horizon)
     tables = [dfas[t].table for t in ids]
@@ -128,7 +129,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
     signature = [(q == 0, tuple((dfas[ids[k]].digest, classes[k][order[q][k]]) for k in ks))
                  for q, ks in enumerate(alive)]
     alive_terms = [tuple(ids[k] for k in ks) for ks in alive]
-    return UnionLexer(uid, live, table, acc, table.tolist(), acc.tolist(), signature, alive_terms)
+    return UnionLexer(uid, live, table, acc, row_arrays(table), acc.tolist(), signature, alive_terms)
 
 
 def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA, horizon: int) -> UnionLexer:
@@ -152,5 +153,18 @@ def _single_parts(term: int, dfa: ByteDFA, horizon: int) -> tuple:
     digest = dfa.digest
     signature = [(True, ((digest, classes[0]),))] + [(False, ((digest, c),)) for c in classes]
     sink_table = np.concatenate([table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
-    return (table, acc, table.tolist(), acc.tolist(), signature, [(term,)] * len(acc),
+    return (table, acc, row_arrays(table), acc.tolist(), signature, [(term,)] * len(acc),
             (table >= 0).any(axis=1).tolist(), sink_table)
+
+
+def row_arrays(table: np.ndarray) -> list[array]:
+    """The rows of ``table`` as ``array('i')`` objects: indexed as fast as lists, but the garbage
+    collector sees one object a row instead of 256 references (full collections of a process holding
+    many lexers took over 100 ms with lists, and landed inside mask computations)."""
+    data = np.ascontiguousarray(table, dtype=np.int32)
+    out = []
+    for row in data:
+        a = array("i")
+        a.frombytes(row.tobytes())
+        out.append(a)
+    return out
