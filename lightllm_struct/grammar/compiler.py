@@ -15,7 +15,7 @@ from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex
 from lightllm_struct.grammar.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.lexer import LAZY_STATES_FACTOR
 from lightllm_struct.grammar.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
-from lightllm_struct.grammar.token_mask import SCANNERS
+from lightllm_struct.grammar.token_mask import SCANNERS, scan_cache_for
 from lightllm_struct.grammar.vocab import TokenizerInfo
 
 
@@ -39,7 +39,10 @@ class GrammarCompiler:
     compile_timeout_s:
         Deadline of one compilation (checked cooperatively); ``None`` for none.
     max_dfa_states:
-        Limit on the states of one terminal's DFA and of one product lexer.
+        Limit on the states of one terminal's DFA and of one product lexer. Terminals with a counted
+        repeat of 256 or more (``maxLength: 2000``) get lazily built DFAs instead, which may make up to
+        4x that many states while generating (only those a generation reaches); states within 16 bytes
+        of their start are made at compile time, and over a quarter of the limit there is refused.
     max_lr_states, max_rules:
         Limits on the LR automaton.
     max_stack_depth:
@@ -63,6 +66,8 @@ class GrammarCompiler:
         self.max_stack_depth = max_stack_depth
         self.mask_cache_size = mask_cache_size
         self.scanner = scanner
+        # one-time set-up per vocabulary (token trie, compiled scan walks) here, outside compile deadlines
+        scan_cache_for(tokenizer, scanner)
 
     def compile_lark(self, text: str) -> CompiledGrammar:
         """Compile a Lark grammar whose start rule is ``start``.
@@ -151,7 +156,8 @@ class GrammarCompiler:
         """
         if not wants_lazy(pattern):
             return regex_dfa(pattern, max_states=self.max_dfa_states, deadline=deadline)
-        dfa = lazy_regex_dfa(pattern, max_states=self.max_dfa_states * LAZY_STATES_FACTOR, deadline=deadline)
+        dfa = lazy_regex_dfa(pattern, max_states=self.max_dfa_states * LAZY_STATES_FACTOR,
+                             unit_max_states=self.max_dfa_states, deadline=deadline)
         dfa.explore(_EXPLORE_BYTES, limit=self.max_dfa_states // 4, deadline=deadline)
         return dfa
 

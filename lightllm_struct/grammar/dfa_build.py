@@ -66,18 +66,20 @@ def wants_lazy(pattern: str) -> bool:
     return False
 
 
-def lazy_regex_dfa(pattern: str, *, max_states: int = 10_000, deadline: Deadline = NO_DEADLINE) -> LazyDFA:
+def lazy_regex_dfa(pattern: str, *, max_states: int = 10_000, unit_max_states: int | None = None,
+                   deadline: Deadline = NO_DEADLINE) -> LazyDFA:
     """``pattern`` as a :class:`LazyDFA`: the NFA is built now, DFA states as lexing reaches them.
 
-    ``max_states`` bounds the states ever made (and the NFA at 8 nodes a state).
+    ``max_states`` bounds the states ever made (and the NFA at 8 nodes a state); ``unit_max_states``
+    (default ``max_states``) bounds the eager DFA of one unit of a counted repeat, built now.
 
     Raises
     ------
     RegexError, GrammarTooComplex, CompileTimeout
     """
     def unit_dfa(unit_nfa, unit_start: int, unit_final: int) -> tuple[np.ndarray, np.ndarray]:
-        unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, max_states, deadline), deadline,
-                        all_live=not unit_nfa.has_empty_set)
+        unit = minimize(*_determinize(unit_nfa, unit_start, unit_final, unit_max_states or max_states, deadline),
+                        deadline, all_live=not unit_nfa.has_empty_set)
         return unit.table, unit.accepting
 
     nfa, start, final = build_nfa(pattern, max_nodes=max_states * 8, deadline=deadline, unit_dfa=unit_dfa,

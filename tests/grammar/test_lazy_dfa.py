@@ -134,7 +134,7 @@ def test_explosive_regex_refused_fast(pattern):
     start = time.monotonic()
     with pytest.raises(GrammarTooComplex):
         compiler.compile_regex(pattern)
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 5
 
 
 @pytest.mark.parametrize("pattern", [r"(?:ab|c|é){0,300}d", r'"(?:[^"\\]|\\n){0,400}"'])
