@@ -113,12 +113,13 @@ def _reach(parent, depth, num_nodes):  # pragma: no cover - compiled by numba
     return reach
 
 
-def _wide(parent, byte, token, table, accept, state, words, states, stuck_node, stuck_term):
+def _wide(parent, byte, token, table, accept, state, words, states, stuck_node,
+          stuck_term):  # pragma: no cover - compiled by numba
     """One breadth-first pass over all nodes from ``state``; returns the number of stuck nodes.
 
     ``states`` gets every node's lexer state (-1: dead), plus the roots' parent slot at the end;
     ``token`` points non-token nodes at a spare last word of ``words``.
-    """  # pragma: no cover - compiled by numba
+    """
     n_nodes = byte.shape[0]
     states[n_nodes] = state
     n_stuck = 0
@@ -212,13 +213,12 @@ class PreorderTrie:
 
     def _warm_up(self) -> None:
         """Load (or compile) both walks now, with the real argument types, not inside a timed mask."""
-        for dtype in (np.int32, np.int64):  # eager lexers' tables, lazy lexers' tables
-            for row in (-1, 0):  # all rejected: the preorder walk; all accepted: the wide pass
-                jit_scan(self, _Lexer(np.full((1, 256), row, dtype), np.full(1, -1, np.int32)), None, 0)
+        for row in (-1, 0):  # all rejected: the preorder walk; all accepted: the wide pass
+            jit_scan(self, _Lexer(np.full(512, row, np.int64), np.full(1, -1, np.int32)), None, 0)
 
 
 class _Lexer(NamedTuple):
-    table: np.ndarray
+    sink_table: np.ndarray
     accept: np.ndarray
 
 
@@ -258,13 +258,13 @@ def is_wide(trie: PreorderTrie, lexer, state: int) -> bool:
 
 
 def _arrays(lexer) -> tuple[np.ndarray, np.ndarray]:
-    """The flat transition table and the accept array, never copied.
+    """The flat int64 transition table (``sink_table``: every lexer has one) and the accept array.
 
-    Lazily built lexers (``lazy_lexer.py``) fill rows of their int64 table in place and publish
-    ``accept`` first, so the table is read first and taken as it is (the walks compile for both int32
-    and int64 tables).
+    One table type for every lexer keeps one compiled version of each walk. Lazily built lexers
+    (``lazy_lexer.py``) fill rows of that table in place and publish ``accept`` first, so the table is
+    read first and never copied.
     """
-    table = lexer.table.reshape(-1)
+    table = lexer.sink_table
     return table, lexer.accept
 
 

@@ -15,41 +15,41 @@ up to ``length`` bytes (``_agree``): for a bounded string a handful of pairs a l
 from __future__ import annotations
 
 import threading
-import weakref
 
 import numpy as np
 
 from lightllm_struct.grammar.scan_jit import AVAILABLE, PreorderTrie, _arrays, _walk, is_wide, jit_scan
 
 SHORT_LENGTH = 16  # tokens of at most this many bytes come from the base: 99.0% of Llama 3's
-BASES_PER_LEXER = 4  # recent bases a new wide state is compared with
+CANDIDATES = 6  # recent bases with the same first-byte pattern a new wide state is compared with
 MAX_PAIRS = 4096  # pair walks that grow beyond this count as disagreeing: a full scan, never a wrong one
 
 
-def _agree(table, accept, p, q, length, max_pairs):  # pragma: no cover - compiled by numba
-    """Whether states ``p`` and ``q`` scan alike on every byte string of at most ``length`` bytes.
+def _agree(table_a, ends_a, p, table_b, ends_b, q, same, length, max_pairs):  # pragma: no cover - numba
+    """Whether state ``p`` of lexer A and ``q`` of lexer B scan alike on all strings of ``length`` bytes.
 
-    Alike: the same bytes continue, and where a byte stops both, the same terminal (or none) ends.
+    Alike: the same bytes continue, and where a byte stops both, the same terminal ends (``ends``: the
+    ended terminal's position among the scan's alive terminals, or -1). ``same``: A is B, so equal
+    states agree on everything.
     """
-    n = accept.shape[0]
-    seen = {p * n + q}
+    seen = {p * 4294967296 + q}
     level = [(p, q)]
     for depth in range(length):
         nxt = [(p, q)][:0]
         for a, b in level:
-            if a == b:
+            if same and a == b:
                 continue
             for x in range(256):
-                ta = np.int64(table[a * 256 + x])
-                tb = np.int64(table[b * 256 + x])
+                ta = np.int64(table_a[a * 256 + x])
+                tb = np.int64(table_b[b * 256 + x])
                 if (ta < 0) != (tb < 0):
                     return False
                 if ta < 0:
-                    if accept[a] != accept[b]:  # a byte stops both: the same terminal must end
+                    if ends_a[a] != ends_b[b]:  # a byte stops both: the same terminal must end
                         return False
                     continue
-                key = ta * n + tb
-                if depth + 1 < length and ta != tb and key not in seen:
+                key = ta * 4294967296 + tb
+                if depth + 1 < length and key not in seen:
                     if len(seen) >= max_pairs:
                         return False
                     seen.add(key)
@@ -67,32 +67,57 @@ if AVAILABLE:
 
 
 class SharedWideScans:
-    """Root scans of one vocabulary; wide states served by deltas from a base of their lexer (thread-safe)."""
+    """Root scans of one vocabulary; wide states served by deltas from agreeing bases (thread-safe).
 
-    def __init__(self, trie: PreorderTrie, *, length: int = SHORT_LENGTH) -> None:
+    Bases are kept per pattern of first bytes a state accepts, from any lexer of any grammar over this
+    vocabulary (a JSON string's interior looks the same in every schema); the groups of a scan are
+    given as positions among the state's alive terminals (``UnionLexer.alive_terms``), which is what
+    lets them cross grammars.
+    """
+
+    def __init__(self, trie: PreorderTrie, *, length: int = SHORT_LENGTH, capacity: int = 64) -> None:
         self.trie = trie
         self.length = length
         self.long = LongTokenTrie(trie, length)
-        self._bases: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # lexer -> [(state, base)]
+        self._bases: dict[bytes, list] = {}  # first-byte pattern -> [(table, ends, state, base)]
+        self._count = 0
+        self._capacity = capacity
         self._lock = threading.Lock()
-        table = np.full((2, 256), 1, dtype=np.int32)
-        for dtype in (np.int32, np.int64):  # load (or compile) now, not inside a timed mask
-            _agree(table.astype(dtype).reshape(-1), np.array([-1, 0], np.int32), 0, 1, 2, MAX_PAIRS)
+        table, ends = np.full(512, 1, np.int64), np.array([-1, 0], np.int32)  # load (or compile) now,
+        _agree(table, ends, 0, table, ends, 1, False, 2, MAX_PAIRS)  # not inside a timed mask
 
     def root_scan(self, lexer, state: int) -> tuple:
-        """(packed words, [(terminal, stuck preorder nodes)]) of the root scan from ``state``."""
+        """(packed words, [(position among ``alive_terms[state]``, stuck preorder nodes)]) from ``state``."""
         if self.length >= self.trie.max_depth or not is_wide(self.trie, lexer, state):
-            return jit_scan(self.trie, lexer, None, state)
+            return _as_positions(*jit_scan(self.trie, lexer, None, state), lexer, state)
         table, accept = _arrays(lexer)
-        bases = self._bases.get(lexer, [])
-        for base_state, base in bases:
-            if _agree(table, accept, base_state, state, self.length, MAX_PAIRS):
+        ends = _end_positions(accept, lexer.alive_terms[state])
+        pattern = np.packbits(table[state * 256:(state + 1) * 256] >= 0).tobytes()
+        for base_table, base_ends, base_state, base in self._bases.get(pattern, ()):
+            # the same table memory (kept alive by the base): equal states agree, a shortcut
+            same = base_table.ctypes.data == table.ctypes.data and len(base_table) == len(table)
+            if _agree(base_table, base_ends, base_state, table, ends, state, same, self.length, MAX_PAIRS):
                 return self.long.delta_scan(lexer, state, *base)
-        words, groups = jit_scan(self.trie, lexer, None, state, wide=True)
+        words, groups = _as_positions(*jit_scan(self.trie, lexer, None, state, wide=True), lexer, state)
         with self._lock:
-            kept = [(state, self.long.shallow_part(words, groups))] + self._bases.get(lexer, [])
-            self._bases[lexer] = kept[:BASES_PER_LEXER]
+            if self._count >= self._capacity:  # start afresh: bases are cheap to remake
+                self._bases, self._count = {}, 0
+            entry = (table, ends, state, self.long.shallow_part(words, groups))
+            self._bases[pattern] = [entry] + self._bases.get(pattern, [])[:CANDIDATES - 1]
+            self._count += 1
         return words, groups
+
+
+def _end_positions(accept: np.ndarray, alive: tuple) -> np.ndarray:
+    """Per lexer state, the position among ``alive`` of the terminal it ends (-1: none or not alive)."""
+    lookup = np.full(max(int(accept.max(initial=-1)), max(alive, default=-1)) + 2, -1, dtype=np.int32)
+    lookup[list(alive)] = np.arange(len(alive), dtype=np.int32)
+    return lookup[accept]  # accept -1 reads the last slot, which stays -1
+
+
+def _as_positions(words: np.ndarray, groups: list, lexer, state: int) -> tuple:
+    pos_of = {t: i for i, t in enumerate(lexer.alive_terms[state])}
+    return words, [(pos_of[term], nodes) for term, nodes in groups]
 
 
 class LongTokenTrie:
@@ -136,9 +161,10 @@ class LongTokenTrie:
         n_stuck = _walk(self.byte, self.depth, self.skip, self.reach, self.token, self.extra_ptr,
                         self.extra_token, table, accept, self.roots, state, self.length, self.trie.max_depth,
                         words, stuck_node, stuck_term)
+        pos_of = {t: i for i, t in enumerate(lexer.alive_terms[state])}
         deep: dict[int, list] = {}
         for node, term in zip(self.nodes[stuck_node[:n_stuck]].tolist(), stuck_term[:n_stuck].tolist()):
-            deep.setdefault(term, []).append(node)
+            deep.setdefault(pos_of[term], []).append(node)
         groups = [(term, np.concatenate([nodes, np.array(deep.pop(term, []), dtype=np.int64)]))
                   for term, nodes in shallow]
         groups += [(term, np.array(nodes, dtype=np.int64)) for term, nodes in deep.items()]

@@ -7,11 +7,13 @@ Work is split the way xgrammar's adaptive cache splits it, but along our automat
   lexer state can still finish); tokens that hit a byte without transition where the state accepts a
   terminal form a *group* ``(terminal, frontier)``; the others are rejected. Root nodes are cached per
   lexer-state signature (shared by every lexer in which the same terminal states are alive), children
-  per ``(group, next lexer)``.
+  per ``(group, next lexer)``. A root scan that lets most of the vocabulary through is, where possible,
+  a delta from an earlier one that no 16-byte string tells apart from it (``scan_share``).
 * The stack-dependent part feeds each group's terminal to the parser once per group (not once per
   token) and descends into the child node of the lexer live afterwards.
 * The whole mask is cached keyed by the signature plus exactly the top of the stack the computation
-  read (``Touch``), so configurations that differ only deeper down share their mask.
+  read (``Touch``: depth, and the height where depth-limit checks were involved), so configurations
+  that differ only deeper down share their mask.
 
 Three scanners implement the node scans: the token trie walked in compiled code (default, ``scan_jit``),
 the same trie walked level by level in numpy (the fallback without numba), and a length-sorted byte matrix.
@@ -89,8 +91,7 @@ class JitTrieScanner:
         self.wide = SharedWideScans(self.trie)
 
     def root(self, lexer: UnionLexer, state: int) -> ScanNode:
-        words, groups = self.wide.root_scan(lexer, state)
-        return ScanNode(words, _positions(groups, lexer, state))
+        return ScanNode(*self.wide.root_scan(lexer, state))
 
     def resume(self, lexer: UnionLexer, frontier) -> ScanNode:
         words, groups = jit_scan(self.trie, lexer, frontier, 0)
@@ -154,36 +155,42 @@ class TokenMasker:
         self._shapes: dict[int, tuple] = {}
         self._bases: dict[tuple, int] = {}
         self._cache_size = cache_size
+        self._max_depth = grammar.dpda.max_stack_depth
         self._lock = threading.Lock()
         self._eos_words = pack_token_ids(np.array(tok.eos_token_ids, dtype=np.int64), tok.num_words)
         self.eos_mask = self._eos_words
 
     def mask(self, config) -> np.ndarray:
-        """The packed int32 mask of ``config`` (a cached array: copy it, never write it)."""
+        """The packed int32 mask of ``config`` (a cached array: copy it, never write it).
+
+        Cached by exactly what the computation read (as ``dpda.StackMemo``): the top ``depth`` states,
+        plus the height where a depth-limit check failed or the bottom was read; a hit also needs the
+        new height to leave room for every depth check that passed (``Touch.peak``).
+        """
         stack, lexer, q = config
         base = lexer.mask_base[q]
         if base is None:
             base = self._base_id(lexer, q)
-        for depth, height in self._shapes.get(base, ()):
-            if height >= 0 and height != stack[1]:
-                continue
-            key = (base, depth, height, _top(stack, depth))
+        height = stack[1]
+        for depth, exact in self._shapes.get(base, ()):
+            key = (base, depth, height if exact else -1, _top(stack, depth))
             hit = self._masks.get(key)
-            if hit is not None:
+            if hit is not None and height + hit[1] <= self._max_depth:
                 try:  # LRU touch without the lock: a racing eviction only costs a recomputation
                     self._masks.move_to_end(key)
                 except KeyError:
                     pass
-                return hit
-        touch = Touch(stack[1])
+                return hit[0]
+        touch = Touch(height)
         words = self._compute(config, touch)
-        depth = stack[1] - touch.low + 1
-        height = stack[1] if touch.hit_limit else -1
+        depth = height - touch.low + 1
+        exact = touch.hit_limit or touch.low <= 0
         with self._lock:
             shapes = self._shapes.get(base, ())
-            if (depth, height) not in shapes:  # replaced, never mutated: readers iterate lock-free
-                self._shapes[base] = shapes + ((depth, height),)
-            self._masks[(base, depth, height, _top(stack, depth))] = words
+            if (depth, exact) not in shapes:  # replaced, never mutated: readers iterate lock-free
+                self._shapes[base] = shapes + ((depth, exact),)
+            key = (base, depth, height if exact else -1, _top(stack, depth))
+            self._masks[key] = (words, touch.peak - height)
             while len(self._masks) > self._cache_size:
                 self._masks.popitem(last=False)
         return words

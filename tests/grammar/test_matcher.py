@@ -243,8 +243,6 @@ def test_rollback_after_memoised_steps_matches_plain_replay():
         assert matcher.is_complete() == complete and matcher.is_terminated() == finished
 
 
-@pytest.mark.xfail(strict=True, reason="TokenMasker.mask reuses a mask cached low on the stack near the depth "
-                   "limit: its cache must keep Touch.peak - height and check it on lookup, as StackMemo does")
 def test_masks_cached_low_on_the_stack_stay_exact_near_the_limit():
     tok = small_tokenizer()
     grammar = GrammarCompiler(tok, max_stack_depth=8).compile_lark(JSON_GRAMMAR)

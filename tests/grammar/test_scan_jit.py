@@ -28,6 +28,12 @@ pytestmark = pytest.mark.skipif(not AVAILABLE, reason="numba is not installed")
 class Lexer(NamedTuple):
     table: np.ndarray  # int32 [n, 256]
     accept: np.ndarray  # int32 [n]
+    alive_terms: list = []  # per state, the terminals its groups may name (scan_share's positions)
+
+    @property
+    def sink_table(self) -> np.ndarray:
+        """Flat int64 table plus an all-dead row, as ``UnionLexer.sink_table``."""
+        return np.concatenate([self.table.reshape(-1), np.full(256, -1)]).astype(np.int64)
 
 
 def random_vocab(rng: random.Random, size: int) -> list[bytes]:
