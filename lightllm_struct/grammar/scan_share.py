@@ -22,7 +22,7 @@ from lightllm_struct.grammar.scan_jit import AVAILABLE, PreorderTrie, _arrays, _
 
 SHORT_LENGTH = 16  # tokens of at most this many bytes come from the base: 99.0% of Llama 3's
 CANDIDATES = 6  # recent bases with the same first-byte pattern a new wide state is compared with
-MAX_PAIRS = 4096  # pair walks that grow beyond this count as disagreeing: a full scan, never a wrong one
+MAX_PAIRS = 512  # pair walks that grow beyond this count as disagreeing: a full scan, never a wrong one
 
 
 def _agree(table_a, ends_a, p, table_b, ends_b, q, same, length, max_pairs):  # pragma: no cover - numba
