@@ -66,6 +66,42 @@ def pattern_content_regex(pattern: str) -> str:
     return _anchored(tree)
 
 
+_SINGLE_UNIT = (sre_c.LITERAL, sre_c.NOT_LITERAL, sre_c.ANY, sre_c.IN, sre_c.CATEGORY)
+_REPEATS = (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT)
+
+
+def length_limited_content(pattern: str, lo: int, hi: int | None) -> str | None:
+    """Contents matching an anchored pattern *and* having lo..hi code points, where that is a regex edit.
+
+    Exact for ``^...$`` patterns whose only variable-width part is one repeated single character class
+    (``^[a-z][a-z0-9_]*$``, ``^\\d+$``): the string's length is the fixed part plus the repeat count, so the
+    length limits narrow the count. None for anything else (the caller refuses the schema).
+    """
+    parsed = sre_parse.parse(pattern)
+    if parsed.state.flags & (sre_c.SRE_FLAG_IGNORECASE | sre_c.SRE_FLAG_MULTILINE | sre_c.SRE_FLAG_DOTALL):
+        return None
+    tree = list(parsed)
+    if len(tree) < 2 or tree[0] != (sre_c.AT, sre_c.AT_BEGINNING) or tree[-1][0] != sre_c.AT \
+            or tree[-1][1] not in (sre_c.AT_END, sre_c.AT_END_STRING):
+        return None
+    body = tree[1:-1]
+    widths = [sre_parse.SubPattern(parsed.state, [item]).getwidth() for item in body]
+    variable = [i for i, (a, b) in enumerate(widths) if a != b]
+    if len(variable) != 1:
+        return None
+    op, av = body[variable[0]]
+    if op not in _REPEATS or len(av[2]) != 1 or av[2][0][0] not in _SINGLE_UNIT:
+        return None
+    fixed = sum(a for i, (a, _b) in enumerate(widths) if i != variable[0])
+    rep_lo, rep_hi = av[0], None if av[1] == sre_c.MAXREPEAT else av[1]
+    new_lo = max(rep_lo, lo - fixed)
+    new_hi = rep_hi if hi is None else hi - fixed if rep_hi is None else min(rep_hi, hi - fixed)
+    if new_hi is not None and new_lo > new_hi:
+        return None
+    body[variable[0]] = (op, (new_lo, sre_c.MAXREPEAT if new_hi is None else new_hi, av[2]))
+    return _seq(body)
+
+
 def _anchored(tree: list) -> str:
     anchored_start = bool(tree) and tree[0] == (sre_c.AT, sre_c.AT_BEGINNING)
     if anchored_start:

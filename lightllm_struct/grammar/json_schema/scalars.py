@@ -11,6 +11,7 @@ from lightllm_struct.grammar.json_schema.numbers import Bound, number_regex, to_
 from lightllm_struct.grammar.json_schema.patterns import (
     FORMATS,
     PatternUnsupported,
+    length_limited_content,
     length_range,
     pattern_content_regex,
 )
@@ -85,9 +86,12 @@ def _string(schema: dict, ptr: str) -> str | None:
     if pattern is not None and fmt is not None:
         raise UnsupportedSchemaFeature("pattern together with format", pointer=f"{ptr}/format")
     if (pattern is not None or fmt is not None) and lengths and not _implied(pattern, fmt, lo, hi):
+        limited = _length_limited(pattern, lo, hi, ptr)
+        if limited is not None:
+            return '"' + limited + '"'
         where = "minLength" if lo > 0 else "maxLength"
-        raise UnsupportedSchemaFeature(f"{where} together with pattern/format (only where the pattern already "
-                                       "implies it)", pointer=f"{ptr}/{where}")
+        raise UnsupportedSchemaFeature(f"{where} together with pattern/format (only where the pattern implies it, "
+                                       "or is ^...$ with one repeated character class)", pointer=f"{ptr}/{where}")
     if fmt is not None:
         if not isinstance(fmt, str):
             raise SchemaError("format must be a string", pointer=f"{ptr}/format")
@@ -111,6 +115,16 @@ def _pattern(pattern: Any, ptr: str) -> str:
         raise SchemaError(f"invalid pattern: {exc}", pointer=f"{ptr}/pattern") from exc
     except PatternUnsupported as exc:
         raise UnsupportedSchemaFeature(f"pattern: {exc}", pointer=f"{ptr}/pattern") from exc
+
+
+def _length_limited(pattern: Any, lo: int, hi: int | None, ptr: str) -> str | None:
+    if not isinstance(pattern, str):
+        return None
+    _pattern(pattern, ptr)  # its own errors first, with their pointer
+    try:
+        return length_limited_content(pattern, lo, hi)
+    except PatternUnsupported:
+        return None
 
 
 def _implied(pattern: Any, fmt: Any, lo: int, hi: int | None) -> bool:

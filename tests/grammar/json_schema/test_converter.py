@@ -225,11 +225,13 @@ def test_one_of_discriminated_objects():
                                        {"type": "object", "properties": {"a": {"const": 2}}}]})
 
 
-def test_lengths_next_to_a_pattern_only_when_implied():
+def test_lengths_next_to_a_pattern_when_implied_or_one_repeat():
     g = SchemaGrammar({"type": "string", "pattern": "^[A-Z]{3}$", "minLength": 1, "maxLength": 3})
     g.check("ABC"), g.check("AB"), g.check("abc")
+    g = SchemaGrammar({"type": "string", "pattern": "^[a-z]+$", "maxLength": 3})
+    g.check("abc"), g.check("abcd"), g.check("")
     with pytest.raises(UnsupportedSchemaFeature) as err:
-        json_schema_to_lark({"type": "string", "pattern": "^[a-z]+$", "maxLength": 40})
+        json_schema_to_lark({"type": "string", "pattern": "^[a-z]+(-[a-z]+)*$", "maxLength": 40})
     assert err.value.pointer == "/maxLength"
 
 

@@ -9,9 +9,11 @@ import interegular
 import pytest
 from lark.load_grammar import load_grammar
 
-from lightllm_struct.grammar.json_schema.patterns import FORMATS, PatternUnsupported, pattern_content_regex
+from lightllm_struct.grammar.json_schema.patterns import (FORMATS, PatternUnsupported, length_limited_content,
+                                                        pattern_content_regex)
 from lightllm_struct.grammar.json_schema.keys import key_regex_excluding
 from lightllm_struct.grammar.json_schema.strings import ANY_STRING, literal_spelling, literal_string, string_regex
+from tests.grammar.json_schema.helpers import SchemaGrammar
 from tests.grammar.json_schema.spellings import string_spelling
 
 SAMPLES = ["", "a", "ab", "abc", "é", "😀", "a😀b", 'q"q', "back\\slash", "tab\tnl\n", "\x00\x1f", "ÿ€", "日本語"]
@@ -154,3 +156,35 @@ def test_formats(name):
         assert re.fullmatch(FORMATS[name], text), (name, text)
     for text in bad:
         assert not re.fullmatch(FORMATS[name], text), (name, text)
+
+
+@pytest.mark.parametrize(("pattern", "lo", "hi"), [("^[a-z0-9_]+$", 0, 5), ("^[a-z][a-z0-9_]*$", 2, 4),
+                                                  (r"^x\d{2,}y$", 0, 6), ("^é.{0,3}$", 3, None), ("^-[ab]*$", 1, 1)])
+def test_length_limits_narrow_the_one_repeat_of_an_anchored_pattern(pattern, lo, hi):
+    content = length_limited_content(pattern, lo, hi)
+    assert content is not None
+    interegular.parse_pattern(content)
+    rx, rng = re.compile('"' + content + '"'), random.Random(11)
+    alphabet = "abxy_z09-é\\\"\n😀"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) for _ in range(600)]
+    for text in texts + ["x12y", "x1234y", "ab", "a", "é", "éab", "-", "-a"]:
+        want = re.search(pattern, text) is not None and lo <= len(text) and (hi is None or len(text) <= hi)
+        if pattern.endswith("$") and text.endswith("\n"):
+            want = False  # ECMA's "$" (Python's also matches before a final newline)
+        for spelled_text in _every_spelling(text, rng, 2):
+            got = bool(rx.fullmatch(spelled_text))
+            assert not got or want, (pattern, spelled_text)
+            # patterns take \\uXXXX escapes for ASCII only (patterns.py): complete on the other spellings
+            if not re.search(r"\\u(?!00[0-7])", spelled_text):
+                assert got == want, (pattern, spelled_text)
+
+
+@pytest.mark.parametrize("pattern", ["^a+b+$", "a+", "^(ab)+$", "^[a-z]+(-[a-z]+)*$", "^-?[ab]*$"])
+def test_length_limits_with_other_patterns_are_left_to_the_caller(pattern):
+    assert length_limited_content(pattern, 0, 4) is None
+
+
+def test_schema_with_pattern_and_lengths_compiles_exactly():
+    grammar = SchemaGrammar({"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "minLength": 2, "maxLength": 4})
+    for value in ["ab", "a_1", "zz9_", "a", "abcde", "1ab", "", "ab-"]:
+        grammar.check(value)
