@@ -53,6 +53,7 @@ class LazyDFA:
         self._closures: dict[frozenset, frozenset] = {}
         self._node_rows: dict[int, np.ndarray | None] = {}
         self._folded: dict = {}
+        self._steps: dict[int, int] = {}  # state * 256 + byte -> state, for rows not made
         self._index: dict[frozenset, int] = {}
         self._sets: list[frozenset] = []
         self._accepting: list[bool] = []
@@ -80,6 +81,25 @@ class LazyDFA:
                     self._succ[state] = [t for t in np.unique(got).tolist() if t >= 0]
                     self._rows[state] = got
         return got
+
+    def step(self, state: int, byte: int) -> int:
+        """The state after ``byte`` (-1: dead), without making the whole row (the matcher's path)."""
+        row = self._rows[state]
+        if row is not None:
+            return int(row[byte])
+        key = state * 256 + byte
+        got = self._steps.get(key)
+        if got is None:
+            with self._lock:
+                targets = frozenset(t for n in self._sets[state] for lo, hi, t in self._edges(n)
+                                    if lo <= byte <= hi and self._live[t])
+                got = self._state_of(self._closure(targets)) if targets else -1
+                self._steps[key] = got
+        return got
+
+    def has_out(self, state: int) -> bool:
+        """Whether some byte continues from ``state`` (an edge to a live node; no row needed)."""
+        return any(self._live[t] for n in self._sets[state] for _, _, t in self._edges(n))
 
     def successors(self, state: int) -> list[int]:
         """Distinct next states of ``state`` (its row is made if needed)."""

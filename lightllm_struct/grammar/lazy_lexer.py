@@ -59,7 +59,7 @@ class _LazyLexer:
         self._lock = threading.RLock()
         self.rows = _Lazy(self, self._row_list)
         self.signature = _Lazy(self, self._signature)
-        self.has_out = _Lazy(self, lambda q: max(self._row_list(q)) >= 0)
+        self.has_out = _Lazy(self, self._has_out)
 
     @property
     def num_states(self) -> int:
@@ -75,6 +75,11 @@ class _LazyLexer:
         if q in self._windows:
             return
         with self._lock:
+            if self._succ[q] is None:
+                self._make_scan_row(q)
+            if all(t in self._windows for t in self._succ[q]):  # their windows reach one byte further
+                self._windows.add(q)
+                return
             succ = self._succ
             seen = {q}
             frontier = [q]
@@ -87,8 +92,9 @@ class _LazyLexer:
                         if t not in seen:
                             seen.add(t)
                             nxt.append(t)
-                if not nxt:
-                    break
+                if not nxt:  # closed under successors: every state seen has all its rows made
+                    self._windows.update(seen)
+                    return
                 frontier = nxt
             self._windows.add(q)
 
@@ -130,6 +136,9 @@ class _LazyLexer:
             with self._lock:
                 got = self._row_lists[q] = self._exact_row(q)
         return got
+
+    def _has_out(self, q: int) -> bool:
+        return max(self._row_list(q)) >= 0
 
     def _signature(self, q: int):
         # Scans read signature[q] right before they start: making the window here keeps every scan
@@ -218,18 +227,55 @@ class FoldedLexer(_LazyLexer):
 
     def _make_scan_row(self, q: int) -> None:
         code = self._code[q]
+        if q > 0 and not code & 1:
+            rep = self._fold.code_of_state(code >> 1)
+            if rep & 1:  # far inside the repeat: scan as its representative (equal within the horizon)
+                r = self._state(rep)
+                if self._succ[r] is None:
+                    self._make_scan_row(r)
+                self._set_scan_row(q, self.sink_table[r * 256:(r + 1) * 256].copy())
+                return
         codes = self._fold.rep_row(code >> 1) if code & 1 else self._fold.exact_row(code >> 1)
         values, index = np.unique(codes, return_inverse=True)
         ids = np.array([self._state(c) if c >= 0 else -1 for c in values.tolist()], dtype=np.int64)
         self._set_scan_row(q, ids[index.reshape(-1)])
 
-    def _exact_row(self, q: int) -> list[int]:
+    def _exact_row(self, q: int):
         code = self._code[q]
         assert not code & 1, "the matcher only reaches exact states"
-        row = self._dfa.row(code >> 1)
-        values, index = np.unique(row, return_inverse=True)
-        ids = [self._state(2 * t) if t >= 0 else -1 for t in values.tolist()]
-        return [ids[i] for i in index.reshape(-1).tolist()]
+        return _StepRow(self, code >> 1)
+
+    def _has_out(self, q: int) -> bool:
+        code = self._code[q]
+        return self._dfa.has_out(code >> 1)
+
+    def _step(self, state: int, byte: int) -> int:
+        nxt = self._dfa.step(state, byte)
+        return -1 if nxt < 0 else self._state(2 * nxt)
+
+
+class _StepRow:
+    """``rows[q]`` of a FoldedLexer: each byte's next state is found when first asked for. The matcher
+    steps one byte of a row at a time, so a long string costs one DFA transition per byte it writes,
+    not a whole row."""
+
+    __slots__ = ("_lexer", "_state", "_memo")
+
+    def __init__(self, lexer: FoldedLexer, state: int) -> None:
+        self._lexer, self._state, self._memo = lexer, state, {}
+
+    def __getitem__(self, byte: int) -> int:
+        got = self._memo.get(byte)
+        if got is None:
+            with self._lexer._lock:
+                got = self._memo[byte] = self._lexer._step(self._state, byte)
+        return got
+
+    def __len__(self) -> int:
+        return 256
+
+    def __iter__(self):
+        return (self[b] for b in range(256))
 
 
 def _component_row(dfa, state: int) -> np.ndarray:

@@ -161,3 +161,19 @@ def test_lazy_regex_grammar_masks_are_exact(pattern):
     assert not matcher.accept_bytes(unit)
     assert EOS_ID not in brute_force_allowed(matcher, vocab_size)
     assert matcher.accept_bytes(b"d" if unit == b"ab" else b'"') and matcher.is_complete()
+
+
+@pytest.mark.parametrize("pattern", PATTERNS[:6] + PATTERNS[10:12])
+def test_single_steps_equal_whole_rows(pattern):
+    """The matcher's one-byte steps reach exactly the node sets whole rows reach; has_out agrees."""
+    rng = random.Random(pattern)
+    stepped, rowed = lazy_regex_dfa(pattern, max_states=200_000), lazy_regex_dfa(pattern, max_states=200_000)
+    for data in _random_inputs(pattern, rng, 100):
+        a = b = 0
+        for byte in data:
+            assert stepped.has_out(a) == bool((rowed.row(b) >= 0).any())
+            a, b = stepped.step(a, byte), int(rowed.row(b)[byte])
+            assert (a < 0) == (b < 0)
+            if a < 0:
+                break
+            assert stepped.subset(a) == rowed.subset(b)
