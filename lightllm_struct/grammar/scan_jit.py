@@ -233,6 +233,7 @@ def jit_scan(trie: PreorderTrie, lexer, nodes: np.ndarray | None, state: int, *,
     (packed int32 words of the allowed tokens, [(terminal, stuck preorder nodes)])
     """
     table, accept = _arrays(lexer)
+    state = int(state)  # configurations may carry numpy ints: one compiled signature for all calls
     states, stuck_node, stuck_term = trie.scratch()
     words = np.zeros(trie.num_words + 1, dtype=np.uint32)
     if wide is None:

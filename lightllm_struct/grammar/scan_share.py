@@ -21,7 +21,7 @@ import numpy as np
 from lightllm_struct.grammar.scan_jit import AVAILABLE, PreorderTrie, _arrays, _walk, is_wide, jit_scan
 
 SHORT_LENGTH = 16  # tokens of at most this many bytes come from the base: 99.0% of Llama 3's
-CANDIDATES = 6  # recent bases with the same first-byte pattern a new wide state is compared with
+CANDIDATES = 3  # recent bases with the same first-byte pattern a new wide state is compared with
 MAX_PAIRS = 512  # pair walks that grow beyond this count as disagreeing: a full scan, never a wrong one
 
 
@@ -79,7 +79,7 @@ class SharedWideScans:
         self.trie = trie
         self.length = length
         self.long = LongTokenTrie(trie, length)
-        self._bases: dict[bytes, list] = {}  # first-byte pattern -> [(table, ends, state, base)]
+        self._bases: dict[tuple, list] = {}  # first-byte pattern -> [(table, ends, state, base)]
         self._count = 0
         self._capacity = capacity
         self._lock = threading.Lock()
@@ -88,15 +88,21 @@ class SharedWideScans:
 
     def root_scan(self, lexer, state: int) -> tuple:
         """(packed words, [(position among ``alive_terms[state]``, stuck preorder nodes)]) from ``state``."""
+        state = int(state)  # configurations may carry numpy ints: one compiled signature for all calls
         if self.length >= self.trie.max_depth or not is_wide(self.trie, lexer, state):
             return _as_positions(*jit_scan(self.trie, lexer, None, state), lexer, state)
         table, accept = _arrays(lexer)
         ends = _end_positions(accept, lexer.alive_terms[state])
-        pattern = np.packbits(table[state * 256:(state + 1) * 256] >= 0).tobytes()
-        for base_table, base_ends, base_state, base in self._bases.get(pattern, ()):
+        # what the first byte decides: which bytes continue, and what ends where one does not
+        pattern = (np.packbits(table[state * 256:(state + 1) * 256] >= 0).tobytes(), int(ends[state]))
+        candidates = self._bases.get(pattern, [])
+        for i, (base_table, base_ends, base_state, base) in enumerate(candidates):
             # the same table memory (kept alive by the base): equal states agree, a shortcut
             same = base_table.ctypes.data == table.ctypes.data and len(base_table) == len(table)
             if _agree(base_table, base_ends, base_state, table, ends, state, same, self.length, MAX_PAIRS):
+                if i:  # the positions of one string agree with the same base: try it first next time
+                    with self._lock:
+                        self._bases[pattern] = [candidates[i]] + candidates[:i] + candidates[i + 1:]
                 return self.long.delta_scan(lexer, state, *base)
         words, groups = _as_positions(*jit_scan(self.trie, lexer, None, state, wide=True), lexer, state)
         with self._lock:
@@ -154,7 +160,7 @@ class LongTokenTrie:
         Same result as ``scan_jit.jit_scan(trie, lexer, None, state)`` (tests/grammar/test_scan_share.py).
         """
         table, accept = _arrays(lexer)
-        n = len(self.nodes)
+        state, n = int(state), len(self.nodes)
         stuck_node = np.empty(n, dtype=np.int64)
         stuck_term = np.empty(n, dtype=np.int32)
         words = np.zeros(self.trie.num_words + 1, dtype=np.uint32)
