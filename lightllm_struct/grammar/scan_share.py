@@ -39,6 +39,7 @@ def _agree(table_a, ends_a, p, table_b, ends_b, q, same, length, max_pairs):  # 
         for a, b in level:
             if same and a == b:
                 continue
+            last = -1
             for x in range(256):
                 ta = np.int64(table_a[a * 256 + x])
                 tb = np.int64(table_b[b * 256 + x])
@@ -49,6 +50,9 @@ def _agree(table_a, ends_a, p, table_b, ends_b, q, same, length, max_pairs):  # 
                         return False
                     continue
                 key = ta * 4294967296 + tb
+                if key == last:  # neighbouring bytes mostly lead to the same pair: skip the set lookup
+                    continue
+                last = key
                 if depth + 1 < length and key not in seen:
                     if len(seen) >= max_pairs:
                         return False
