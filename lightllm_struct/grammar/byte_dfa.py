@@ -16,9 +16,6 @@ from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
 _MINIMIZE_MAX_STATES = 300  # always minimised exactly
 _MINIMIZE_ROUNDS = 32  # bigger DFAs: Moore rounds tried at most (and at most _MINIMIZE_WORK / n)
 _MINIMIZE_WORK = 200_000
-# Bounded classes (mask sharing) are refined at most this many (rounds x states); beyond, identity
-# classes (always exact, never shared) are cheaper than the sharing they would buy.
-_BOUNDED_WORK = 100_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,9 +158,7 @@ def _bounded_moore(table: np.ndarray, accepting: np.ndarray, k: int) -> list[int
     # three-way start: dead sink, accepting, live non-accepting (a dead transition must never hide)
     cls = np.append(np.where(accepting, 1, 2), 0).astype(np.int64)
     n_cls = 3
-    for rounds in range(k):
-        if rounds * n > _BOUNDED_WORK:  # not settling: the states themselves are also exact classes
-            return list(range(n))
+    for _ in range(k):
         new = _refine(cls, columns)
         if int(new.max()) + 1 == n_cls:
             break
