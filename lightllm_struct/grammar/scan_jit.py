@@ -143,11 +143,22 @@ def _wide(parent, byte, token, table, accept, state, words, states, stuck_node,
 
 
 def _alive_share(roots, skip, byte, table, state):  # pragma: no cover - compiled by numba
-    """How many trie nodes lie below the roots whose byte the lexer accepts from ``state``."""
+    """How many trie nodes lie below the two-byte prefixes the lexer accepts from ``state``.
+
+    Two bytes, not one: a third of a vocabulary starts with a space, and a state that takes a space
+    and then only digits (a phone-number pattern) is narrow.
+    """
     total = 0
     for r in roots:
-        if table[state * 256 + byte[r]] >= 0:
-            total += skip[r] - r
+        nxt = table[state * 256 + byte[r]]
+        if nxt < 0:
+            continue
+        total += 1
+        c = r + 1
+        while c < skip[r]:  # the children of r, in preorder
+            if table[nxt * 256 + byte[c]] >= 0:
+                total += skip[c] - c
+            c = skip[c]
     return total
 
 
