@@ -282,8 +282,11 @@ def _arrays(lexer) -> tuple[np.ndarray, np.ndarray]:
 
 def _groups(nodes: np.ndarray, terms: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """Stuck nodes split by terminal, each part in ascending node order."""
-    if not len(nodes):
-        return []
+    if len(nodes) < 64:  # the common case: a few stuck nodes, where numpy's sort and split cost more
+        parts: dict[int, list[int]] = {}
+        for node, term in sorted(zip(nodes.tolist(), terms.tolist())):
+            parts.setdefault(term, []).append(node)
+        return [(term, np.array(part, dtype=np.int64)) for term, part in sorted(parts.items())]
     order = np.lexsort((nodes, terms))
     terms, nodes = terms[order], nodes[order]
     cuts = np.flatnonzero(np.diff(terms)) + 1

@@ -94,7 +94,7 @@ class SharedWideScans:
         """(packed words, [(position among ``alive_terms[state]``, stuck preorder nodes)]) from ``state``."""
         state = int(state)  # configurations may carry numpy ints: one compiled signature for all calls
         if self.length >= self.trie.max_depth or not is_wide(self.trie, lexer, state):
-            return _as_positions(*jit_scan(self.trie, lexer, None, state), lexer, state)
+            return _as_positions(*jit_scan(self.trie, lexer, None, state, wide=False), lexer, state)
         table, accept = _arrays(lexer)
         ends = _end_positions(accept, lexer.alive_terms[state])
         # what the first byte decides: which bytes continue, and what ends where one does not
