@@ -110,8 +110,18 @@ class GrammarCompiler:
         dfa = _literals_dfa([c.encode("utf-8") for c in choices], deadline)
         return self._single_terminal(Terminal("CHOICE", "", None, 0, 0), dfa, deadline, repr(list(choices)))
 
-    def compile_json_schema(self, schema: dict | str | bool, *, whitespace: str = "compact") -> CompiledGrammar:
-        """Compile a JSON schema (``whitespace``: "compact" or "flexible", bounded).
+    def compile_json_schema(self, schema: dict | str | bool, *, whitespace: str = "compact",
+                            literal_escapes: str = "canonical") -> CompiledGrammar:
+        """Compile a JSON schema.
+
+        Parameters
+        ----------
+        whitespace:
+            "compact" (none) or "flexible" (bounded whitespace around punctuation).
+        literal_escapes:
+            How declared property names and ``const``/``enum`` strings may be spelled: "canonical" (their
+            ``json.dumps`` spellings with and without ``ensure_ascii``: one for ASCII text, which the grammar
+            then forces) or "any" (every JSON escape). Other strings take every spelling either way.
 
         Raises
         ------
@@ -121,7 +131,7 @@ class GrammarCompiler:
         """
         from lightllm_struct.grammar.json_schema import json_schema_to_lark
 
-        return self.compile_lark(json_schema_to_lark(schema, whitespace=whitespace))
+        return self.compile_lark(json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes))
 
     def compile_json_object(self) -> CompiledGrammar:
         """Any JSON object (``response_format={"type": "json_object"}``)."""

@@ -82,9 +82,16 @@ SPELLINGS = [
     pytest.param({"type": "number", "minimum": -1, "maximum": 1e-3}, "-10.0e-001", id="leading-zero-exponent"),
     pytest.param({"const": 150}, "0.15e3", id="const-number-exponent"),
     pytest.param({"type": "object", "additionalProperties": {"type": "integer"}}, '{"\\u00e9":0}', id="u-escaped-key"),
+    pytest.param(OBJ_E, '{"\\u00e9":1,"a/b":"x","\\ud83d\\ude00":true}', id="declared-keys-ensure-ascii"),
+    pytest.param({"enum": ["\u00e9t\u00e9", 2]}, '"\\u00e9t\\u00e9"', id="enum-string-ensure-ascii"),
+]
+# Spellings only literal_escapes="any" takes for declared keys and enum strings (the default forces the
+# json.dumps spellings, so that a model cannot wander into escapes of an ASCII key).
+ANY_ESCAPE_SPELLINGS = [
     pytest.param(OBJ_E, '{"\\u00E9":1,"a\\/b":"x","\\ud83d\\ude00":true}', id="declared-keys-escaped"),
-    pytest.param({"enum": ["\u00e9t\u00e9", 2]}, '"\\u00e9t\\u00E9"',
-                 id="enum-string-escaped"),
+    pytest.param({"enum": ["\u00e9t\u00e9", 2]}, '"\\u00e9t\\u00E9"', id="enum-string-escaped"),
+    pytest.param({"type": "object", "properties": {"kind": {"const": "meal"}}}, '{"\\u006bind":"m\\u0065al"}',
+                 id="ascii-key-and-const-escaped"),
 ]
 # Wrong values in such spellings: an escaped declared key is that key (its schema applies, it appears once).
 WRONG_SPELLINGS = [
@@ -101,11 +108,22 @@ def test_other_spellings_are_accepted(schema, text):
     check_text(schema, text, 0, require=_must)
 
 
-@pytest.mark.parametrize(("schema", "text"), WRONG_SPELLINGS)
-def test_wrong_values_in_other_spellings_are_rejected(schema, text):
-    for vocab_name in VOCABS:
+@pytest.mark.parametrize(("schema", "text"), ANY_ESCAPE_SPELLINGS)
+def test_any_escape_spellings_of_literals_need_the_option(schema, text):
+    assert jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+    check_text(schema, text, 0, require=_must, literal_escapes="any")
+    for vocab_name in VOCABS:  # the default refuses the spelling (the value stays reachable in its own)
         vocab, eos, _ = vocab_bundle(vocab_name)
         grammar = compiled_or_skip(vocab_name, json.dumps(schema))
+        assert force_trace(grammar, len(vocab), encoder(vocab_name)(text), eos) != "ok", (vocab_name, text)
+
+
+@pytest.mark.parametrize(("schema", "text"), WRONG_SPELLINGS)
+@pytest.mark.parametrize("literal_escapes", ["canonical", "any"])
+def test_wrong_values_in_other_spellings_are_rejected(schema, text, literal_escapes):
+    for vocab_name in VOCABS:
+        vocab, eos, _ = vocab_bundle(vocab_name)
+        grammar = compiled_or_skip(vocab_name, json.dumps(schema), literal_escapes=literal_escapes)
         verdict = force_trace(grammar, len(vocab), encoder(vocab_name)(text), eos)
         assert verdict != "ok", f"{vocab_name} accepted {text!r}"
 
@@ -121,12 +139,12 @@ def check_instance(schema, instance, seed: int, *, ensure_ascii: bool = False, r
                require=require)
 
 
-def check_text(schema, text: str, seed: int, *, require=assume) -> None:
+def check_text(schema, text: str, seed: int, *, require=assume, literal_escapes: str = "canonical") -> None:
     """``text`` (a valid instance) is accepted under own and random tokenizations of both vocabularies."""
     data = text.encode("utf-8")
     for vocab_name in VOCABS:
         vocab, eos, _ = vocab_bundle(vocab_name)
-        grammar = compiled_or_skip(vocab_name, json.dumps(schema))
+        grammar = compiled_or_skip(vocab_name, json.dumps(schema), literal_escapes=literal_escapes)
         own = encoder(vocab_name)(text)
         table, max_len = token_of_bytes(vocab_name)
         # Some vocabularies lack a few byte tokens (SmolLM2 has no token for byte 0xF1), and the tokenizer
@@ -166,13 +184,13 @@ def test_escaped_unicode_spelling_is_accepted(name, data, seed):
 @given(data=st.data(), seed=st.integers(0, 2**16))
 def test_generated_instances_in_other_spellings(name, data, seed):
     """Floats with exponents (e/E, signs, leading zeros, fraction + exponent), strings and keys with random
-    escapes: the same JSON value, so accepted."""
+    escapes: the same JSON value, so accepted (keys and enum strings in any spelling: literal_escapes="any")."""
     schema = _schema(name)
     instance = data.draw(from_schema(schema), label="instance")
     assume(jsonschema.Draft202012Validator(schema, format_checker=FORMATS).is_valid(instance))
     text = respell(in_schema_order(instance, schema_key_order(schema)), random.Random(seed))
     note(text)
-    check_text(schema, text, seed)
+    check_text(schema, text, seed, literal_escapes="any")
 
 
 @pytest.mark.parametrize("stem", ["person", "address_book", "calendar_event", "network_config", "invoice",

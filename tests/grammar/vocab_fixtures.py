@@ -76,11 +76,12 @@ def token_of_bytes(name: str) -> tuple[dict[bytes, int], int]:
 
 
 @lru_cache(maxsize=None)
-def compiled_schema(name: str, schema_json: str, whitespace: str = "compact"):
-    """Compile once per (vocabulary, schema) for the whole test session."""
+def compiled_schema(name: str, schema_json: str, whitespace: str = "compact", literal_escapes: str = "canonical"):
+    """Compile once per (vocabulary, schema, options) for the whole test session."""
     import json
 
-    return compiler(name).compile_json_schema(json.loads(schema_json), whitespace=whitespace)
+    return compiler(name).compile_json_schema(json.loads(schema_json), whitespace=whitespace,
+                                              literal_escapes=literal_escapes)
 
 
 def bench_spec(stem: str) -> dict:
@@ -95,7 +96,7 @@ def bench_schema(stem: str) -> dict:
     return bench_spec(stem)["schema"]
 
 
-def compiled_or_skip(name: str, schema_json: str, whitespace: str = "compact"):
+def compiled_or_skip(name: str, schema_json: str, whitespace: str = "compact", literal_escapes: str = "canonical"):
     """Like compiled_schema, but a schema the engine refuses with UnsupportedSchemaFeature or
     GrammarTooComplex skips the test: a typed refusal is a coverage gap (the benchmark lists those), not a
     soundness or completeness failure."""
@@ -104,6 +105,6 @@ def compiled_or_skip(name: str, schema_json: str, whitespace: str = "compact"):
     from lightllm_struct.grammar.errors import GrammarTooComplex, UnsupportedSchemaFeature
 
     try:
-        return compiled_schema(name, schema_json, whitespace)
+        return compiled_schema(name, schema_json, whitespace, literal_escapes)
     except (UnsupportedSchemaFeature, GrammarTooComplex) as exc:
         pytest.skip(f"engine refuses the schema: {exc}")

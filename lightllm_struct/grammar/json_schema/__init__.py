@@ -22,7 +22,8 @@ from lightllm_struct.grammar.json_schema.lalr_check import check_grammar
 __all__ = ["json_schema_to_lark", "any_json_lark", "WHITESPACE_MODES"]
 
 
-def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact", check: bool = True) -> str:
+def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact", check: bool = True,
+                        literal_escapes: str = "canonical") -> str:
     """Translate a JSON Schema (draft 2020-12) into Lark grammar text with a ``start`` rule.
 
     Parameters
@@ -32,6 +33,9 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
         "flexible" (bounded whitespace around punctuation).
     check : run lark's LALR(1) analysis and the terminal-overlap check (see lalr_check), turning a failure
         into an error naming the ``anyOf``/``oneOf`` that caused it.
+    literal_escapes : how declared keys and ``const``/``enum`` strings may be spelled: "canonical" (the
+        ``json.dumps`` spellings, with and without ``ensure_ascii``; forced for ASCII text) or "any" (every
+        JSON escape). Undeclared keys and free strings take every spelling either way.
 
     Returns
     -------
@@ -42,7 +46,7 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
     SchemaError : malformed schema (wrong keyword value types, bad ``$ref``, invalid JSON text); ``pointer``
         names the place.
     UnsupportedSchemaFeature : a keyword that cannot be enforced exactly (never silently loosened).
-    ValueError : unknown ``whitespace`` mode.
+    ValueError : unknown ``whitespace`` or ``literal_escapes`` mode.
     """
     if whitespace not in WHITESPACE_MODES:
         raise ValueError(f"whitespace must be one of {WHITESPACE_MODES}, got {whitespace!r}")
@@ -53,7 +57,7 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
             raise SchemaError(f"schema is not valid JSON: {exc}") from exc
     if not isinstance(schema, (dict, bool)):
         raise SchemaError("a schema must be an object or a boolean")
-    conv = Converter(schema, whitespace=whitespace)
+    conv = Converter(schema, whitespace=whitespace, literal_escapes=literal_escapes)
     start = conv.compile(schema, conv.resolver.root_base, "")
     text = conv.builder.render(start)
     if check:

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.numbers import ANY_NUMBER
 from lightllm_struct.grammar.json_schema.regex_util import alt
-from lightllm_struct.grammar.json_schema.strings import ANY_STRING
+from lightllm_struct.grammar.json_schema.strings import ANY_STRING, literal_string
 
 KINDS = frozenset({"null", "boolean", "number", "string", "object", "array"})
 # Flexible whitespace: at most two spaces, then optionally one newline and an indent. Bounded, so a model can
 # never run away in whitespace; enough for pretty-printed JSON up to 20 levels of 2-space indent.
 FLEX_WS = r"[ \t]{0,2}(?:\r?\n[ \t]{0,40})?"
 WHITESPACE_MODES = ("compact", "flexible")
+# How a literal string (declared key, const, enum) may be spelled: its json.dumps spellings, or any JSON escape.
+LITERAL_ESCAPES = ("canonical", "any")
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,13 @@ NOTHING = Piece(None, None, frozenset())
 class GrammarBuilder:
     """Rules and deduplicated terminals of one grammar; punctuation terminals carry the whitespace policy."""
 
-    def __init__(self, *, whitespace: str) -> None:
+    def __init__(self, *, whitespace: str, literal_escapes: str = "canonical") -> None:
         if whitespace not in WHITESPACE_MODES:
             raise ValueError(f"whitespace must be one of {WHITESPACE_MODES}, got {whitespace!r}")
+        if literal_escapes not in LITERAL_ESCAPES:
+            raise ValueError(f"literal_escapes must be one of {LITERAL_ESCAPES}, got {literal_escapes!r}")
         self.whitespace = whitespace
+        self.literal_escapes = literal_escapes
         self.rules: dict[str, list[str]] = {}
         self._terminals: dict[str, str] = {}
         self._counter = 0
@@ -62,6 +67,10 @@ class GrammarBuilder:
             self._counter += 1
             self._terminals[regex] = name or f"T{self._counter}"
         return self._terminals[regex]
+
+    def literal(self, text: str) -> str:
+        """The regex of the JSON string ``text`` (a declared key, a ``const`` or ``enum`` string)."""
+        return literal_string(text, any_spelling=self.literal_escapes == "any")
 
     def new_rule(self, hint: str) -> str:
         self._counter += 1

@@ -14,7 +14,6 @@ from lightllm_struct.grammar.errors import GrammarTooComplex, SchemaError, Unsup
 from lightllm_struct.grammar.json_schema.builder import NOTHING, Piece
 from lightllm_struct.grammar.json_schema.refs import escape_token
 from lightllm_struct.grammar.json_schema.keys import key_regex_excluding
-from lightllm_struct.grammar.json_schema.strings import literal_string
 
 if TYPE_CHECKING:
     from lightllm_struct.grammar.json_schema.converter import Converter
@@ -105,7 +104,7 @@ def _object_rules(conv: Converter, members: list[tuple[str, Piece, bool]], extra
                 b.set_rule(names[(lead, "y", i)], [""])
                 continue
             key, piece, req = members[i]
-            key_t = b.terminal(literal_string(key))
+            key_t = b.terminal(b.literal(key))
             y_alts = [f"{comma}{key_t} {b.colon} {piece.sym} {rest_next}"]
             if not req:
                 y_alts.append(names[(lead, "y", i + 1)])
@@ -168,7 +167,7 @@ def const_piece(conv: Converter, value: Any) -> Piece:
     """Exactly one JSON value (objects keep the key order given)."""
     b = conv.builder
     if isinstance(value, dict):
-        parts = [f"{b.terminal(literal_string(k))} {b.colon} "
+        parts = [f"{b.terminal(b.literal(k))} {b.colon} "
                  f"{const_piece(conv, v).sym}" for k, v in value.items()]
         body = f" {b.comma} ".join(parts)
         return Piece(b.rule("const_obj", [f"{b.lbrace} {body} {b.rbrace}"]), None, frozenset({"object"}))

@@ -44,9 +44,9 @@ class _Unsatisfiable(Exception):
 class Converter:
     """Compiles one schema document into a :class:`GrammarBuilder`."""
 
-    def __init__(self, root: Any, *, whitespace: str) -> None:
+    def __init__(self, root: Any, *, whitespace: str, literal_escapes: str = "canonical") -> None:
         self.root = root
-        self.builder = GrammarBuilder(whitespace=whitespace)
+        self.builder = GrammarBuilder(whitespace=whitespace, literal_escapes=literal_escapes)
         self.resolver = RefResolver(root)
         self._memo: dict[tuple[str, str], Piece] = {}
         self._validator: jsonschema.protocols.Validator | None = None

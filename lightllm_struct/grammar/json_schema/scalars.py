@@ -15,7 +15,7 @@ from lightllm_struct.grammar.json_schema.patterns import (
     length_range,
     pattern_content_regex,
 )
-from lightllm_struct.grammar.json_schema.strings import literal_string, string_regex
+from lightllm_struct.grammar.json_schema.strings import string_regex
 
 
 def compile_scalar(builder: GrammarBuilder, schema: dict, json_type: str, ptr: str) -> Piece:
@@ -30,7 +30,7 @@ def compile_scalar(builder: GrammarBuilder, schema: dict, json_type: str, ptr: s
 
 
 def const_scalar(builder: GrammarBuilder, value: Any) -> Piece:
-    """Exactly one scalar value, in every JSON spelling of it (numbers: see numbers.py for exponents)."""
+    """Exactly one scalar value (numbers in every spelling, see numbers.py; strings as ``builder.literal``)."""
     if value is None:
         return builder.scalar("null", ["null"])
     if isinstance(value, bool):
@@ -39,7 +39,7 @@ def const_scalar(builder: GrammarBuilder, value: Any) -> Piece:
         exact = Bound(to_decimal(value), False)
         return builder.scalar(number_regex(exact, exact, integer=False), ["number"])
     if isinstance(value, str):
-        return builder.scalar(literal_string(value), ["string"])
+        return builder.scalar(builder.literal(value), ["string"])
     raise TypeError(f"not a JSON scalar: {value!r}")
 
 

@@ -5,8 +5,10 @@ A JSON string's *content* is a sequence of units, each one code point: a raw cha
 Length limits count units, so they are exact in code points. Lone surrogate escapes are only accepted in
 strings without length or pattern limits (one would count differently from Python).
 
-Literal strings (``const``, ``enum``, declared property names) accept every spelling of their code points (raw,
-short escape, ``\\uXXXX`` in either case, surrogate pairs); keys.py builds the additional-property key.
+Literal strings (``const``, ``enum``, declared property names) accept the two ``json.dumps`` spellings by
+default, or (option ``literal_escapes="any"``) every spelling of their code points (raw, short escape,
+``\\uXXXX`` in either case, surrogate pairs); keys.py builds the additional-property key, which accepts every
+spelling of every undeclared key in both modes.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from lightllm_struct.grammar.json_schema.regex_util import (
     alt,
     char_class,
     escape_char,
+    escape_literal,
     fixed_width_set,
     intersect,
     normalize,
@@ -106,10 +109,23 @@ def string_regex(min_length: int = 0, max_length: int | None = None) -> str:
     return '"' + repeat(ANY_UNIT, min_length, max_length) + '"'
 
 
-def literal_string(text: str) -> str:
-    """Every JSON spelling of ``text`` (with quotes) as a regex."""
-    regex = '"' + "".join(spelled(ch) for ch in text) + '"'
-    _SPELLED_LITERALS[_lark_form(regex)] = '"' + "".join(_canonical(ch) for ch in text) + '"'
+def literal_string(text: str, *, any_spelling: bool = False) -> str:
+    """``text`` (with quotes) as a regex: its two ``json.dumps`` spellings, or every JSON spelling.
+
+    The default takes the spelling with raw UTF-8 (``ensure_ascii=False``) and the one with ``\\uXXXX`` for
+    every non-ASCII character (``ensure_ascii=True``): one spelling for ASCII text, so the grammar forces a
+    declared key or an enum value outright (jump-forward), and a model cannot wander into ``"\\u006bind"``
+    for ``"kind"`` (a small model sampling at temperature 1 did, running out of tokens). Every value stays
+    reachable; only its spelling is restricted. ``any_spelling`` accepts raw characters, short escapes and
+    ``\\uXXXX`` in either case for every character, as JSON allows.
+    """
+    canonical = '"' + "".join(_canonical(ch) for ch in text) + '"'
+    if any_spelling:
+        regex = '"' + "".join(spelled(ch) for ch in text) + '"'
+    else:
+        spellings = dict.fromkeys([canonical, json.dumps(text, ensure_ascii=True)])
+        regex = alt([escape_literal(sp) for sp in spellings]) or ""
+    _SPELLED_LITERALS[_lark_form(regex)] = canonical
     return regex
 
 

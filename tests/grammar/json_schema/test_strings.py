@@ -74,9 +74,29 @@ def test_key_regex_excludes_every_spelling_of_the_known_keys():
 
 
 @pytest.mark.parametrize("text", KEYS + OTHERS)
-def test_literal_string_accepts_exactly_the_spellings_of_its_value(text):
-    rx, rng = re.compile(literal_string(text)), random.Random(5)
+def test_literal_string_any_spelling_accepts_exactly_the_spellings_of_its_value(text):
+    rx, rng = re.compile(literal_string(text, any_spelling=True)), random.Random(5)
     assert all(rx.fullmatch(s) for s in _every_spelling(text, rng))
+    for other in KEYS + OTHERS:
+        if other != text:
+            assert not any(rx.fullmatch(s) for s in _every_spelling(other, rng, 3)), (text, other)
+
+
+def _dumps(text: str) -> set[str]:
+    """json.dumps's two spellings (a lone surrogate, which ensure_ascii=False would leave raw, as an escape)."""
+    raw = "".join(f"\\u{ord(ch):04x}" if 0xD800 <= ord(ch) <= 0xDFFF else json.dumps(ch, ensure_ascii=False)[1:-1]
+                  for ch in text)
+    return {f'"{raw}"', json.dumps(text, ensure_ascii=True)}
+
+
+@pytest.mark.parametrize("text", KEYS + OTHERS)
+def test_literal_string_by_default_accepts_exactly_the_json_dumps_spellings(text):
+    """Default: the ensure_ascii=False and =True spellings of the value and nothing else (one spelling for ASCII
+    text, so a declared key is forced), never a spelling of another value."""
+    rx, rng = re.compile(literal_string(text)), random.Random(5)
+    canonical = _dumps(text)
+    assert all(rx.fullmatch(s) for s in canonical)
+    assert not any(rx.fullmatch(s) for s in _every_spelling(text, rng) - canonical)
     for other in KEYS + OTHERS:
         if other != text:
             assert not any(rx.fullmatch(s) for s in _every_spelling(other, rng, 3)), (text, other)
@@ -104,6 +124,8 @@ def test_literal_spelling_survives_lark_and_knows_only_literals():
 
 def test_literal_string_of_a_lone_surrogate_is_its_escape():
     rx = re.compile(literal_string("a\ud800"))
+    assert rx.fullmatch('"a\\ud800"') and not rx.fullmatch('"\\u0061\\uD800"') and not rx.fullmatch('"a"')
+    rx = re.compile(literal_string("a\ud800", any_spelling=True))
     assert rx.fullmatch('"a\\ud800"') and rx.fullmatch('"\\u0061\\uD800"') and not rx.fullmatch('"a"')
 
 
