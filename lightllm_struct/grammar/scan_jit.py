@@ -61,15 +61,14 @@ def _preorder(child_start, child_count, roots, num_nodes):  # pragma: no cover -
     return pre_of, skip
 
 
-def _walk(byte, depth, skip, reach, token, extra_ptr, extra_token, table, accept, starts, state, min_depth,
-          max_depth, words, stuck_node, stuck_term):  # pragma: no cover - compiled by numba
+def _walk(byte, depth, skip, token, extra_ptr, extra_token, table, accept, starts, state, max_depth, words,
+          stuck_node, stuck_term):  # pragma: no cover - compiled by numba
     """Run the lexer ``table`` from ``state`` over the subtrees of the preorder nodes ``starts``.
 
     Sets in ``words`` the bit of every token whose bytes all stay inside the lexer. A token that meets
     a byte without transition where the state accepts a terminal is recorded once, at that node, in
-    ``stuck_node`` / ``stuck_term``; the subtree below a stuck node is never visited. Only nodes deeper
-    than ``min_depth`` are recorded, and subtrees that end above it (``reach``) are skipped: a delta
-    scan whose shallow part comes from another state. Returns the number of stuck nodes.
+    ``stuck_node`` / ``stuck_term``; the subtree below a stuck node is never visited. Returns the
+    number of stuck nodes.
     """
     states = np.empty(max_depth + 1, np.int64)  # states[d]: lexer state after the node at depth d
     n_stuck = 0
@@ -78,23 +77,19 @@ def _walk(byte, depth, skip, reach, token, extra_ptr, extra_token, table, accept
         end = skip[i]
         states[depth[i] - 1] = state
         while i < end:
-            d = depth[i]
-            if reach[i] <= min_depth:
-                i = skip[i]
-                continue
-            s = states[d - 1]
+            s = states[depth[i] - 1]
             nxt = table[s * 256 + byte[i]]
             if nxt < 0:
                 term = accept[s]
-                if term >= 0 and d > min_depth:
+                if term >= 0:
                     stuck_node[n_stuck] = i
                     stuck_term[n_stuck] = term
                     n_stuck += 1
                 i = skip[i]
                 continue
-            states[d] = nxt
+            states[depth[i]] = nxt
             tid = token[i]
-            if tid >= 0 and d > min_depth:
+            if tid >= 0:
                 words[tid >> 5] |= np.uint32(1 << (tid & 31))
                 for j in range(extra_ptr[i], extra_ptr[i + 1]):
                     t2 = extra_token[j]
@@ -257,9 +252,8 @@ def jit_scan(trie: PreorderTrie, lexer, nodes: np.ndarray | None, state: int, *,
         np.bitwise_or.at(words, extra >> 5, np.left_shift(np.uint32(1), (extra & 31).astype(np.uint32)))
     else:
         starts = trie.roots if nodes is None else np.ascontiguousarray(nodes, np.int64)
-        n_stuck = _walk(trie.byte, trie.depth, trie.skip, trie.reach, trie.token, trie.extra_ptr,
-                        trie.extra_token, table, accept, starts, state, 0, trie.max_depth, words, stuck_node,
-                        stuck_term)
+        n_stuck = _walk(trie.byte, trie.depth, trie.skip, trie.token, trie.extra_ptr, trie.extra_token, table,
+                        accept, starts, state, trie.max_depth, words, stuck_node, stuck_term)
     return words[:-1].view(np.int32), _groups(stuck_node[:n_stuck], stuck_term[:n_stuck])
 
 

@@ -3,14 +3,15 @@
 Root scans are cached by the lexer-state signature, which tells states apart by everything the longest
 token (128 bytes for Llama 3) could see. Inside a length-bounded JSON string every position is then its
 own signature, and each one that lets most of the vocabulary through costs a full trie pass. But two
-positions that no string of ``length`` bytes tells apart (both have more than ``length`` bytes of room
-left) agree on every token of at most ``length`` bytes and on every stuck node that shallow; only the
-few tokens longer than that differ. So a wide scan is kept as a *base* of its lexer, and a later state
-of that lexer that agrees with a base on all strings of ``length`` bytes takes a delta scan that walks
+states that no string of ``length`` bytes tells apart (say two positions that both have more than
+``length`` bytes of room left, or the same position type in two schemas) agree on every token of at most
+``length`` bytes and on every stuck node that shallow; only the few longer tokens can differ. So a wide
+scan is kept as a *base*, and a later wide state that agrees with a base takes a delta scan that walks
 only the trie of the tokens longer than ``length`` bytes (17k of Llama 3's 275k nodes for 16 bytes).
 
-Agreement is checked directly on the lexer table by walking pairs of states over all byte strings of
-up to ``length`` bytes (``_agree``): for a bounded string a handful of pairs a level, some microseconds.
+Agreement is checked on the two lexer tables by walking pairs of states over all byte strings of up to
+``length`` bytes (``_agree``); inside JSON strings (UTF-8 sub-states) that is some hundreds of pairs,
+about 0.1 ms, against 0.5-1 ms for a full wide scan.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import threading
 
 import numpy as np
 
-from lightllm_struct.grammar.scan_jit import AVAILABLE, PreorderTrie, _arrays, _walk, is_wide, jit_scan
+from lightllm_struct.grammar.scan_jit import AVAILABLE, PreorderTrie, _arrays, _wide, is_wide, jit_scan
 
 SHORT_LENGTH = 16  # tokens of at most this many bytes come from the base: 99.0% of Llama 3's
 CANDIDATES = 3  # recent bases with the same first-byte pattern a new wide state is compared with
@@ -133,49 +134,57 @@ def _as_positions(words: np.ndarray, groups: list, lexer, state: int) -> tuple:
 class LongTokenTrie:
     """The sub-trie of the tokens longer than ``length`` bytes, inside a ``PreorderTrie``.
 
-    Its nodes are the trie nodes whose subtree reaches deeper than ``length`` (closed under ancestors,
-    so in the same preorder they form a trie of their own); ``nodes`` maps them back.
+    Its nodes are the trie nodes whose subtree reaches deeper than ``length`` (closed under ancestors, so
+    they form a trie of their own), kept in breadth-first order for the wide pass; ``pre`` maps them to
+    preorder ids. Tokens of at most ``length`` bytes point at the spare mask word: the base has them.
     """
 
     def __init__(self, trie: PreorderTrie, length: int) -> None:
         self.trie, self.length = trie, length
-        self.nodes = np.flatnonzero(trie.reach > length)
-        self.byte, self.depth = trie.byte[self.nodes], trie.depth[self.nodes]
-        self.reach, self.token = trie.reach[self.nodes], trie.token[self.nodes]
-        self.skip = np.searchsorted(self.nodes, trie.skip[self.nodes]).astype(np.int64)
-        self.roots = np.flatnonzero(self.depth == 1).astype(np.int64)
+        tall = np.flatnonzero(trie.reach[trie.pre_of_bfs] > length)  # breadth-first ids, in order
+        self.pre = trie.pre_of_bfs[tall]
+        self.depth = trie.depth[self.pre]
+        parent = trie.bfs_parent[tall]
+        roots_parent = len(tall)  # the spare slot of the wide pass's states
+        self.parent = np.where(parent < trie.num_nodes, np.searchsorted(tall, parent), roots_parent)
+        self.parent = self.parent.astype(np.int32)
+        self.byte = trie.bfs_byte[tall]
+        self.token = np.where(self.depth > length, trie.bfs_token[tall], 32 * trie.num_words).astype(np.int32)
+        deep_extra = np.isin(trie.extra_node_bfs, tall[self.depth > length])
+        self.extra_node = np.searchsorted(tall, trie.extra_node_bfs[deep_extra])
+        self.extra_token = trie.extra_token_bfs[deep_extra]
         counts = np.diff(trie.extra_ptr)
-        keep = (trie.reach > length)[np.repeat(np.arange(trie.num_nodes), counts)]
-        self.extra_token = trie.extra_token[keep]
-        self.extra_ptr = np.concatenate([[0], np.cumsum(counts[self.nodes])]).astype(np.int32)
         flags = np.zeros(32 * trie.num_words, dtype=bool)  # tokens of at most ``length`` bytes
         flags[trie.token[(trie.depth <= length) & (trie.token >= 0)]] = True
         flags[trie.extra_token[np.repeat(trie.depth, counts) <= length]] = True
         self.short_words = np.packbits(flags, bitorder="little").view("<i4").astype(np.int32)
 
     def shallow_part(self, words: np.ndarray, groups: list) -> tuple:
-        """What a base scan gives every state of its class: short tokens and shallow stuck nodes."""
-        shallow = [(term, nodes[self.trie.depth[nodes] <= self.length]) for term, nodes in groups]
+        """What a base scan gives every state that agrees with it: short tokens and shallow stuck nodes."""
+        shallow = [(pos, nodes[self.trie.depth[nodes] <= self.length]) for pos, nodes in groups]
         return words & self.short_words, shallow
 
     def delta_scan(self, lexer, state: int, short_words: np.ndarray, shallow: list) -> tuple:
-        """The root scan from ``state``, whose class shares ``shallow_part`` of a base scan.
+        """The root scan from ``state``, which agrees with the base of ``shallow_part`` up to ``length``.
 
-        Same result as ``scan_jit.jit_scan(trie, lexer, None, state)`` (tests/grammar/test_scan_share.py).
+        Same result as the full scan (tests/grammar/test_scan_share.py).
         """
         table, accept = _arrays(lexer)
-        state, n = int(state), len(self.nodes)
+        state, n = int(state), len(self.pre)
+        states = np.empty(n + 1, dtype=np.int32)
         stuck_node = np.empty(n, dtype=np.int64)
         stuck_term = np.empty(n, dtype=np.int32)
         words = np.zeros(self.trie.num_words + 1, dtype=np.uint32)
-        n_stuck = _walk(self.byte, self.depth, self.skip, self.reach, self.token, self.extra_ptr,
-                        self.extra_token, table, accept, self.roots, state, self.length, self.trie.max_depth,
-                        words, stuck_node, stuck_term)
+        n_stuck = _wide(self.parent, self.byte, self.token, table, accept, state, words, states, stuck_node,
+                        stuck_term)
+        extra = self.extra_token[states[self.extra_node] >= 0]
+        np.bitwise_or.at(words, extra >> 5, np.left_shift(np.uint32(1), (extra & 31).astype(np.uint32)))
         pos_of = {t: i for i, t in enumerate(lexer.alive_terms[state])}
         deep: dict[int, list] = {}
-        for node, term in zip(self.nodes[stuck_node[:n_stuck]].tolist(), stuck_term[:n_stuck].tolist()):
-            deep.setdefault(pos_of[term], []).append(node)
-        groups = [(term, np.concatenate([nodes, np.array(deep.pop(term, []), dtype=np.int64)]))
-                  for term, nodes in shallow]
-        groups += [(term, np.array(nodes, dtype=np.int64)) for term, nodes in deep.items()]
-        return words[:-1].view(np.int32) | short_words, [(t, nodes) for t, nodes in groups if len(nodes)]
+        for node, term in zip(stuck_node[:n_stuck].tolist(), stuck_term[:n_stuck].tolist()):
+            if self.depth[node] > self.length:  # shallower stuck nodes are the base's
+                deep.setdefault(pos_of[term], []).append(int(self.pre[node]))
+        groups = [(pos, np.concatenate([nodes, np.array(deep.pop(pos, []), dtype=np.int64)]))
+                  for pos, nodes in shallow]
+        groups += [(pos, np.array(nodes, dtype=np.int64)) for pos, nodes in deep.items()]
+        return words[:-1].view(np.int32) | short_words, [(p, nodes) for p, nodes in groups if len(nodes)]
