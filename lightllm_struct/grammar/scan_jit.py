@@ -137,16 +137,19 @@ def _wide(parent, byte, token, table, accept, state, words, states, stuck_node,
     return n_stuck
 
 
-def _alive_share(roots, skip, byte, table, state):  # pragma: no cover - compiled by numba
-    """How many trie nodes lie below the two-byte prefixes the lexer accepts from ``state``.
+def _alive_share(roots, skip, byte, table, state, two_bytes):  # pragma: no cover - compiled by numba
+    """How many trie nodes lie below the one- (or two-) byte prefixes the lexer accepts from ``state``.
 
-    Two bytes, not one: a third of a vocabulary starts with a space, and a state that takes a space
+    Two bytes tell more: a third of a vocabulary starts with a space, and a state that takes a space
     and then only digits (a phone-number pattern) is narrow.
     """
     total = 0
     for r in roots:
         nxt = table[state * 256 + byte[r]]
         if nxt < 0:
+            continue
+        if not two_bytes:
+            total += skip[r] - r
             continue
         total += 1
         c = r + 1
@@ -260,7 +263,8 @@ def jit_scan(trie: PreorderTrie, lexer, nodes: np.ndarray | None, state: int, *,
 def is_wide(trie: PreorderTrie, lexer, state: int) -> bool:
     """Whether the first bytes ``lexer`` accepts from ``state`` lead to over a third of the trie."""
     table, _ = _arrays(lexer)
-    return 3 * _alive_share(trie.roots, trie.skip, trie.byte, table, state) > trie.num_nodes
+    return all(3 * _alive_share(trie.roots, trie.skip, trie.byte, table, state, two) > trie.num_nodes
+               for two in (False, True))  # the one-byte bound first: it settles most narrow states
 
 
 def _arrays(lexer) -> tuple[np.ndarray, np.ndarray]:
