@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import time
 
@@ -176,6 +177,7 @@ def constrained_decode(model, kv, runner, cfg, *, batch: int, ctx: int, steps: i
     schema has been served before). Requests restart at their own pace, so they sit at different places of
     the schema at any step."""
     qv, grammar, compile_s = _json_grammar()
+    gc.freeze()  # as the engine does after loading: full collections would scan the model's and vocabulary's objects
     matchers, mask_cpu = _json_grammar_batch(grammar, batch)
     mask_cpu = mask_cpu.pin_memory()
     mask_gpu = mask_cpu.to("cuda")

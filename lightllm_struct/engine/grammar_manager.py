@@ -7,6 +7,7 @@ compile that fails or overruns its deadline fails that request alone, with the c
 from __future__ import annotations
 
 import concurrent.futures as cf
+import gc
 import json
 import threading
 import time
@@ -225,6 +226,7 @@ class GrammarManager:
                 info = TokenizerInfo.from_vocab(vocab, eos_token_ids=eos,
                                                 special_token_ids=[t for t in special if t not in eos])
                 self._compiler = GrammarCompiler(info, compile_timeout_s=self.timeout_s)
+                gc.freeze()  # the vocabulary tables live as long as the engine: out of every full collection
             return self._compiler
 
     def _attach(self, seq: Sequence, grammar: Any) -> None:
