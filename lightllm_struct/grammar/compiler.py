@@ -111,7 +111,7 @@ class GrammarCompiler:
         return self._single_terminal(Terminal("CHOICE", "", None, 0, 0), dfa, deadline, repr(list(choices)))
 
     def compile_json_schema(self, schema: dict | str | bool, *, whitespace: str = "compact",
-                            literal_escapes: str = "canonical") -> CompiledGrammar:
+                            literal_escapes: str = "canonical", assert_formats: bool = True) -> CompiledGrammar:
         """Compile a JSON schema.
 
         Parameters
@@ -122,6 +122,9 @@ class GrammarCompiler:
             How declared property names and ``const``/``enum`` strings may be spelled: "canonical" (their
             ``json.dumps`` spellings with and without ``ensure_ascii``: one for ASCII text, which the grammar
             then forces) or "any" (every JSON escape). Other strings take every spelling either way.
+        assert_formats:
+            Enforce ``format`` (date-time, email, uuid, ...), or treat it as an annotation the way draft
+            2020-12 does by default (any string).
 
         Raises
         ------
@@ -131,7 +134,8 @@ class GrammarCompiler:
         """
         from lightllm_struct.grammar.json_schema import json_schema_to_lark
 
-        return self.compile_lark(json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes))
+        return self.compile_lark(json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes,
+                                                     assert_formats=assert_formats))
 
     def compile_json_object(self) -> CompiledGrammar:
         """Any JSON object (``response_format={"type": "json_object"}``)."""

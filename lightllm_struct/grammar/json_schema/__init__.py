@@ -3,8 +3,9 @@
 The text is LALR(1) (``lark.Lark(text, parser="lalr")`` builds without conflicts), every terminal is a regex
 that ``interegular`` parses, and terminals that may meet in one parser state are disjoint where a wrong
 longest-match choice would lose valid continuations. Intentional restrictions (all sound, i.e. they only
-reject): known property keys appear in schema order; object keys use json.dumps spelling; bounded numbers carry
-no exponent; ``-0`` is not produced under bounds; formats and patterns accept only raw (unescaped)
+reject): known property keys appear in schema order; declared keys and const/enum strings use their json.dumps
+spellings (``literal_escapes``); bounded numbers take exponents only with short mantissas (scientific.py) and
+bounded integers none; ``-0`` is not produced under bounds; formats and patterns accept only raw (unescaped)
 non-ASCII characters; enum/const objects keep their key order; an object branch of an anyOf/oneOf with other
 object branches starts with its first required property; ``$`` in a pattern is ECMA's (no final newline).
 """
@@ -14,16 +15,23 @@ import json
 from typing import Any
 
 
-from lightllm_struct.grammar.errors import SchemaError
+from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import WHITESPACE_MODES, GrammarBuilder
 from lightllm_struct.grammar.json_schema.converter import Converter
 from lightllm_struct.grammar.json_schema.lalr_check import check_grammar
 
 __all__ = ["json_schema_to_lark", "any_json_lark", "WHITESPACE_MODES"]
 
+# Dialects read with draft 2020-12's keywords. Another "$schema" (a custom metaschema) may switch whole
+# vocabularies off or on, which cannot be honoured without reading it: refused rather than misread.
+KNOWN_DIALECTS = frozenset({
+    "json-schema.org/draft/2020-12/schema", "json-schema.org/draft/2019-09/schema",
+    "json-schema.org/draft-07/schema", "json-schema.org/draft-06/schema",
+})
+
 
 def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact", check: bool = True,
-                        literal_escapes: str = "canonical") -> str:
+                        literal_escapes: str = "canonical", assert_formats: bool = True) -> str:
     """Translate a JSON Schema (draft 2020-12) into Lark grammar text with a ``start`` rule.
 
     Parameters
@@ -36,6 +44,8 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
     literal_escapes : how declared keys and ``const``/``enum`` strings may be spelled: "canonical" (the
         ``json.dumps`` spellings, with and without ``ensure_ascii``; forced for ASCII text) or "any" (every
         JSON escape). Undeclared keys and free strings take every spelling either way.
+    assert_formats : enforce ``format`` (default: a model should write real e-mails and dates), or treat it as
+        draft 2020-12's annotation (False: any string; unknown formats are then no error either).
 
     Returns
     -------
@@ -57,12 +67,26 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
             raise SchemaError(f"schema is not valid JSON: {exc}") from exc
     if not isinstance(schema, (dict, bool)):
         raise SchemaError("a schema must be an object or a boolean")
-    conv = Converter(schema, whitespace=whitespace, literal_escapes=literal_escapes)
+    _check_dialect(schema)
+    conv = Converter(schema, whitespace=whitespace, literal_escapes=literal_escapes, assert_formats=assert_formats)
     start = conv.compile(schema, conv.resolver.root_base, "")
     text = conv.builder.render(start)
     if check:
         check_grammar(text, conv.union_pointers)
     return text
+
+
+def _check_dialect(schema: Any) -> None:
+    """Refuse a root ``$schema`` that names no draft this frontend reads."""
+    uri = schema.get("$schema") if isinstance(schema, dict) else None
+    if uri is None:
+        return
+    if not isinstance(uri, str):
+        raise SchemaError("$schema must be a string", pointer="/$schema")
+    bare = uri.split("://", 1)[-1].rstrip("#")
+    if bare not in KNOWN_DIALECTS:
+        raise UnsupportedSchemaFeature(f"$schema {uri!r} is not a JSON Schema draft this engine reads (known: "
+                                       f"draft 2020-12, 2019-09, 07, 06)", pointer="/$schema")
 
 
 def any_json_lark(*, whitespace: str = "compact", root: str = "object") -> str:

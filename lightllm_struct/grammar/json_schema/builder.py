@@ -42,13 +42,14 @@ NOTHING = Piece(None, None, frozenset())
 class GrammarBuilder:
     """Rules and deduplicated terminals of one grammar; punctuation terminals carry the whitespace policy."""
 
-    def __init__(self, *, whitespace: str, literal_escapes: str = "canonical") -> None:
+    def __init__(self, *, whitespace: str, literal_escapes: str = "canonical", assert_formats: bool = True) -> None:
         if whitespace not in WHITESPACE_MODES:
             raise ValueError(f"whitespace must be one of {WHITESPACE_MODES}, got {whitespace!r}")
         if literal_escapes not in LITERAL_ESCAPES:
             raise ValueError(f"literal_escapes must be one of {LITERAL_ESCAPES}, got {literal_escapes!r}")
         self.whitespace = whitespace
         self.literal_escapes = literal_escapes
+        self.assert_formats = assert_formats
         self.rules: dict[str, list[str]] = {}
         self._terminals: dict[str, str] = {}
         self._counter = 0

@@ -44,9 +44,11 @@ class _Unsatisfiable(Exception):
 class Converter:
     """Compiles one schema document into a :class:`GrammarBuilder`."""
 
-    def __init__(self, root: Any, *, whitespace: str, literal_escapes: str = "canonical") -> None:
+    def __init__(self, root: Any, *, whitespace: str, literal_escapes: str = "canonical",
+                 assert_formats: bool = True) -> None:
         self.root = root
-        self.builder = GrammarBuilder(whitespace=whitespace, literal_escapes=literal_escapes)
+        self.builder = GrammarBuilder(whitespace=whitespace, literal_escapes=literal_escapes,
+                                      assert_formats=assert_formats)
         self.resolver = RefResolver(root)
         self._memo: dict[tuple[str, str], Piece] = {}
         self._validator: jsonschema.protocols.Validator | None = None
@@ -184,7 +186,8 @@ class Converter:
     def _node_validator(self, schema: dict, ptr: str) -> jsonschema.protocols.Validator:
         if self._validator is None:
             cls = jsonschema.Draft202012Validator
-            self._validator = cls(self.root, format_checker=cls.FORMAT_CHECKER)
+            checker = cls.FORMAT_CHECKER if self.builder.assert_formats else None
+            self._validator = cls(self.root, format_checker=checker)
         try:
             validator = self._validator.evolve(schema=schema)
             validator.is_valid(None)

@@ -26,7 +26,7 @@ def compile_scalar(builder: GrammarBuilder, schema: dict, json_type: str, ptr: s
         return builder.scalar("true|false", ["boolean"])
     if json_type in ("integer", "number"):
         return builder.scalar(_number(schema, json_type == "integer", ptr), ["number"])
-    return builder.scalar(_string(schema, ptr), ["string"])
+    return builder.scalar(_string(schema, ptr, assert_formats=builder.assert_formats), ["string"])
 
 
 def const_scalar(builder: GrammarBuilder, value: Any) -> Piece:
@@ -76,13 +76,17 @@ def _tighter(bounds: list[Bound | None], *, lower: bool) -> Bound | None:
     return max(live, key=key)
 
 
-def _string(schema: dict, ptr: str) -> str | None:
+def _string(schema: dict, ptr: str, *, assert_formats: bool = True) -> str | None:
     lo = nonneg_int(schema, "minLength", ptr, 0) or 0
     hi = nonneg_int(schema, "maxLength", ptr)
     if hi is not None and lo > hi:
         return None
     lengths = lo > 0 or hi is not None
     pattern, fmt = schema.get("pattern"), schema.get("format")
+    if fmt is not None and not assert_formats:  # draft 2020-12's default: format is an annotation only
+        if not isinstance(fmt, str):
+            raise SchemaError("format must be a string", pointer=f"{ptr}/format")
+        fmt = None
     if pattern is not None and fmt is not None:
         raise UnsupportedSchemaFeature("pattern together with format", pointer=f"{ptr}/format")
     if (pattern is not None or fmt is not None) and lengths and not _implied(pattern, fmt, lo, hi):

@@ -245,3 +245,32 @@ def test_union_of_open_objects_starts_each_branch_with_its_first_required_proper
                       {"kind": "b"}, {"kind": "a", "x": "s"}, {"kind": "c"}):
             g.check(value)
         assert not g.check({"z": 1, "kind": "a"}, complete=False)  # the documented restriction in unions
+
+
+@pytest.mark.parametrize("uri", ["https://json-schema.org/draft/2020-12/schema",
+                                 "http://json-schema.org/draft-07/schema#", "https://json-schema.org/draft/2019-09/schema"])
+def test_known_dialects_are_read(uri):
+    SchemaGrammar({"$schema": uri, "type": "integer", "maximum": 3}).check(3)
+
+
+def test_a_custom_metaschema_is_refused_not_misread():
+    """A custom "$schema" may switch vocabularies off (the suite's no-validation metaschema): refused."""
+    with pytest.raises(UnsupportedSchemaFeature) as err:
+        json_schema_to_lark({"$schema": "http://localhost:1234/draft2020-12/metaschema-no-validation.json",
+                             "properties": {"n": {"minimum": 10}}})
+    assert err.value.pointer == "/$schema"
+    with pytest.raises(SchemaError):
+        json_schema_to_lark({"$schema": 7})
+
+
+def test_format_is_asserted_by_default_and_an_annotation_on_request():
+    """Draft 2020-12 makes format an annotation; the engine asserts it unless told otherwise (a model should
+    write a real e-mail address), and then also takes formats it does not know."""
+    asserted = SchemaGrammar({"type": "string", "format": "email"})
+    assert asserted.accepts(compact("a@b.co")) and not asserted.accepts(compact("2962"))
+    annotated = lalr_parser(json_schema_to_lark({"type": "string", "format": "email"}, assert_formats=False))
+    assert accepts(annotated, compact("2962")) and accepts(annotated, compact("a@b.co"))
+    with pytest.raises(UnsupportedSchemaFeature):
+        json_schema_to_lark({"type": "string", "format": "color"})
+    unknown = lalr_parser(json_schema_to_lark({"type": "string", "format": "color"}, assert_formats=False))
+    assert accepts(unknown, compact("x"))
