@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from multiprocessing.process import BaseProcess
 
@@ -32,6 +33,18 @@ class RankFailure(EngineDeadError):
     def __init__(self, message: str, *, rank: int | None = None) -> None:
         super().__init__(message)
         self.rank = rank
+
+
+def reap(proc: BaseProcess, *, timeout_s: float = 2.0) -> None:
+    """Wait until ``proc``'s exit code is known, for a process whose end was already seen.
+
+    Two threads (the watchdog and a failed collective) may wait for one rank at once: the one whose
+    ``waitpid`` loses the race sees no child and reports no exit code until the other has stored it.
+    """
+    deadline = time.monotonic() + timeout_s
+    proc.join(timeout=timeout_s)
+    while proc.exitcode is None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def describe_exit(rank: int, proc: BaseProcess) -> str:
@@ -90,7 +103,7 @@ class RankWatchdog:
             return
         rank = next(by_sentinel[s] for s in ready if s in by_sentinel)
         proc = self.procs[rank]
-        proc.join(timeout=1)
+        reap(proc)
         self.failure = RankFailure(f"{describe_exit(rank, proc)}; the engine cannot continue", rank=rank)
         log.critical("%s", self.failure.message)
         try:

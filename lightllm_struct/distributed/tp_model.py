@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from lightllm_struct.distributed.channel import Op
 from lightllm_struct.distributed.group import DEFAULT_TIMEOUT_S, destroy_distributed
-from lightllm_struct.distributed.health import RankFailure, RankWatchdog, describe_exit, exit_process
+from lightllm_struct.distributed.health import RankFailure, RankWatchdog, describe_exit, exit_process, reap
 from lightllm_struct.distributed.launcher import LaunchedRanks, join_from_env, launch_ranks
 from lightllm_struct.distributed.shard import ShardSpec, pack_step, send_kv_setup, shard_main
 from lightllm_struct.distributed.worker import channel_for
@@ -147,7 +147,7 @@ class TensorParallelModel:
         if ended:
             rank = sentinels[ended[0]]
             proc = self.ranks.procs[rank]
-            proc.join(timeout=1)
+            reap(proc)
             return RankFailure(f"{describe_exit(rank, proc)}; the engine cannot continue", rank=rank)
         return RankFailure(f"a tensor-parallel collective failed (a rank died or hung): {e}")
 

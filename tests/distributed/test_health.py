@@ -56,3 +56,27 @@ def test_rank_dying_at_start_is_reported(rank0_cleanup):
     with pytest.raises(DistributedInitError, match=r"rank 1 \(pid \d+\) exited with code 1"):
         launch_ranks(2, idle_main, device="cuda", timeout_s=60, startup_timeout_s=60)
     assert time.monotonic() - t0 < 30
+
+
+def _exit_with_3():
+    os._exit(3)
+
+
+def test_two_threads_reaping_one_rank_both_learn_how_it_ended():
+    """The watchdog and a failed collective wait for the same dead rank: whichever loses the waitpid race
+    must still report the exit code (it once said "is still running" for a killed rank)."""
+    import multiprocessing
+
+    from lightllm_struct.distributed.health import describe_exit, reap
+
+    for _ in range(3):
+        proc = multiprocessing.get_context("spawn").Process(target=_exit_with_3)
+        proc.start()
+        seen: list[str] = []
+        threads = [threading.Thread(target=lambda: (reap(proc), seen.append(describe_exit(1, proc))))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert seen == [f"tensor-parallel rank 1 (pid {proc.pid}) exited with code 3"] * 2
