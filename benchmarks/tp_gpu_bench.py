@@ -53,11 +53,14 @@ def all_reduce_bandwidth(world: int) -> dict:
     return dict(out)
 
 
-def greedy_and_constrained(model_dir: Path, tp: int) -> dict:
-    llm = LLM(str(model_dir), device="cuda", tensor_parallel_size=tp, max_num_seqs=32, num_kv_slots=32 * 400)
+def greedy_and_constrained(model_dir: Path, tp: int, *, dtype: str = "auto", greedy_only: bool = False) -> dict:
+    llm = LLM(str(model_dir), device="cuda", tensor_parallel_size=tp, max_num_seqs=32, num_kv_slots=32 * 400,
+              dtype=dtype)
     try:
         greedy = [o.token_ids for o in llm.generate(PROMPTS, SamplingParams(temperature=0, max_tokens=48,
                                                                             ignore_eos=True))]
+        if greedy_only:
+            return dict(greedy=greedy)
         outs = llm.generate(PROMPTS, SamplingParams(temperature=0.7, max_tokens=200, seed=3),
                             constraints=Constraint("json_schema", SCHEMA))
         valid = 0
@@ -78,14 +81,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokenizer-dir", type=Path, required=True)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--dtype", default="auto", help="float32 for the greedy-equality check (bf16 sums split "
+                        "over ranks round differently, and random weights make near-ties)")
+    parser.add_argument("--greedy-only", action="store_true")
     args = parser.parse_args()
     res = dict(devices=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])
-    res["all_reduce"] = all_reduce_bandwidth(2)
+    if not args.greedy_only:
+        res["all_reduce"] = all_reduce_bandwidth(2)
     print(json.dumps(res), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model_dir("llama-3.2-1b", args.tokenizer_dir, Path(tmp), device="cuda")
         for tp in (1, 2):
-            res[f"tp{tp}"] = greedy_and_constrained(model_dir, tp)
+            res[f"tp{tp}"] = greedy_and_constrained(model_dir, tp, dtype=args.dtype, greedy_only=args.greedy_only)
             print(json.dumps({k: v for k, v in res[f"tp{tp}"].items() if k != "greedy"}), flush=True)
     res["greedy_equal"] = [a == b for a, b in zip(res["tp1"]["greedy"], res["tp2"]["greedy"])]
     res["greedy_common_prefix"] = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
