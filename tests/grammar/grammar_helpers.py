@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 from lightllm_struct.grammar import Matcher
 
@@ -85,3 +86,12 @@ def greedy_tokenize(tok, data: bytes) -> list[int]:
                 pos = end
                 break
     return ids
+
+
+def assert_dfa_agrees_with_re(dfa, pattern: str, alphabet: list[str], *, samples: int, max_len: int) -> None:
+    """Random strings over ``alphabet`` (seeded by the pattern): the byte DFA accepts exactly what
+    ``re.fullmatch`` (ASCII classes) accepts."""
+    rng = random.Random(pattern)
+    for _ in range(samples):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, max_len)))
+        assert dfa.fullmatch(text.encode("utf-8")) == bool(re.fullmatch(pattern, text, re.ASCII)), text

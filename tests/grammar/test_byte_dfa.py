@@ -1,15 +1,13 @@
 """Byte DFAs from regexes agree with ``re.fullmatch``, including multibyte and split characters."""
 from __future__ import annotations
 
-import random
-import re
-
 import pytest
 
 from lightllm_struct.grammar.byte_dfa import literal_dfa
 from lightllm_struct.grammar.dfa_build import regex_dfa
 from lightllm_struct.grammar.errors import CompileTimeout, GrammarTooComplex, RegexError
 from lightllm_struct.grammar.deadline import Deadline
+from tests.grammar.grammar_helpers import assert_dfa_agrees_with_re
 
 PATTERNS = [
     r"[a-z]+", r'"([^"\\]|\\.)*"', r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?", r".", r"[^a]",
@@ -22,11 +20,7 @@ ALPHABET = ["a", "b", "c", "d", "x", "y", "z", "A", "B", '"', "\\", "é", "ü", 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_regex_dfa_agrees_with_re(pattern):
-    dfa = regex_dfa(pattern)
-    rng = random.Random(pattern)
-    for _ in range(1500):
-        text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 6)))
-        assert dfa.fullmatch(text.encode("utf-8")) == bool(re.fullmatch(pattern, text, re.ASCII)), text
+    assert_dfa_agrees_with_re(regex_dfa(pattern), pattern, ALPHABET, samples=1500, max_len=6)
 
 
 def test_split_utf8_characters_are_prefixes_not_matches():

@@ -2,7 +2,6 @@
 hashed refinement (with its collision fallback)."""
 from __future__ import annotations
 
-import random
 import re
 
 import numpy as np
@@ -12,6 +11,7 @@ from lightllm_struct.grammar import byte_dfa
 from lightllm_struct.grammar.byte_dfa import minimize
 from lightllm_struct.grammar.dfa_build import regex_dfa
 from lightllm_struct.grammar.json_schema import json_schema_to_lark
+from tests.grammar.grammar_helpers import assert_dfa_agrees_with_re
 
 # units that are ambiguous, empty-capable, nested or multibyte, repeated at least 4 times
 REPEATS = [
@@ -35,10 +35,7 @@ def _exact_minimum(dfa) -> int:
 @pytest.mark.parametrize("pattern", REPEATS)
 def test_counted_repeats_agree_with_re(pattern):
     dfa = regex_dfa(pattern)
-    rng = random.Random(pattern)
-    for _ in range(3000):
-        text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 14)))
-        assert dfa.fullmatch(text.encode("utf-8")) == bool(re.fullmatch(pattern, text, re.ASCII)), text
+    assert_dfa_agrees_with_re(dfa, pattern, ALPHABET, samples=3000, max_len=14)
     assert dfa.num_states == _exact_minimum(dfa)
 
 

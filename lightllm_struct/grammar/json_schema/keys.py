@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 
-from lightllm_struct.grammar.json_schema.regex_util import MAX_CODE_POINT, alt, char_class, fixed_width_set
+from lightllm_struct.grammar.json_schema.regex_util import (MAX_CODE_POINT, alt, char_class, fixed_width_set,
+                                                           normalize, subtract)
 from lightllm_struct.grammar.json_schema.strings import ANY_UNIT, spelled
 
 _SHORT = {'"': "\\x22", "\\": "\\\\", "/": "\\/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
@@ -61,7 +62,7 @@ def _deviations(kids: frozenset[int]) -> tuple[tuple[str, str], ...]:
     """(tail, head) pairs: heads that start a unit which can spell none of ``kids``."""
     out = []
     # Raw: never controls, '"' or '\\' (surrogates are dropped by char_class).
-    raw = char_class(_minus([(0x20, MAX_CODE_POINT)], kids | _RAW_EXCLUDED))
+    raw = char_class(subtract([(0x20, MAX_CODE_POINT)], normalize((cp, cp) for cp in kids | _RAW_EXCLUDED)))
     if raw:
         out.append(("", raw))
     short = [s for ch, s in _SHORT.items() if ord(ch) not in kids]
@@ -70,18 +71,6 @@ def _deviations(kids: frozenset[int]) -> tuple[tuple[str, str], ...]:
     codes = {cp if cp < 0x10000 else _split(cp)[0]: cp for cp in kids}
     out += [(tail, "\\\\u" + head) for tail, head in _hex_deviations(kids, set(codes))]
     return tuple(out)
-
-
-def _minus(ranges: list[tuple[int, int]], cps: set[int]) -> list[tuple[int, int]]:
-    out = []
-    for lo, hi in ranges:
-        for cp in sorted(c for c in cps if lo <= c <= hi):
-            if cp > lo:
-                out.append((lo, cp - 1))
-            lo = cp + 1
-        if lo <= hi:
-            out.append((lo, hi))
-    return out
 
 
 def _split(cp: int) -> tuple[int, int]:
