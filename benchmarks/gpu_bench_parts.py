@@ -148,7 +148,7 @@ def hf_generate_ms_per_step(cfg: ModelConfig, *, ctx: int) -> float:
 def _llama3_tokenizer():
     """The Llama 3 vocabulary (quicktok) and its TokenizerInfo, built once per process."""
     from lightllm_struct.grammar import TokenizerInfo
-    from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+    from lightllm_struct.grammar.vocab.quicktok import load_quicktok_vocab
     qv = load_quicktok_vocab("llama3")
     return qv, TokenizerInfo.from_vocab(qv.vocab, eos_token_ids=qv.eos_token_ids)
 

@@ -37,7 +37,7 @@ def load_cases(names: list[str] | None, vocab_name: str) -> list[dict]:
     """Schemas with their compact-JSON instance tokenized by the benchmark vocabulary."""
     import jsonschema
 
-    from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+    from lightllm_struct.grammar.vocab.quicktok import load_quicktok_vocab
 
     vocab = load_quicktok_vocab(vocab_name)
     cases = []
@@ -112,7 +112,7 @@ def worker(conn, engine: str, vocab_name: str, clock_name: str, scanner: str) ->
     torch.set_num_threads(1)
     from grammar_engines import make_adapter
 
-    from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+    from lightllm_struct.grammar.vocab.quicktok import load_quicktok_vocab
 
     vocab = load_quicktok_vocab(vocab_name)
     adapter = make_adapter(engine, vocab.vocab, vocab.eos_token_ids, vocab.special_token_ids,
@@ -194,7 +194,7 @@ def profile_ours(cases: list[dict], vocab_name: str, top: int, scanner: str = "t
 
     from grammar_engines import make_adapter
 
-    from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+    from lightllm_struct.grammar.vocab.quicktok import load_quicktok_vocab
 
     vocab = load_quicktok_vocab(vocab_name)
     adapter = make_adapter("lightllm_struct", vocab.vocab, vocab.eos_token_ids, vocab.special_token_ids,

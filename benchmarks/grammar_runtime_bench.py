@@ -144,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo, allocate_token_bitmask
-    from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+    from lightllm_struct.grammar.vocab.quicktok import load_quicktok_vocab
 
     qv = load_quicktok_vocab("llama3")
     compiler = GrammarCompiler(TokenizerInfo.from_vocab(qv.vocab, eos_token_ids=qv.eos_token_ids,

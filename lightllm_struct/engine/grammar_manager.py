@@ -218,7 +218,7 @@ class GrammarManager:
         with self._compiler_lock:
             if self._compiler is None:
                 from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
-                from lightllm_struct.grammar.hf_vocab import vocab_from_huggingface
+                from lightllm_struct.grammar.vocab.huggingface import vocab_from_huggingface
 
                 vocab, _, special = vocab_from_huggingface(self.tokenizer.backend)
                 # The engine's EOS ids (tokenizer config + generation config) are the ones it stops on.

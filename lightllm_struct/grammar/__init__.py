@@ -10,7 +10,7 @@ from lightllm_struct.grammar.bitmask import allocate_token_bitmask, apply_token_
 from lightllm_struct.grammar.compiled import CompiledGrammar
 from lightllm_struct.grammar.compiler import GrammarCompiler
 from lightllm_struct.grammar.matcher import Matcher
-from lightllm_struct.grammar.vocab import TokenizerInfo
+from lightllm_struct.grammar.vocab.tokenizer_info import TokenizerInfo
 
 __all__ = [
     "CompiledGrammar",

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import threading
 
-from lightllm_struct.grammar.byte_dfa import ByteDFA
+from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA
 from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
-from lightllm_struct.grammar.dpda import DPDA, MISS, Stack, StackMemo, Touch
-from lightllm_struct.grammar.lexer import UnionLexer, build_union
-from lightllm_struct.grammar.lr import LRTables
-from lightllm_struct.grammar.vocab import TokenizerInfo
+from lightllm_struct.grammar.parsing.dpda import DPDA, MISS, Stack, StackMemo, Touch
+from lightllm_struct.grammar.lexing.lexer import UnionLexer, build_union
+from lightllm_struct.grammar.parsing.lr import LRTables
+from lightllm_struct.grammar.vocab.tokenizer_info import TokenizerInfo
 
 Config = tuple  # (stack, lexer: UnionLexer, q: int)
 _DEPTH_LOOKAHEAD = 2  # terminals looked ahead near the stack-depth limit
@@ -43,7 +43,7 @@ class CompiledGrammar:
     def __init__(self, tokenizer: TokenizerInfo, lr: LRTables, dfas: list[ByteDFA], *,
                  max_stack_depth: int, max_lexer_states: int, mask_cache_size: int, source: str,
                  scanner: str = "trie", memo_size: int = 1 << 15) -> None:
-        from lightllm_struct.grammar.token_mask import TokenMasker
+        from lightllm_struct.grammar.masks.token_mask import TokenMasker
 
         self.tokenizer = tokenizer
         self.lr = lr

@@ -7,16 +7,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lightllm_struct.grammar.byte_dfa import ByteDFA, literal_dfa, minimize
-from lightllm_struct.grammar.dfa_build import lazy_regex_dfa, regex_dfa, wants_lazy
+from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, literal_dfa, minimize
+from lightllm_struct.grammar.lexing.regex_dfa import lazy_regex_dfa, regex_dfa, wants_lazy
 from lightllm_struct.grammar.compiled import CompiledGrammar
 from lightllm_struct.grammar.deadline import Deadline
 from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex, RegexError
-from lightllm_struct.grammar.lazy_dfa import LazyDFA
-from lightllm_struct.grammar.lexer import LAZY_STATES_FACTOR
-from lightllm_struct.grammar.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
-from lightllm_struct.grammar.token_mask import SCANNERS, scan_cache_for
-from lightllm_struct.grammar.vocab import TokenizerInfo
+from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
+from lightllm_struct.grammar.lexing.lexer import LAZY_STATES_FACTOR
+from lightllm_struct.grammar.parsing.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
+from lightllm_struct.grammar.masks.token_mask import SCANNERS, scan_cache_for
+from lightllm_struct.grammar.vocab.tokenizer_info import TokenizerInfo
 
 
 # Schemas repeat the same terminal regexes (strings, numbers, formats): their DFAs are immutable and

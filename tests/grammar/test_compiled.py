@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from lightllm_struct.grammar import GrammarCompiler, Matcher
-from lightllm_struct.grammar.dpda import Touch
+from lightllm_struct.grammar.parsing.dpda import Touch
 from tests.grammar.grammar_helpers import ARITH_GRAMMAR, JSON_GRAMMAR, SQL_GRAMMAR, UNICODE_GRAMMAR, greedy_tokenize
 from tests.grammar.small_vocab import EOS_ID, SPECIAL_ID, small_tokenizer
 from tests.grammar.vocab_fixtures import bench_schema

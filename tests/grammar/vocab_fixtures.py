@@ -25,7 +25,7 @@ def smollm2_tokenizer():
 
 @lru_cache(maxsize=1)
 def smollm2_vocab() -> tuple[list[bytes], list[int], list[int]]:
-    from lightllm_struct.grammar.hf_vocab import vocab_from_huggingface
+    from lightllm_struct.grammar.vocab.huggingface import vocab_from_huggingface
 
     return vocab_from_huggingface(smollm2_tokenizer())
 
@@ -35,7 +35,7 @@ def vocab_bundle(name: str) -> tuple[list[bytes], list[int], list[int]]:
     """(vocab bytes, eos ids, special ids) of ``smollm2``, ``llama3`` (128k) or ``qwen3`` (151k)."""
     if name == "smollm2":
         return smollm2_vocab()
-    from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+    from lightllm_struct.grammar.vocab.quicktok import load_quicktok_vocab
 
     v = load_quicktok_vocab(name)
     return v.vocab, v.eos_token_ids, v.special_token_ids
@@ -47,7 +47,7 @@ def encoder(name: str):
     if name == "smollm2":
         tok = smollm2_tokenizer()
         return lambda text: tok.encode(text, add_special_tokens=False)
-    from lightllm_struct.grammar.quicktok_vocab import load_quicktok_vocab
+    from lightllm_struct.grammar.vocab.quicktok import load_quicktok_vocab
 
     return load_quicktok_vocab(name).encode
 

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - Python < 3.11
 
 from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.strings import literal_spelling
-from lightllm_struct.grammar.lr import remember_tables
+from lightllm_struct.grammar.parsing.lr import remember_tables
 
 _MESSAGE = "the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide"
 

@@ -1,0 +1,170 @@
+"""Contextual byte lexers: one product DFA per set of live terminals.
+
+In a parser configuration only the terminals the parser can shift there (plus ``%ignore`` terminals) are
+live. Their byte DFAs run in parallel as one product DFA, built for the reachable part only. Lexing is
+longest match without backtracking: follow transitions while there are any; when the next byte has none,
+the terminal accepted by the current state ends (ties: higher lark priority, then literal over regex,
+then definition order) and lexing restarts on that byte in the parser's new configuration.
+State 0 is the fresh start and is never re-entered, so "at a terminal boundary" is simply state 0.
+"""
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA
+from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
+from lightllm_struct.grammar.errors import GrammarTooComplex
+from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
+from lightllm_struct.grammar.lexing.lazy_lexer import FoldedLexer, LazyUnionLexer
+from lightllm_struct.grammar.parsing.lr import Terminal
+
+# A lazy product lexer makes states only as generation reaches them, but one long generation inside a
+# long bounded string still visits about (characters) x (states per character) of them.
+LAZY_STATES_FACTOR = 4
+
+
+@dataclass(eq=False)
+class UnionLexer:
+    """Product DFA of ``terminals``: ``table[q, b]`` -> next state or -1; ``accept[q]`` -> terminal id or -1."""
+
+    uid: int
+    terminals: frozenset[int]
+    table: np.ndarray  # int32 [n, 256]
+    accept: np.ndarray  # int32 [n]
+    rows: list = field(repr=False)  # the table as one int array per state: fast per-byte stepping
+    accept_list: list[int] = field(repr=False)
+    # signature[q]: content of q (DFA digest and state of each alive terminal, in preference order, and
+    # whether q is the fresh start). A token scan from q depends on nothing else, so lexers of other
+    # terminal sets, and other grammars over the same vocabulary, share scans.
+    signature: list[tuple] = field(repr=False)
+    alive_terms: list[tuple[int, ...]] = field(repr=False)  # terminal ids of the signature's entries
+    # Filled lazily by the grammar's TokenMasker (a lexer belongs to one grammar): mask cache ids.
+    mask_base: list = field(default=None, repr=False)
+    # has_out[q]: some byte continues the current lexeme (cheap termination checks)
+    has_out: list = field(default=None, repr=False)
+    # flat int64 table plus an all-dead sink row (state num_states) for vectorized scans
+    sink_table: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.mask_base = [None] * len(self.accept_list)
+        if self.has_out is None:
+            self.has_out = (self.table >= 0).any(axis=1).tolist()
+        if self.sink_table is None:
+            self.sink_table = np.concatenate([self.table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
+
+    @property
+    def num_states(self) -> int:
+        return int(self.table.shape[0])
+
+    def prepare(self, q: int) -> None:
+        """Make what a token scan from ``q`` reads: nothing to do, every row is made (see LazyUnionLexer)."""
+
+
+def rank_key(term: Terminal) -> tuple:
+    """Sort key: the preferred terminal first when several accept the same lexeme."""
+    return (-term.priority, term.literal is None, term.order)
+
+
+def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Terminal, ...], *,
+                max_states: int, horizon: int, deadline: Deadline = NO_DEADLINE) -> UnionLexer | LazyUnionLexer | FoldedLexer:
+    """Reachable product of the DFAs of ``live``; ``horizon`` is the longest token in bytes.
+
+    When one of the DFAs is a :class:`LazyDFA`, the product is lazy too (``lazy_lexer.py``): its states
+    are made as lexing reaches them (a lone lazy DFA gets folded scan rows).
+
+    Raises
+    ------
+    GrammarTooComplex
+        More than ``max_states`` product states.
+    """
+    ids = sorted(live, key=lambda t: rank_key(terminals[t]))  # component order = preference order
+    if len(ids) == 1 and isinstance(dfas[ids[0]], LazyDFA):
+        return FoldedLexer(uid, live, ids[0], dfas[ids[0]], horizon=horizon,
+                           max_states=max_states * LAZY_STATES_FACTOR)
+    if any(isinstance(dfas[t], LazyDFA) for t in ids):
+        return LazyUnionLexer(uid, live, ids, [dfas[t] for t in ids], horizon=horizon,
+                              max_states=max_states * LAZY_STATES_FACTOR)
+    if not ids:
+        table = np.full((1, 256), -1, dtype=np.int32)
+        return UnionLexer(uid, live, table, np.full(1, -1, np.int32), row_arrays(table), [-1], [(True, ())], [()])
+    if len(ids) == 1:
+        return _single(uid, live, ids[0], dfas[ids[0]], horizon)
+    tables = [dfas[t].table for t in ids]
+    accepting = [dfas[t].accepting for t in ids]
+    index: dict[tuple, int] = {("init",): 0}
+    order: list[tuple] = [tuple(0 for _ in ids)]
+    rows: list[np.ndarray] = []
+    accept: list[int] = []
+    while len(rows) < len(order):
+        if len(rows) % 64 == 0:
+            deadline.check()
+        comps = order[len(rows)]
+        nxt = np.stack([tables[k][s] if s >= 0 else np.full(256, -1, np.int32) for k, s in enumerate(comps)])
+        cols = np.ascontiguousarray(nxt.T)
+        _, first, inverse = np.unique(cols.view(np.dtype((np.void, 4 * len(ids)))).reshape(-1),
+                                      return_index=True, return_inverse=True)
+        dest = np.empty(len(first), dtype=np.int32)
+        for j, col in enumerate(map(tuple, cols[first].tolist())):
+            if max(col) < 0:
+                dest[j] = -1
+                continue
+            if col not in index:
+                if len(order) >= max_states:
+                    raise GrammarTooComplex(f"lexer DFA exceeds {max_states} states")
+                index[col] = len(order)
+                order.append(col)
+            dest[j] = index[col]
+        rows.append(dest[inverse.reshape(-1)])
+        winner = -1
+        if len(rows) > 1:  # the fresh start never ends a terminal: no empty lexemes
+            winner = next((ids[k] for k, s in enumerate(comps) if s >= 0 and accepting[k][s]), -1)
+        accept.append(winner)
+    table = np.stack(rows).astype(np.int32)
+    acc = np.array(accept, dtype=np.int32)
+    alive = [tuple(k for k, s in enumerate(comps) if s >= 0) for comps in order]
+    classes = [dfas[t].bounded_classes(horizon) for t in ids]
+    signature = [(q == 0, tuple((dfas[ids[k]].digest, classes[k][order[q][k]]) for k in ks))
+                 for q, ks in enumerate(alive)]
+    alive_terms = [tuple(ids[k] for k in ks) for ks in alive]
+    return UnionLexer(uid, live, table, acc, row_arrays(table), acc.tolist(), signature, alive_terms)
+
+
+def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA, horizon: int) -> UnionLexer:
+    """One live terminal: its DFA shifted by one, behind a fresh start that is never re-entered.
+
+    Everything but the mask ids depends only on (DFA, terminal id, horizon), and the DFAs of common
+    terminals are shared by every grammar of the process: their lexer arrays are built once.
+    """
+    parts = dfa.memo(("single", term, horizon), lambda: _single_parts(term, dfa, horizon))
+    table, acc, rows, accept_list, signature, alive_terms, has_out, sink_table = parts
+    return UnionLexer(uid, live, table, acc, rows, accept_list, signature, alive_terms,
+                      has_out=has_out, sink_table=sink_table)
+
+
+def _single_parts(term: int, dfa: ByteDFA, horizon: int) -> tuple:
+    table = np.vstack([dfa.table[:1], dfa.table]).astype(np.int32)
+    table = np.where(table >= 0, table + 1, -1).astype(np.int32)
+    acc = np.where(dfa.accepting, term, -1).astype(np.int32)
+    acc = np.concatenate([np.array([-1], dtype=np.int32), acc])
+    classes = dfa.bounded_classes(horizon)
+    digest = dfa.digest
+    signature = [(True, ((digest, classes[0]),))] + [(False, ((digest, c),)) for c in classes]
+    sink_table = np.concatenate([table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
+    return (table, acc, row_arrays(table), acc.tolist(), signature, [(term,)] * len(acc),
+            (table >= 0).any(axis=1).tolist(), sink_table)
+
+
+def row_arrays(table: np.ndarray) -> list[array]:
+    """The rows of ``table`` as ``array('i')`` objects: indexed as fast as lists, but the garbage
+    collector sees one object a row instead of 256 references (full collections of a process holding
+    many lexers took over 100 ms with lists, and landed inside mask computations)."""
+    data = np.ascontiguousarray(table, dtype=np.int32)
+    out = []
+    for row in data:
+        a = array("i")
+        a.frombytes(row.tobytes())
+        out.append(a)
+    return out
