@@ -2,12 +2,26 @@
 from __future__ import annotations
 
 import enum
+import math
 import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightllm_struct.errors import InvalidRequestError
+
+# The step packs seeds into int64 and top_k into int32 tensors: a value outside these ranges would fail the
+# whole batch's step, so it is refused here, at the edge.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,12 +54,17 @@ class SamplingParams:
             object.__setattr__(self, "stop", tuple(self.stop))
         object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
         checks = [
-            (self.temperature >= 0, "temperature", "must be >= 0"),
-            (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
-            (self.top_k >= 0, "top_k", "must be >= 0 (0 disables it)"),
-            (isinstance(self.max_tokens, int) and self.max_tokens >= 1, "max_tokens", "must be an integer >= 1"),
+            (_is_real(self.temperature) and self.temperature >= 0, "temperature", "must be a finite number >= 0"),
+            (_is_real(self.top_p) and 0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+            (_is_int(self.top_k) and 0 <= self.top_k <= INT32_MAX, "top_k",
+             f"must be an integer in [0, {INT32_MAX}] (0 disables it)"),
+            (_is_int(self.max_tokens) and 1 <= self.max_tokens <= INT32_MAX, "max_tokens",
+             f"must be an integer in [1, {INT32_MAX}]"),
             (all(isinstance(s, str) and s for s in self.stop), "stop", "must be non-empty strings"),
-            (self.seed is None or isinstance(self.seed, int), "seed", "must be an integer"),
+            (all(_is_int(t) and 0 <= t <= INT32_MAX for t in self.stop_token_ids), "stop_token_ids",
+             "must be non-negative integers"),
+            (self.seed is None or (_is_int(self.seed) and INT64_MIN <= self.seed <= INT64_MAX), "seed",
+             f"must be an integer in [{INT64_MIN}, {INT64_MAX}]"),
         ]
         for ok, name, why in checks:
             if not ok:

@@ -5,7 +5,7 @@ import pytest
 
 from lightllm_struct.errors import InvalidRequestError
 from lightllm_struct.llm import LLM
-from lightllm_struct.request import SamplingParams
+from lightllm_struct.request import INT32_MAX, INT64_MAX, INT64_MIN, SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,14 @@ def test_bad_arguments(llm):
     with pytest.raises(InvalidRequestError):
         llm.generate(["a", "b"], [SamplingParams()])
     assert not llm.engine.has_unfinished()
+
+
+def test_extreme_values_never_fail_a_step(llm):
+    """The extremes that are allowed run in one batch beside an ordinary request, and all finish."""
+    extremes = [SamplingParams(seed=INT64_MAX, top_k=INT32_MAX, max_tokens=3, ignore_eos=True),
+                SamplingParams(seed=INT64_MIN, top_k=1, temperature=1e6, max_tokens=3, ignore_eos=True),
+                SamplingParams(seed=-1, top_p=1e-9, temperature=1e-9, max_tokens=3, ignore_eos=True),
+                SamplingParams(temperature=0, max_tokens=3, ignore_eos=True)]
+    outs = llm.generate(["Hello"] * len(extremes), extremes)
+    assert [o.finish_reason for o in outs] == ["length"] * len(extremes)
+    assert all(o.num_output_tokens == 3 for o in outs)

@@ -1,0 +1,33 @@
+"""SamplingParams refuses, at the edge, every value the step's tensors cannot hold (one request once failed
+every step of the engine with a seed of 2**64)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lightllm_struct.errors import InvalidRequestError
+from lightllm_struct.request import INT32_MAX, INT64_MAX, INT64_MIN, SamplingParams
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("seed", 2**64), ("seed", INT64_MAX + 1), ("seed", INT64_MIN - 1), ("seed", 1.5), ("seed", True),
+    ("top_k", 2**63), ("top_k", INT32_MAX + 1), ("top_k", -1), ("top_k", 2.0),
+    ("max_tokens", 0), ("max_tokens", 2**40), ("max_tokens", True),
+    ("temperature", math.inf), ("temperature", math.nan), ("temperature", -0.1), ("temperature", "1"),
+    ("top_p", math.nan), ("top_p", 0.0), ("top_p", 1.5),
+    ("stop_token_ids", (2**63,)), ("stop_token_ids", (-1,)),
+])
+def test_out_of_range_values_are_refused_with_their_name(field, value):
+    with pytest.raises(InvalidRequestError) as info:
+        SamplingParams(**{field: value})
+    assert info.value.param == field
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("seed", INT64_MAX), ("seed", INT64_MIN), ("seed", 0), ("top_k", INT32_MAX), ("max_tokens", INT32_MAX),
+    ("temperature", 0), ("top_p", 1), ("stop_token_ids", (0, INT32_MAX)),
+])
+def test_extremes_inside_the_ranges_are_taken(field, value):
+    assert getattr(SamplingParams(**{field: value}), field) == value
+
