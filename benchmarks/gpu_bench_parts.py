@@ -10,13 +10,12 @@ import torch
 import triton
 
 from lightllm_struct.engine.cuda_graphs import CUDAGraphRunner
-from lightllm_struct.engine.kv_cache import KVCache
-from lightllm_struct.kernels.ops import TRITON_OPS
+from lightllm_struct.models.kv_cache import KVCache
 from lightllm_struct.kernels.sampling import sample_tokens
 from lightllm_struct.models.attention import AttentionMetadata
 from lightllm_struct.models.config import ModelConfig, RopeScaling
 from lightllm_struct.models.llama import LlamaForCausalLM
-from lightllm_struct.models.ops import TORCH_OPS
+from lightllm_struct.models.ops import TORCH_OPS, triton_ops
 
 BF16 = torch.bfloat16
 _LLAMA3_ROPE = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
@@ -55,7 +54,7 @@ def random_init(model: torch.nn.Module, seed: int = 0) -> None:
 
 
 def build_model(cfg: ModelConfig, *, max_batch: int, max_context: int, kv_budget_bytes: float):
-    model = LlamaForCausalLM(cfg, ops=TRITON_OPS, attn_backend="triton", device="cuda", dtype=BF16)
+    model = LlamaForCausalLM(cfg, ops=triton_ops(), attn_backend="triton", device="cuda", dtype=BF16)
     for p in model.parameters():  # random weights on the GPU: fast even for 8B
         torch.nn.init.normal_(p, std=0.02)
     per_slot = KVCache.bytes_per_slot(num_layers=cfg.num_layers, num_kv_heads=cfg.num_kv_heads,
@@ -282,7 +281,7 @@ def triton_vs_cpu_greedy(*, steps: int) -> dict:
     cfg = SHAPES["smollm2-135m"]
     cpu = LlamaForCausalLM(cfg, ops=TORCH_OPS, attn_backend="torch", device="cpu", dtype=torch.float32)
     random_init(cpu, seed=1)
-    gpu = LlamaForCausalLM(cfg, ops=TRITON_OPS, attn_backend="triton", device="cuda", dtype=torch.float32)
+    gpu = LlamaForCausalLM(cfg, ops=triton_ops(), attn_backend="triton", device="cuda", dtype=torch.float32)
     gpu.load_state_dict({k: v.cuda() for k, v in cpu.state_dict().items()})
     prompt = torch.randint(0, cfg.vocab_size, (24,), generator=torch.Generator().manual_seed(2)).tolist()
     a, b = _greedy_tokens(cpu, "cpu", prompt, steps), _greedy_tokens(gpu, "cuda", prompt, steps)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightllm_struct.errors import LightLLMStructError
+
+if TYPE_CHECKING:
+    import torch
 
 ENV_PREFIX = "LLMS_"
 
@@ -130,6 +133,22 @@ class EngineConfig:
                 values[name] = _parse(raw, default=f.default, name=name)
         values.update(overrides)
         return cls(**values)
+
+    def resolve_device(self) -> "torch.device":
+        """The device ``device`` names: "auto" is CUDA when available, else the CPU."""
+        import torch  # here, not at the top: the CLI reads this module before anything needs torch
+
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def resolve_dtype(self, device: "torch.device") -> "torch.dtype":
+        """The weights' dtype on ``device``: "auto" is bfloat16 on CUDA and float32 elsewhere."""
+        import torch
+
+        if self.dtype == "auto":
+            return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return getattr(torch, self.dtype)
 
     @property
     def torch_threads(self) -> int:

@@ -46,3 +46,14 @@ def test_jump_forward_is_automatic_unless_set():
     assert EngineConfig.from_env({"LLMS_ENABLE_JUMP_FORWARD": "1"}).enable_jump_forward is True
     with pytest.raises(ConfigError, match="LLMS_ENABLE_JUMP_FORWARD"):
         EngineConfig.from_env({"LLMS_ENABLE_JUMP_FORWARD": "sometimes"})
+
+
+def test_device_and_dtype_resolve_from_the_config():
+    import torch
+
+    cpu = torch.device("cpu")
+    assert EngineConfig(device="cpu").resolve_device() == cpu
+    assert EngineConfig().resolve_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert EngineConfig().resolve_dtype(cpu) == torch.float32
+    assert EngineConfig().resolve_dtype(torch.device("cuda")) == torch.bfloat16
+    assert EngineConfig(dtype="float16").resolve_dtype(cpu) == torch.float16

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from lightllm_struct.distributed.tp import TensorParallel
+from lightllm_struct.models.parallel import TensorParallel
 from lightllm_struct.errors import LightLLMStructError
 
 # NVLink multicast (NVLS) is off on every rank: the lent GPU hosts do not support it reliably.

@@ -17,6 +17,7 @@ from lightllm_struct.distributed.channel import Message, StepChannel
 from lightllm_struct.distributed.group import DistContext
 from lightllm_struct.distributed.worker import channel_for, serve_steps
 from lightllm_struct.models.attention import AttentionMetadata
+from lightllm_struct.models.kv_cache import KVCache
 from lightllm_struct.models.ops import TORCH_OPS, LayerOps
 
 _META = "meta."
@@ -82,8 +83,6 @@ class ShardHandler:
         self.kv_cache = None
 
     def setup(self, msg: Message) -> None:
-        from lightllm_struct.engine.kv_cache import KVCache
-
         config = self.model.config
         self.kv_cache = None  # free the old pool before the new one is allocated
         self.kv_cache = KVCache(num_layers=config.num_layers, num_slots=msg.meta["num_slots"],

@@ -167,7 +167,7 @@ class TensorParallelModel:
 
 
 def load_tp_model(path_or_none: str | Path | None = None, *, tensor_parallel_size: int,
-                  device: str = "auto", dtype: torch.dtype = torch.float32, attn_backend: str = "auto",
+                  device: str = "cpu", dtype: torch.dtype = torch.float32, attn_backend: str = "auto",
                   ops: LayerOps = TORCH_OPS, timeout_s: float = DEFAULT_TIMEOUT_S,
                   exit_on_failure: bool | None = None):
     """``load_model`` over ``tensor_parallel_size`` ranks; returns ``(model, config, model_dir)``.
@@ -192,7 +192,7 @@ def load_tp_model(path_or_none: str | Path | None = None, *, tensor_parallel_siz
     if exit_on_failure is None:
         exit_on_failure = os.environ.get(EXIT_ON_FAILURE_ENV, "0").lower() in ("1", "true", "yes", "on")
     if tensor_parallel_size == 1:
-        return load_model(path_or_none, device=_device_for_load(device), dtype=dtype, ops=ops,
+        return load_model(path_or_none, device=device, dtype=dtype, ops=ops,
                           attn_backend=attn_backend)
     model_dir = resolve_model_dir(path_or_none)  # a GGUF is converted once, here, not by every rank
     spec = ShardSpec(model_dir=str(model_dir), device=device, dtype=str(dtype).removeprefix("torch."),
@@ -215,10 +215,6 @@ def load_tp_model(path_or_none: str | Path | None = None, *, tensor_parallel_siz
     return TensorParallelModel(model, ranks, exit_on_failure=exit_on_failure), model.config, model_dir
 
 
-def _device_for_load(device: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
 def run_worker_if_torchrun(config) -> bool:
     """Under torchrun, on ranks > 0: load this rank's shard of ``config.model`` and serve rank 0's steps
     until it shuts down, then return True. Returns False at once on rank 0 or outside torchrun.
@@ -228,14 +224,13 @@ def run_worker_if_torchrun(config) -> bool:
     """
     from lightllm_struct.distributed.group import Rendezvous
     from lightllm_struct.distributed.launcher import run_rank_from_env
-    from lightllm_struct.engine.setup import resolve_device, resolve_dtype
     from lightllm_struct.models.loader import resolve_model_dir
 
     rdv = Rendezvous.from_env()
     if rdv is None or rdv.rank == 0:
         return False
-    device = resolve_device(config)
+    device = config.resolve_device()
     spec = ShardSpec(model_dir=str(resolve_model_dir(config.model)), device=device.type,
-                     dtype=str(resolve_dtype(config, device)).removeprefix("torch."))
+                     dtype=str(config.resolve_dtype(device)).removeprefix("torch."))
     runner: Callable = functools.partial(shard_main, spec=spec)
     return run_rank_from_env(runner, device=device.type)

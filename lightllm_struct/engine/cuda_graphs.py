@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from lightllm_struct.errors import LightLLMStructError
-from lightllm_struct.kernels.attention import TritonAttentionBackend
+from lightllm_struct.models.attention_triton import TritonAttentionBackend
 from lightllm_struct.kernels.attention_decode import default_num_splits
 from lightllm_struct.models.attention import AttentionMetadata
 

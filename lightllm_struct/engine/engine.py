@@ -13,7 +13,7 @@ import torch
 
 from lightllm_struct.config import EngineConfig
 from lightllm_struct.engine.grammar_manager import Constraint, GrammarManager
-from lightllm_struct.engine.kv_cache import KVCache, ReqToTokenTable, SlotAllocator
+from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
 from lightllm_struct.engine.model_runner import ModelRunner
 from lightllm_struct.engine.output_processor import append_token, make_output
 from lightllm_struct.engine.prefix_cache import PrefixCache

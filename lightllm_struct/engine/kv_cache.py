@@ -1,7 +1,8 @@
-"""The token-level KV cache: one slot a token, a free list of single slots, and a request-to-slots table.
+"""The token-level KV cache's bookkeeping: a free list of single slots and a request-to-slots table.
 
 A page table with page size 1 (LightLLM's design): any free slot serves any token of any request, so memory
-is never fragmented and a finished request's slots are reusable by the very next step.
+is never fragmented and a finished request's slots are reusable by the very next step. The buffers the slots
+index are ``models.kv_cache.KVCache``.
 """
 from __future__ import annotations
 
@@ -12,30 +13,6 @@ from lightllm_struct.errors import LightLLMStructError
 
 class KVCacheError(LightLLMStructError):
     """Misuse of the KV pool (double free, over-allocation): a bug in the engine, never the user's fault."""
-
-
-class KVCache:
-    """The K and V buffers of every layer, ``[num_slots, num_kv_heads, head_dim]`` each.
-
-    Parameters
-    ----------
-    num_layers, num_slots, num_kv_heads, head_dim:
-        Shape of the pool; ``num_kv_heads`` is the number held by this tensor-parallel rank.
-    dtype, device:
-        Where and how the buffers live.
-    """
-
-    def __init__(self, *, num_layers: int, num_slots: int, num_kv_heads: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
-        shape = (num_slots, num_kv_heads, head_dim)
-        self.num_slots = num_slots
-        self.k_buffers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.v_buffers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
-
-    @staticmethod
-    def bytes_per_slot(*, num_layers: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
-        """Memory one token costs across all layers (K and V)."""
-        return 2 * num_layers * num_kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
 
 
 class SlotAllocator:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lightllm_struct.engine.kv_cache import KVCache, ReqToTokenTable
+from lightllm_struct.engine.kv_cache import ReqToTokenTable
 from lightllm_struct.engine.scheduler import ScheduledBatch
 from lightllm_struct.models.attention import AttentionMetadata
+from lightllm_struct.models.kv_cache import KVCache
 
 
 @dataclass

@@ -4,28 +4,15 @@ from __future__ import annotations
 import torch
 
 from lightllm_struct.config import EngineConfig
-from lightllm_struct.engine.kv_cache import KVCache
+from lightllm_struct.models.kv_cache import KVCache
 from lightllm_struct.engine.tokenizer import Tokenizer
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _CPU_KV_GB = 0.5
-
-
-def resolve_device(config: EngineConfig) -> torch.device:
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
-
-
-def resolve_dtype(config: EngineConfig, device: torch.device) -> torch.dtype:
-    if config.dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return _DTYPES[config.dtype]
 
 
 def load(config: EngineConfig, loaded: tuple | None):
     """(device, model, model_config, tokenizer); loads ``config.model`` unless ``loaded`` is given."""
-    device = resolve_device(config)
+    device = config.resolve_device()
     if device.type == "cpu":
         # Small machines stall badly when server, client and torch's thread pool all want every core.
         torch.set_num_threads(config.torch_threads)
@@ -34,7 +21,7 @@ def load(config: EngineConfig, loaded: tuple | None):
 
         # tensor_parallel_size 1 is plain load_model; more starts the other ranks (TensorParallelModel).
         loaded = load_tp_model(config.model, tensor_parallel_size=config.tensor_parallel_size,
-                               device=device.type, dtype=resolve_dtype(config, device))
+                               device=device.type, dtype=config.resolve_dtype(device))
     model, model_config, model_dir = loaded
     return device, model, model_config, Tokenizer(model_dir)
 

@@ -168,7 +168,7 @@ class TorchAttentionBackend:
 # name -> "module:Class"; resolved lazily so GPU backends (and triton) are imported only when chosen.
 ATTENTION_BACKENDS: dict[str, str] = {
     "torch": "lightllm_struct.models.attention:TorchAttentionBackend",
-    "triton": "lightllm_struct.kernels.attention:TritonAttentionBackend",
+    "triton": "lightllm_struct.models.attention_triton:TritonAttentionBackend",
 }
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lightllm_struct.distributed.tp import SINGLE, TensorParallel
+from lightllm_struct.models.parallel import SINGLE, TensorParallel
 from lightllm_struct.models.config import RopeScaling
 from lightllm_struct.models.errors import ModelLoadError
 from lightllm_struct.models.ops import TORCH_OPS, LayerOps

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from lightllm_struct.distributed.tp import SINGLE, TensorParallel
+from lightllm_struct.models.parallel import SINGLE, TensorParallel
 from lightllm_struct.models.attention import AttentionMetadata, KVCacheLike, create_attention_backend
 from lightllm_struct.models.config import ModelConfig
 from lightllm_struct.models.layers import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from lightllm_struct.distributed.tp import TensorParallel
+from lightllm_struct.models.parallel import TensorParallel
 from lightllm_struct.models.config import ModelConfig
 from lightllm_struct.models.errors import ModelLoadError
 from lightllm_struct.models.gguf import ensure_converted

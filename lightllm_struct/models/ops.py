@@ -64,3 +64,22 @@ class LayerOps:
 
 
 TORCH_OPS = LayerOps()
+
+
+def triton_ops() -> LayerOps:
+    """The Triton kernels of ``lightllm_struct.kernels`` as a :class:`LayerOps` table (same signatures).
+
+    Built on call, not at import: the kernels import Triton, which a CPU-only install may lack.
+
+    Raises
+    ------
+    ImportError
+        When Triton is not installed.
+    """
+    from lightllm_struct.kernels.activation import silu_and_mul as triton_silu_and_mul
+    from lightllm_struct.kernels.norm import add_rms_norm as triton_add_rms_norm
+    from lightllm_struct.kernels.norm import rms_norm as triton_rms_norm
+    from lightllm_struct.kernels.rope import apply_rotary as triton_apply_rotary
+
+    return LayerOps(rms_norm=triton_rms_norm, add_rms_norm=triton_add_rms_norm, apply_rotary=triton_apply_rotary,
+                    silu_and_mul=triton_silu_and_mul)

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from lightllm_struct.engine.cuda_graphs import CUDAGraphError, CUDAGraphRunner
-from lightllm_struct.engine.kv_cache import KVCache
-from lightllm_struct.kernels.ops import TRITON_OPS
+from lightllm_struct.models.kv_cache import KVCache
 from lightllm_struct.models.attention import AttentionMetadata
 from lightllm_struct.models.config import ModelConfig
 from lightllm_struct.models.llama import LlamaForCausalLM
+from lightllm_struct.models.ops import triton_ops
 
 TINY = ModelConfig(vocab_size=300, hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4,
                    num_kv_heads=2, head_dim=32, rope_theta=10000.0, max_position_embeddings=512)
@@ -30,7 +30,7 @@ def test_run_refuses_steps_it_has_no_graph_for():
 @pytest.mark.gpu
 def test_graph_replay_matches_eager_forward_with_padding_rows():
     torch.manual_seed(0)
-    model = LlamaForCausalLM(TINY, ops=TRITON_OPS, attn_backend="triton", device="cuda", dtype=torch.float32)
+    model = LlamaForCausalLM(TINY, ops=triton_ops(), attn_backend="triton", device="cuda", dtype=torch.float32)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(torch.ones_like(p) if "norm" in name else 0.05 * torch.randn_like(p))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightllm_struct.engine.kv_cache import KVCache, KVCacheError, ReqToTokenTable, SlotAllocator
+from lightllm_struct.engine.kv_cache import KVCacheError, ReqToTokenTable, SlotAllocator
 
 
 def test_allocator_hands_out_distinct_single_slots_and_takes_them_back():
@@ -43,13 +43,6 @@ def test_table_maps_positions_to_slots_per_row():
         table.alloc_row()
     table.free_row(r)
     assert table.num_free_rows == 1
-
-
-def test_kv_cache_buffers_have_one_slot_per_token():
-    cache = KVCache(num_layers=3, num_slots=16, num_kv_heads=2, head_dim=4)
-    assert len(cache.k_buffers) == len(cache.v_buffers) == 3
-    assert cache.k_buffers[0].shape == (16, 2, 4)
-    assert KVCache.bytes_per_slot(num_layers=3, num_kv_heads=2, head_dim=4, dtype=torch.float32) == 2 * 3 * 2 * 4 * 4
 
 
 def test_table_applies_a_steps_writes_together_in_order():

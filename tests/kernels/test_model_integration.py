@@ -6,12 +6,11 @@ import importlib.util
 import pytest
 import torch
 
-from lightllm_struct.engine.kv_cache import KVCache
-from lightllm_struct.kernels.ops import TRITON_OPS
+from lightllm_struct.models.kv_cache import KVCache
 from lightllm_struct.models.attention import AttentionMetadata
 from lightllm_struct.models.config import ModelConfig
 from lightllm_struct.models.llama import LlamaForCausalLM
-from lightllm_struct.models.ops import TORCH_OPS
+from lightllm_struct.models.ops import TORCH_OPS, triton_ops
 
 TINY = ModelConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                    head_dim=8, rope_theta=10000.0, tie_word_embeddings=True, max_position_embeddings=64)
@@ -43,7 +42,7 @@ def _tiny_pair(device: str):
     with torch.no_grad():
         for name, p in ref.named_parameters():
             p.copy_(torch.ones_like(p) if "norm" in name else 0.3 * torch.randn_like(p))
-    fast = LlamaForCausalLM(TINY, ops=TRITON_OPS, attn_backend="triton", device=device, dtype=torch.float32)
+    fast = LlamaForCausalLM(TINY, ops=triton_ops(), attn_backend="triton", device=device, dtype=torch.float32)
     fast.load_state_dict({k: v.to(device) for k, v in ref.state_dict().items()})
     return ref, fast
 
@@ -62,6 +61,6 @@ def test_triton_model_matches_torch_model(mode):
 def test_default_model_greedy_gpu_vs_cpu():
     from lightllm_struct.models.loader import load_model
     cpu, _, _ = load_model(None, device="cpu", dtype=torch.float32)
-    gpu, _, _ = load_model(None, device="cuda", dtype=torch.float32, ops=TRITON_OPS, attn_backend="triton")
+    gpu, _, _ = load_model(None, device="cuda", dtype=torch.float32, ops=triton_ops(), attn_backend="triton")
     prompt = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11, 3365, 3717, 429, 1117, 30, 2, 198]
     assert greedy_tokens(gpu, "cuda", prompt, 64) == greedy_tokens(cpu, "cpu", prompt, 64)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from lightllm_struct.distributed.tp import TensorParallel
+from lightllm_struct.models.parallel import TensorParallel
 from lightllm_struct.models.config import ModelConfig
 from lightllm_struct.models.layers import kv_head_range, rope_inv_freq, vocab_range
 from lightllm_struct.models.llama import LlamaForCausalLM

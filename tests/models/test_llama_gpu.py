@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lightllm_struct.models.loader import load_model
+from lightllm_struct.models.ops import triton_ops
 from tests.models.helpers import StepRunner
 
 pytestmark = pytest.mark.gpu
@@ -55,9 +56,9 @@ def test_cuda_fp32_torch_backend(checkpoint):
 
 
 def test_cuda_bf16_auto_backend_with_triton_ops(checkpoint):
-    triton_ops = pytest.importorskip("lightllm_struct.kernels.ops").TRITON_OPS
+    pytest.importorskip("triton")
     hf, path = checkpoint
-    model, _, _ = load_model(path, device="cuda", dtype=torch.bfloat16, ops=triton_ops)
+    model, _, _ = load_model(path, device="cuda", dtype=torch.bfloat16, ops=triton_ops())
     assert type(model.attn_backend).__name__ == "TritonAttentionBackend"
     seqs, got = _run(model)
     for g, w in zip(got, _reference(hf, seqs)):

@@ -1,7 +1,9 @@
 """The Triton attention backend: :func:`store_kv`, then decode or prefill attention over the slot tables.
 
 Registered in ``models.attention.ATTENTION_BACKENDS`` as ``"triton"`` (the ``"auto"`` choice on CUDA). It
-keeps the interface of ``TorchAttentionBackend``: ``forward(q, k, v, *, layer, kv_cache, meta)``.
+keeps the interface of ``TorchAttentionBackend``: ``forward(q, k, v, *, layer, kv_cache, meta)``. A file of
+its own, apart from ``models.attention``, because importing it imports Triton: the registry loads it only when
+it is chosen, so a machine without Triton still builds the torch backend.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 
 from lightllm_struct.kernels.attention_decode import decode_attention, default_num_splits
 from lightllm_struct.kernels.attention_prefill import prefill_attention, store_kv
+from lightllm_struct.models.attention import TorchAttentionBackend
 
 
 class TritonAttentionBackend:
@@ -29,7 +32,6 @@ class TritonAttentionBackend:
         self.decode_num_splits = decode_num_splits
         self._fallback = None
         if sliding_window is not None:
-            from lightllm_struct.models.attention import TorchAttentionBackend
             self._fallback = TorchAttentionBackend(sliding_window=sliding_window)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int, kv_cache,

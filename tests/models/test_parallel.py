@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightllm_struct.distributed.tp import TensorParallel
+from lightllm_struct.models.parallel import TensorParallel
 from lightllm_struct.models.layers import kv_head_range, q_head_range
 
 

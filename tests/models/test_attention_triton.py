@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightllm_struct.kernels.attention import TritonAttentionBackend
+from lightllm_struct.models.attention_triton import TritonAttentionBackend
 from lightllm_struct.models.attention import AttentionMetadata, TorchAttentionBackend, create_attention_backend
 from tests.kernels.conftest import rel_err
 
