@@ -55,6 +55,9 @@ class EngineConfig:
         Split prompts longer than the step's remaining budget across steps.
     grammar_compile_threads, grammar_compile_timeout_s, grammar_cache_size:
         The grammar compile pool: its threads, each compile's deadline, and the LRU size of compiled grammars.
+    grammar_mask_budget_s:
+        Longest one request's token mask may take in a step; a request over it fails with a 413-type error
+        instead of stalling every other request of the batch at each token.
     enable_cuda_graphs:
         Replay decode steps as captured CUDA graphs (CUDA with the Triton kernels only).
     enable_jump_forward:
@@ -85,6 +88,7 @@ class EngineConfig:
     grammar_compile_threads: int = 2
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128
+    grammar_mask_budget_s: float = 1.0
     num_threads: int | None = None
     output_history_size: int = 200
 
@@ -105,6 +109,7 @@ class EngineConfig:
             (self.grammar_compile_threads >= 1, "grammar_compile_threads", "must be >= 1"),
             (self.grammar_compile_timeout_s > 0, "grammar_compile_timeout_s", "must be > 0"),
             (self.grammar_cache_size >= 1, "grammar_cache_size", "must be >= 1"),
+            (self.grammar_mask_budget_s > 0, "grammar_mask_budget_s", "must be > 0"),
             (self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1"),
             (self.output_history_size >= 1, "output_history_size", "must be >= 1"),
         ]

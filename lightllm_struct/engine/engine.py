@@ -17,16 +17,12 @@ from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
 from lightllm_struct.engine.model_runner import ModelRunner
 from lightllm_struct.engine.output_processor import append_token, make_output
 from lightllm_struct.engine.prefix_cache import PrefixCache
-from lightllm_struct.engine.sampler import SamplingTensors
 from lightllm_struct.engine.scheduler import ScheduledBatch, Scheduler
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.engine.setup import build_cuda_graphs, build_kv, load, select_sampler
-from lightllm_struct.errors import InvalidRequestError, LightLLMStructError, PromptTooLongError
+from lightllm_struct.engine.step_guard import fail_request, sampling_tensors
+from lightllm_struct.errors import InvalidRequestError, PromptTooLongError
 from lightllm_struct.request import Request, RequestOutput, RequestStatus
-
-
-class EngineRequestError(LightLLMStructError):
-    """An unexpected failure while processing one request's token (the others carry on)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class Engine:
         self.grammar = GrammarManager(self.tokenizer, vocab_size=self.model_config.vocab_size,
                                       threads=config.grammar_compile_threads,
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
-                                      pin_memory=self.device.type == "cuda")
+                                      pin_memory=self.device.type == "cuda", mask_budget_s=config.grammar_mask_budget_s)
         self.sampler = select_sampler(self.device)
         jump = config.enable_jump_forward
         self.jump_forward = graphs is None if jump is None else jump  # see EngineConfig.enable_jump_forward
@@ -167,11 +163,7 @@ class Engine:
     def _sample(self, logits: torch.Tensor | None, batch: ScheduledBatch, bitmask: torch.Tensor | None) -> list[int]:
         if logits is None:
             return []
-        seqs = batch.sampled
-        params = SamplingTensors.from_lists(
-            temperature=[s.req.sampling.temperature for s in seqs], top_p=[s.req.sampling.top_p for s in seqs],
-            top_k=[s.req.sampling.top_k for s in seqs], seed=[s.seed for s in seqs],
-            step=[s.num_output for s in seqs], device=logits.device)
+        params = sampling_tensors(batch.sampled, logits.device)
         if bitmask is not None:
             bitmask = bitmask.to(logits.device, non_blocking=True)
         return self.sampler(logits, params, bitmask).tolist()
@@ -180,7 +172,8 @@ class Engine:
         """Record each sampled token, finish what stops, and snapshot every request that moved."""
         outputs, self._outbox = self._outbox, []
         for seq, token in zip(batch.sampled, tokens):
-            self._process_token(seq, token)
+            if not seq.finished:  # else it failed earlier in this step (its mask or sampling row)
+                self._process_token(seq, token)
             if seq.finished:
                 self._release(seq)
             outputs.append(make_output(seq))
@@ -196,10 +189,7 @@ class Engine:
                     if seq.finished:
                         break
         except Exception as exc:  # noqa: BLE001 -- one request's failure must not end the others
-            if not isinstance(exc, LightLLMStructError):
-                exc = EngineRequestError(f"{type(exc).__name__}: {exc}")
-            if not seq.finished:
-                seq.finish(RequestStatus.FINISHED_ERROR, error=exc)
+            fail_request(seq, exc, "accepting its sampled token")
 
     def _accept(self, seq: Sequence, token: int) -> None:
         self.grammar.accept(seq, token)

@@ -19,7 +19,8 @@ import torch
 
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
-from lightllm_struct.grammar.errors import CompileTimeout, InvalidTokenError
+from lightllm_struct.engine.step_guard import fail_request
+from lightllm_struct.grammar.errors import CompileTimeout, GrammarTooComplex, InvalidTokenError
 from lightllm_struct.request import RequestStatus
 
 CONSTRAINT_KINDS = ("json_schema", "json_object", "regex", "lark", "choice")
@@ -95,6 +96,9 @@ class GrammarManager:
         Width of the model's logits; the bitmask covers ``ceil(vocab_size / 32)`` words.
     threads, timeout_s, cache_size:
         Compile pool size, each compile's deadline and the number of compiled grammars kept.
+    mask_budget_s:
+        Longest one request's token mask may take in a step; a request over it is finished with
+        ``GrammarTooComplex`` so that it cannot stall the batch token after token.
     compiler, matcher_cls:
         A ready ``GrammarCompiler`` and the matcher class for its grammars (tests); by default the grammar
         engine's, the compiler built from the tokenizer on first use.
@@ -104,8 +108,9 @@ class GrammarManager:
 
     def __init__(self, tokenizer: Any, *, vocab_size: int, threads: int = 2, timeout_s: float = 30.0,
                  cache_size: int = 128, compiler: Any = None, matcher_cls: Any = None,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, mask_budget_s: float = 1.0) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
+        self.mask_budget_s = mask_budget_s
         self._pin = pin_memory
         self._masks = torch.empty(0, (vocab_size + 31) // 32, dtype=torch.int32)
         self.cache_size = cache_size
@@ -184,10 +189,22 @@ class GrammarManager:
             self._masks = torch.empty(rows, self._masks.shape[1], dtype=torch.int32, pin_memory=self._pin)
         masks = self._masks
         for i, seq in enumerate(seqs):
-            if seq.matcher is not None:
-                seq.matcher.fill_next_token_bitmask(masks, index=i)
-            else:
+            if seq.matcher is None:
                 masks[i] = -1
+                continue
+            start = time.perf_counter()
+            try:
+                seq.matcher.fill_next_token_bitmask(masks, index=i)
+            except Exception as exc:  # noqa: BLE001 -- this request's grammar failed, not the batch
+                masks[i] = -1  # its token is discarded: the request is finished below
+                fail_request(seq, exc, "computing its grammar mask")
+                continue
+            spent = time.perf_counter() - start
+            if spent > self.mask_budget_s:
+                # The step waited this long once; finishing the request keeps it from doing so every token.
+                fail_request(seq, GrammarTooComplex(
+                    f"the grammar's token mask took {spent:.2f} s to compute, over the per-step budget of "
+                    f"{self.mask_budget_s:g} s (grammar_mask_budget_s): simplify the constraint"), "masking")
         return masks[:len(seqs)]
 
     def accept(self, seq: Sequence, token_id: int) -> None:
