@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 
+from lightllm_struct.grammar.cache import LRU
 from lightllm_struct.grammar.json_schema.regex_util import (
     MAX_CODE_POINT,
     SURROGATES,
@@ -125,14 +126,15 @@ def literal_string(text: str, *, any_spelling: bool = False) -> str:
     else:
         spellings = dict.fromkeys([canonical, json.dumps(text, ensure_ascii=True)])
         regex = alt([escape_literal(sp) for sp in spellings]) or ""
-    _SPELLED_LITERALS[_lark_form(regex)] = canonical
+    _SPELLED_LITERALS.put(_lark_form(regex), canonical)
     return regex
 
 
 # Regex of literal_string(v) -> one spelling of v. Checking two terminals for a common match needs an automaton
 # per regex unless one side is a literal; a literal_string regex is as good as one (see literal_spelling).
-# Only ever grows by the distinct literal strings of compiled schemas.
-_SPELLED_LITERALS: dict[str, str] = {}
+# Bounded because every distinct key or const a user sends lands here; a forgotten entry only costs the LALR
+# check an automaton for that pair (literal_spelling says None), never a wrong answer.
+_SPELLED_LITERALS: LRU[str, str] = LRU(maxsize=16384)
 
 
 def literal_spelling(regex: str) -> str | None:

@@ -210,3 +210,26 @@ def test_schema_with_pattern_and_lengths_compiles_exactly():
     grammar = SchemaGrammar({"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "minLength": 2, "maxLength": 4})
     for value in ["ab", "a_1", "zz9_", "a", "abcde", "1ab", "", "ab-"]:
         grammar.check(value)
+
+
+def test_distinct_literals_do_not_grow_memory_without_bound():
+    """A server sees an endless stream of distinct keys and consts: the spelling table keeps a bounded number.
+
+    Memory is traced over two runs of 50k distinct literals: the second must keep (almost) nothing more than
+    the first, as the table is full after the first.
+    """
+    import tracemalloc
+
+    from lightllm_struct.grammar.json_schema import strings
+
+    tracemalloc.start()
+    for i in range(50_000):
+        literal_string(f"key-{i:06d}")
+    first = tracemalloc.take_snapshot()
+    for i in range(50_000):
+        literal_string(f"other-{i:06d}")
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(first, "filename"))
+    tracemalloc.stop()
+    assert len(strings._SPELLED_LITERALS) == strings._SPELLED_LITERALS.maxsize
+    assert grown < 2**18, f"{grown} bytes more kept by the second 50k distinct literals"
+    assert literal_spelling(literal_string("kept")) == '"kept"'
