@@ -14,6 +14,8 @@ from lightllm_struct.errors import InvalidRequestError
 # whole batch's step, so it is refused here, at the edge.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MAX = 2**31 - 1
+MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
+LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")  # vLLM's names for the two
 
 
 def _is_int(value: object) -> bool:
@@ -46,6 +48,15 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     include_stop_str_in_output: bool = False
+    min_tokens: int = 0  # end-of-sequence and stop_token_ids are held back until this many tokens
+    min_p: float = 0.0  # drop tokens whose probability is below min_p times the likeliest one's
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0  # over prompt and output tokens, as in HF and vLLM
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    logprobs: int | None = None  # top log-probabilities per output token (0: the sampled token's only)
+    prompt_logprobs: int | None = None  # the same for every prompt token (the first gets None)
+    logprobs_mode: str = "processed_logprobs"  # or "raw_logprobs": the model's, before any processing
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -53,6 +64,7 @@ class SamplingParams:
         else:
             object.__setattr__(self, "stop", tuple(self.stop))
         object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
+        object.__setattr__(self, "logit_bias", dict(self.logit_bias))
         checks = [
             (_is_real(self.temperature) and self.temperature >= 0, "temperature", "must be a finite number >= 0"),
             (_is_real(self.top_p) and 0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
@@ -65,14 +77,43 @@ class SamplingParams:
              "must be non-negative integers"),
             (self.seed is None or (_is_int(self.seed) and INT64_MIN <= self.seed <= INT64_MAX), "seed",
              f"must be an integer in [{INT64_MIN}, {INT64_MAX}]"),
+            *self._penalty_checks(),
         ]
         for ok, name, why in checks:
             if not ok:
                 raise InvalidRequestError(f"{name} {why}, got {getattr(self, name)!r}", param=name)
 
+    def _penalty_checks(self) -> list[tuple[bool, str, str]]:
+        def top_n(v: object) -> bool:
+            return v is None or (_is_int(v) and 0 <= v <= MAX_LOGPROBS)
+
+        return [
+            (_is_int(self.min_tokens) and 0 <= self.min_tokens <= self.max_tokens, "min_tokens",
+             "must be an integer in [0, max_tokens]"),
+            (_is_real(self.min_p) and 0 <= self.min_p <= 1, "min_p", "must be in [0, 1]"),
+            (_is_real(self.presence_penalty) and -2 <= self.presence_penalty <= 2, "presence_penalty",
+             "must be in [-2, 2]"),
+            (_is_real(self.frequency_penalty) and -2 <= self.frequency_penalty <= 2, "frequency_penalty",
+             "must be in [-2, 2]"),
+            (_is_real(self.repetition_penalty) and 0 < self.repetition_penalty <= 100, "repetition_penalty",
+             "must be in (0, 100]"),
+            (all(_is_int(t) and 0 <= t <= INT32_MAX and _is_real(b) and -100 <= b <= 100
+                 for t, b in self.logit_bias.items()), "logit_bias",
+             "must map token ids to biases in [-100, 100]"),
+            (top_n(self.logprobs), "logprobs", f"must be an integer in [0, {MAX_LOGPROBS}] or None"),
+            (top_n(self.prompt_logprobs), "prompt_logprobs", f"must be an integer in [0, {MAX_LOGPROBS}] or None"),
+            (self.logprobs_mode in LOGPROBS_MODES, "logprobs_mode", f"must be one of {LOGPROBS_MODES}"),
+        ]
+
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def has_penalties(self) -> bool:
+        """Whether any logit is changed before sampling (penalties, logit_bias, a pending min_tokens)."""
+        return bool(self.presence_penalty or self.frequency_penalty or self.repetition_penalty != 1.0
+                    or self.logit_bias or self.min_tokens)
 
 
 class RequestStatus(enum.IntEnum):

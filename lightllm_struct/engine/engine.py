@@ -163,7 +163,7 @@ class Engine:
     def _sample(self, logits: torch.Tensor | None, batch: ScheduledBatch, bitmask: torch.Tensor | None) -> list[int]:
         if logits is None:
             return []
-        params = sampling_tensors(batch.sampled, logits.device)
+        params = sampling_tensors(batch.sampled, logits.device, eos_token_ids=self.eos_token_ids)
         if bitmask is not None:
             bitmask = bitmask.to(logits.device, non_blocking=True)
         return self.sampler(logits, params, bitmask).tolist()
@@ -214,6 +214,8 @@ class Engine:
         vocab = self.model_config.vocab_size
         if any(not 0 <= t < vocab for t in req.prompt_token_ids):
             raise InvalidRequestError(f"prompt token ids must be in [0, {vocab})", param="prompt")
+        if any(t >= vocab for t in req.sampling.logit_bias):
+            raise InvalidRequestError(f"logit_bias token ids must be in [0, {vocab})", param="logit_bias")
         if len(req.prompt_token_ids) >= self.max_model_len:
             raise PromptTooLongError(f"the prompt has {len(req.prompt_token_ids)} tokens; this engine takes at "
                                      f"most {self.max_model_len - 1} (max_model_len {self.max_model_len})",

@@ -1,4 +1,5 @@
-"""The batched sampler (torch path): grammar bitmask, greedy, temperature, top-k, top-p, seeded noise.
+"""The batched sampler (torch path): penalties, grammar bitmask, greedy, temperature, min-p, top-k, top-p,
+seeded noise.
 
 Reproducibility regardless of the batch: a request's noise is a counter-based hash (Philox) of
 (seed, step, token id), so it never depends on which rows share the batch or on a generator's state. The
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from lightllm_struct.kernels.penalties import SparsePenalties, apply_penalties_reference
 
 # Philox-4x32-10: round multipliers A and B, key increments A and B (the same as kernels/sampling.py).
 _PHILOX_A, _PHILOX_B, _KEY_A, _KEY_B = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
@@ -30,14 +33,19 @@ class SamplingTensors:
     top_k: torch.Tensor  # i32 [B], 0 = off
     seed: torch.Tensor  # i64 [B]
     step: torch.Tensor  # i64 [B]: how many tokens the request has sampled before
+    min_p: torch.Tensor | None = None  # f32 [B], 0 = off; None = off for every row
+    penalties: SparsePenalties | None = None  # applied to the logits in place before anything else
 
     @classmethod
     def from_lists(cls, *, temperature: list[float], top_p: list[float], top_k: list[int], seed: list[int],
-                   step: list[int], device: torch.device | str = "cpu") -> "SamplingTensors":
-        # Built on the host and moved in two copies (floats, integers) rather than five small ones.
-        floats = torch.tensor([temperature, top_p], dtype=torch.float32).to(device, non_blocking=True)
+                   step: list[int], min_p: list[float] | None = None, penalties: SparsePenalties | None = None,
+                   device: torch.device | str = "cpu") -> "SamplingTensors":
+        # Built on the host and moved in two copies (floats, integers) rather than six small ones.
+        min_p = min_p or [0.0] * len(temperature)
+        floats = torch.tensor([temperature, top_p, min_p], dtype=torch.float32).to(device, non_blocking=True)
         ints = torch.tensor([top_k, seed, step], dtype=torch.int64).to(device, non_blocking=True)
-        return cls(temperature=floats[0], top_p=floats[1], top_k=ints[0].to(torch.int32), seed=ints[1], step=ints[2])
+        return cls(temperature=floats[0], top_p=floats[1], top_k=ints[0].to(torch.int32), seed=ints[1], step=ints[2],
+                   min_p=floats[2], penalties=penalties)
 
 
 def philox_uniform(seed: torch.Tensor, step: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
@@ -92,9 +100,14 @@ def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """Keep each row's top-k tokens and its smallest nucleus of mass >= top_p; the rest become -inf."""
+def filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
+                       min_p: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep each row's tokens of probability >= min_p times its likeliest one's, of those the top-k, and of
+    those the smallest nucleus of mass >= top_p; the rest become -inf."""
     V = logits.shape[1]
+    if min_p is not None:
+        floor = logits.max(dim=-1, keepdim=True).values + torch.log(min_p.clamp_min(1e-30))[:, None]
+        logits = logits.masked_fill((logits < floor) & (min_p > 0)[:, None], float("-inf"))
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     ranks = torch.arange(V, device=logits.device)[None, :]
     k = torch.where(top_k > 0, top_k.to(torch.int64), V)[:, None]
@@ -124,6 +137,8 @@ def sample(logits: torch.Tensor, params: SamplingTensors, bitmask: torch.Tensor 
         int64 ``[B]`` token ids.
     """
     logits = logits.float()
+    if params.penalties is not None:
+        apply_penalties_reference(logits, params.penalties)
     if bitmask is not None:
         logits = apply_bitmask(logits, bitmask)
     greedy = params.temperature <= 0
@@ -131,8 +146,16 @@ def sample(logits: torch.Tensor, params: SamplingTensors, bitmask: torch.Tensor 
         return logits.argmax(dim=-1)
     temperature = torch.where(greedy, 1.0, params.temperature)[:, None]
     scaled = logits / temperature
-    if bool(((params.top_k > 0) | (params.top_p < 1)).any()):  # the sort is the costliest part: skip it if unused
-        scaled = _filter_top_k_top_p(scaled, params.top_k, params.top_p)
+    if needs_filter(params):  # the sort is the costliest part: skip it if unused
+        scaled = filter_top_k_top_p(scaled, params.top_k, params.top_p, params.min_p)
     # Gumbel-max: argmax(logits/T + Gumbel) is an exact draw from softmax(logits/T).
     drawn = _gumbel_max(scaled, params.seed, params.step)
     return torch.where(greedy, logits.argmax(dim=-1), drawn)
+
+
+def needs_filter(params: SamplingTensors) -> bool:
+    """Whether any row has min-p, top-k or top-p on."""
+    on = (params.top_k > 0) | (params.top_p < 1)
+    if params.min_p is not None:
+        on |= params.min_p > 0
+    return bool(on.any())

@@ -12,6 +12,7 @@ import logging
 import torch
 
 from lightllm_struct.engine.sampler import SamplingTensors
+from lightllm_struct.engine.sampling_batch import build_sampling_tensors
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import LightLLMStructError
 from lightllm_struct.request import RequestStatus
@@ -34,26 +35,19 @@ def fail_request(seq: Sequence, exc: BaseException, where: str) -> None:
         seq.finish(RequestStatus.FINISHED_ERROR, error=exc)
 
 
-def _rows(seqs: list[Sequence]) -> dict[str, list]:
-    return {"temperature": [s.req.sampling.temperature for s in seqs], "top_p": [s.req.sampling.top_p for s in seqs],
-            "top_k": [s.req.sampling.top_k for s in seqs], "seed": [s.seed for s in seqs],
-            "step": [s.num_output for s in seqs]}
-
-
-def sampling_tensors(seqs: list[Sequence], device: torch.device) -> SamplingTensors:
+def sampling_tensors(seqs: list[Sequence], device: torch.device, *,
+                     eos_token_ids: frozenset[int] = frozenset()) -> SamplingTensors:
     """The batch's sampling rows; a row that cannot be built fails its request and samples neutrally."""
     try:
-        return SamplingTensors.from_lists(**_rows(seqs), device=device)
+        return build_sampling_tensors(seqs, eos_token_ids=eos_token_ids, device=device)
     except Exception:  # noqa: BLE001 -- find the culprit row by row below
         pass
-    rows = _rows([])
+    rows: list[Sequence | None] = []
     for seq in seqs:
-        one = _rows([seq])
         try:
-            SamplingTensors.from_lists(**one, device="cpu")
+            build_sampling_tensors([seq], eos_token_ids=eos_token_ids, device="cpu")
+            rows.append(seq)
         except Exception as exc:  # noqa: BLE001 -- this request alone is at fault
             fail_request(seq, exc, "building its sampling parameters")
-            one = {"temperature": [0.0], "top_p": [1.0], "top_k": [0], "seed": [0], "step": [0]}
-        for name, value in one.items():
-            rows[name] += value
-    return SamplingTensors.from_lists(**rows, device=device)
+            rows.append(None)
+    return build_sampling_tensors(rows, eos_token_ids=eos_token_ids, device=device)

@@ -1,4 +1,4 @@
-"""One batched sampling kernel: grammar mask, temperature, top-k, top-p and seeded noise in one launch.
+"""One batched sampling kernel: grammar mask, temperature, min-p, top-k, top-p and seeded noise in one launch.
 
 Each row is split over several programs (more at small batch sizes, to fill the device); nothing of size
 ``V`` is materialised and the host never waits. Every program scans its slice for the greedy arg-max and,
@@ -6,7 +6,8 @@ for rows without top-k/top-p, runs the exponential race on it; the last program 
 acq_rel atomic counter orders the slices' stores before it) merges the slices. For a row with top-k/top-p
 that program then also does, over the whole row:
 
-1. Top-k, then top-p over the top-k-renormalised distribution, each as a threshold on the scaled logit:
+1. Min-p, top-k, then top-p over the renormalised kept distribution, each as a threshold on the scaled logit
+   (min-p's is ``z_max + log(min_p)``, as ``p_t >= min_p * p_max``; the others are searched):
    an 8-ary search (8 candidate thresholds counted per pass, 7 passes) finds the largest threshold whose
    kept set still holds ``k`` tokens / ``top_p`` of the mass. Ties at the threshold are all kept; tokens
    more than ``_SEARCH_RANGE`` below the maximum (relative probability < 1e-13) count as outside the search.
@@ -21,12 +22,15 @@ or beyond ``32*W`` are never chosen. A row with nothing allowed returns 0.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import triton
 import triton.language as tl
 
 from lightllm_struct.kernels._common import check, check_tensor, next_pow2, num_sms
+from lightllm_struct.kernels.penalties import apply_penalties
 
 _SEARCH_RANGE = 30.0
 _SEARCH_CANDIDATES = 8
@@ -125,7 +129,7 @@ def _race_pass(logits_ptr, mask_ptr, row, lo, hi, inv_temp, stride_l, stride_m, 
 
 
 @triton.jit
-def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, seed_ptr, step_ptr, mask_ptr, out_ptr,
+def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, min_p_ptr, seed_ptr, step_ptr, mask_ptr, out_ptr,
                    part_val_ptr, part_idx_ptr, count_ptr, n_valid, n_parts, stride_l, stride_m, search_range,
                    HAS_MASK: tl.constexpr, BLOCK: tl.constexpr, SEARCH_BLOCK: tl.constexpr, CAND: tl.constexpr,
                    PASSES: tl.constexpr, BLOCK_P: tl.constexpr):
@@ -134,10 +138,11 @@ def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, seed_ptr, step_pt
     temp = tl.load(temp_ptr + row)
     top_k = tl.load(top_k_ptr + row)
     top_p = tl.load(top_p_ptr + row)
+    min_p = tl.load(min_p_ptr + row)
     seed = tl.load(seed_ptr + row)
     step = tl.load(step_ptr + row).to(tl.uint64)
     do_sample = temp > 0.0
-    search = do_sample & ((top_k > 0) | (top_p < 1.0))
+    search = do_sample & ((top_k > 0) | (top_p < 1.0) | (min_p > 0.0))
     inv_temp = tl.where(do_sample, 1.0 / tl.where(do_sample, temp, 1.0), 1.0)
     # Every program scans one slice of the row: the greedy arg-max and (without top-k/top-p) the race.
     span = ((n_valid + n_parts - 1) // n_parts + BLOCK - 1) // BLOCK * BLOCK
@@ -164,8 +169,9 @@ def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, seed_ptr, step_pt
         keys = tl.load(part_val_ptr + base + 1, mask=p_ok, other=float("-inf"), volatile=True)
         key_idx = tl.load(part_idx_ptr + base + 1, mask=p_ok, other=n_valid, volatile=True)
         raced = tl.min(tl.where(keys == tl.max(keys, axis=0), key_idx, n_valid), axis=0)
+        floor = tl.maximum(z_max - search_range, z_max + tl.log(tl.where(min_p > 0.0, min_p, 1e-30)))
         tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max,
-                                z_max - search_range, 1.0, top_k, search & (top_k > 0), False, HAS_MASK,
+                                floor, 1.0, top_k, search & (top_k > 0), False, HAS_MASK,
                                 SEARCH_BLOCK, CAND, PASSES)
         tau = _threshold_search(logits_ptr, mask_ptr, row, n_valid, inv_temp, stride_l, stride_m, z_max, tau,
                                 top_p, top_k, search & (top_p < 1.0), True, HAS_MASK, SEARCH_BLOCK, CAND,
@@ -177,10 +183,11 @@ def _sample_kernel(logits_ptr, temp_ptr, top_p_ptr, top_k_ptr, seed_ptr, step_pt
         tl.store(out_ptr + row, tl.where(result < n_valid, result, 0).to(tl.int64))
 
 
-def _check_args(logits, temperature, top_p, top_k, seed, step, bitmask) -> None:
+def _check_args(logits, temperature, top_p, top_k, min_p, seed, step, bitmask) -> None:
     check_tensor("logits", logits, ndim=2, dtypes=(torch.float32, torch.float16, torch.bfloat16))
     batch, device = logits.shape[0], logits.device
     for name, t, dtypes in (("temperature", temperature, (torch.float32,)), ("top_p", top_p, (torch.float32,)),
+                            ("min_p", min_p, (torch.float32,)),
                             ("top_k", top_k, (torch.int32, torch.int64)), ("seed", seed, (torch.int64,)),
                             ("step", step, (torch.int64,))):
         check_tensor(name, t, ndim=1, dtypes=dtypes, device=device)
@@ -191,7 +198,7 @@ def _check_args(logits, temperature, top_p, top_k, seed, step, bitmask) -> None:
 
 
 def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: torch.Tensor,
-                  top_k: torch.Tensor, seed: torch.Tensor, step: torch.Tensor,
+                  top_k: torch.Tensor, seed: torch.Tensor, step: torch.Tensor, min_p: torch.Tensor | None = None,
                   bitmask: torch.Tensor | None = None, block: int = 4096, num_warps: int = 8) -> torch.Tensor:
     """Next token of every row of ``logits [B, V]`` in one launch (see the module docstring).
 
@@ -199,8 +206,8 @@ def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: tor
     ----------
     temperature:
         ``[B]`` float32; 0 means greedy (top-k/top-p ignored).
-    top_p, top_k:
-        ``[B]``; ``top_p >= 1`` and ``top_k == 0`` switch them off.
+    top_p, top_k, min_p:
+        ``[B]``; ``top_p >= 1``, ``top_k == 0`` and ``min_p == 0`` (the default, None) switch them off.
     seed, step:
         ``[B]`` int64 (seed in ``[0, 2**63)``); the noise of a row depends only on these two.
     bitmask:
@@ -216,7 +223,9 @@ def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: tor
     KernelArgumentError
         On wrong shapes, dtypes or devices.
     """
-    _check_args(logits, temperature, top_p, top_k, seed, step, bitmask)
+    if min_p is None:
+        min_p = torch.zeros_like(temperature)
+    _check_args(logits, temperature, top_p, top_k, min_p, seed, step, bitmask)
     batch, vocab = logits.shape
     out = torch.empty(batch, dtype=torch.int64, device=logits.device)
     if batch == 0:
@@ -229,7 +238,7 @@ def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: tor
     part_idx = torch.empty(batch, n_parts, 2, dtype=torch.int32, device=logits.device)
     count = torch.zeros(batch, dtype=torch.int32, device=logits.device)
     _sample_kernel[(batch, n_parts)](
-        logits, temperature, top_p, top_k, seed, step, mask_arg, out, part_val, part_idx, count, n_valid, n_parts,
+        logits, temperature, top_p, top_k, min_p, seed, step, mask_arg, out, part_val, part_idx, count, n_valid, n_parts,
         logits.stride(0), bitmask.stride(0) if bitmask is not None else 0, _SEARCH_RANGE,
         HAS_MASK=bitmask is not None, BLOCK=block, SEARCH_BLOCK=min(block, 1024), CAND=_SEARCH_CANDIDATES,
         PASSES=_SEARCH_PASSES, BLOCK_P=next_pow2(n_parts), num_warps=num_warps)
@@ -237,9 +246,13 @@ def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: tor
 
 
 def sample(logits: torch.Tensor, params, bitmask: torch.Tensor | None = None) -> torch.Tensor:
-    """The engine's sampler signature: ``params`` carries ``temperature/top_p/top_k/seed/step`` tensors."""
+    """The engine's sampler signature: ``params`` carries ``temperature/top_p/top_k/min_p/seed/step`` tensors
+    and ``penalties`` (a :class:`~lightllm_struct.kernels.penalties.SparsePenalties` or None), applied to
+    ``logits`` in place first."""
+    if params.penalties is not None:
+        apply_penalties(logits, params.penalties)
     return sample_tokens(logits, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                         seed=params.seed, step=params.step, bitmask=bitmask)
+                         min_p=params.min_p, seed=params.seed, step=params.step, bitmask=bitmask)
 
 
 _PHILOX = (0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85)  # round A, round B, key A, key B
@@ -273,11 +286,13 @@ def allowed_reference(bitmask: torch.Tensor | None, batch: int, vocab: int) -> t
 
 
 def kept_distribution_reference(logits: torch.Tensor, *, temperature: float, top_p: float, top_k: int,
-                                allowed: torch.Tensor) -> torch.Tensor:
-    """Sampling distribution ``[V]`` (float64) of one row after mask, temperature, top-k and top-p."""
+                                allowed: torch.Tensor, min_p: float = 0.0) -> torch.Tensor:
+    """Sampling distribution ``[V]`` (float64) of one row after mask, temperature, min-p, top-k and top-p."""
     z = torch.where(allowed, logits.double().cpu() / temperature, float("-inf"))
     # The kernel's threshold search starts _SEARCH_RANGE below the maximum; plain sampling has no floor.
-    tau = float(z.max()) - _SEARCH_RANGE if (top_k > 0 or top_p < 1.0) else float("-inf")
+    tau = float(z.max()) - _SEARCH_RANGE if (top_k > 0 or top_p < 1.0 or min_p > 0) else float("-inf")
+    if min_p > 0:
+        tau = max(tau, float(z.max()) + math.log(min_p))
     ordered = z.sort(descending=True).values
     if 0 < top_k < int(allowed.sum()):
         tau = max(tau, float(ordered[top_k - 1]))
@@ -289,7 +304,7 @@ def kept_distribution_reference(logits: torch.Tensor, *, temperature: float, top
 
 
 def sample_reference(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: torch.Tensor,
-                     top_k: torch.Tensor, seed: torch.Tensor, step: torch.Tensor,
+                     top_k: torch.Tensor, seed: torch.Tensor, step: torch.Tensor, min_p: torch.Tensor | None = None,
                      bitmask: torch.Tensor | None = None) -> torch.Tensor:
     """Plain torch version of :func:`sample_tokens`, drawing the same Philox noise row by row."""
     batch, vocab = logits.shape
@@ -302,7 +317,8 @@ def sample_reference(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: 
             out[b] = torch.where(allowed[b], logits[b].float().cpu(), float("-inf")).argmax()
             continue
         probs = kept_distribution_reference(logits[b], temperature=float(temperature[b]),
-                                            top_p=float(top_p[b]), top_k=int(top_k[b]), allowed=allowed[b])
+                                            top_p=float(top_p[b]), top_k=int(top_k[b]), allowed=allowed[b],
+                                            min_p=0.0 if min_p is None else float(min_p[b]))
         u = philox_uniform(int(seed[b]), int(step[b]), vocab).double()
         key = torch.where(probs > 0, probs.log() - (-u.log()).log(), float("-inf"))
         out[b] = key.argmax()

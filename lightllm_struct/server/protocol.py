@@ -134,8 +134,13 @@ class _SamplingRequest(_Request):
     response_format: ResponseFormat | None = None
     structured_outputs: StructuredOutputs | None = None
     ignore_eos: StrictBool = False
-    presence_penalty: float | None = Field(default=None, ge=0, le=0)
-    frequency_penalty: float | None = Field(default=None, ge=0, le=0)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=100)
+    logit_bias: dict[StrictStr, float] | None = None
+    min_tokens: StrictInt = Field(default=0, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    stop_token_ids: list[StrictInt] | None = None
 
     @model_validator(mode="after")
     def _one_constraint(self) -> _SamplingRequest:
@@ -143,6 +148,17 @@ class _SamplingRequest(_Request):
                 and self.response_format.type != "text":
             raise ValueError("give either response_format or structured_outputs, not both")
         return self
+
+    @model_validator(mode="after")
+    def _logit_bias_keys(self) -> _SamplingRequest:
+        bad = [k for k in self.logit_bias or {} if not (k.isascii() and k.isdigit())]
+        if bad:
+            raise InvalidRequestError(f"logit_bias keys must be token ids, got {bad[0]!r}", param="logit_bias")
+        return self
+
+    def logit_bias_ids(self) -> dict[int, float]:
+        """``logit_bias`` with its keys (JSON object keys: strings) as token ids."""
+        return {int(key): bias for key, bias in (self.logit_bias or {}).items()}
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:

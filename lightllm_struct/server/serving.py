@@ -62,7 +62,14 @@ def sampling_params(req: _SamplingRequest, *, max_tokens: int | None, prompt_len
         seed=req.seed,
         max_tokens=max_tokens if max_tokens is not None else room,
         stop=req.stop_list(),
+        stop_token_ids=tuple(req.stop_token_ids or ()),
         ignore_eos=req.ignore_eos,
+        min_tokens=req.min_tokens,
+        min_p=req.min_p or 0.0,
+        presence_penalty=req.presence_penalty or 0.0,
+        frequency_penalty=req.frequency_penalty or 0.0,
+        repetition_penalty=1.0 if req.repetition_penalty is None else req.repetition_penalty,
+        logit_bias=req.logit_bias_ids(),
     )
 
 
@@ -73,6 +80,10 @@ def make_request(prompt_ids: list[int], sampling: SamplingParams, *, prompt: str
     bad = [t for t in prompt_ids if not 0 <= t < vocab_size]
     if bad:
         raise InvalidRequestError(f"prompt token ids out of range [0, {vocab_size}): {bad[:5]}", param="prompt")
+    bad = [t for t in sampling.logit_bias if t >= vocab_size]
+    if bad:
+        raise InvalidRequestError(f"logit_bias token ids out of range [0, {vocab_size}): {bad[:5]}",
+                                  param="logit_bias")
     return Request(prompt_token_ids=prompt_ids, sampling=sampling, prompt=prompt,
                    constraint=constraint.to_engine() if constraint is not None else None)
 

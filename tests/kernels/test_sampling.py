@@ -133,3 +133,31 @@ def test_sampler_rejects_bad_arguments():
         sample_tokens(torch.randn(2, 10), **{**params, "seed": torch.zeros(2, dtype=torch.int32)})
     with pytest.raises(KernelArgumentError, match="bitmask"):
         sample_tokens(torch.randn(2, 10), **params, bitmask=torch.zeros(3, 1, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("min_p, top_k", [(0.2, 0), (0.05, 3)])
+def test_min_p_matches_reference_draw_for_draw(mode, min_p, top_k):
+    batch, vocab, block = _sizes(mode)
+    g = torch.Generator().manual_seed(11)
+    logits = 2 * torch.randn(batch, vocab, generator=g)
+    mask, allowed = _random_mask(batch, vocab, g, density=0.6)
+    params = _params(batch, "cpu", temperature=0.9, top_k=top_k, seed0=50, step=2)
+    params["min_p"] = torch.full((batch,), min_p)
+    out = sample_tokens(logits.to(mode.device), **{k: v.to(mode.device) for k, v in params.items()},
+                        bitmask=mask.to(mode.device), block=block).cpu()
+    ref = sample_reference(logits, **params, bitmask=mask)
+    assert (out == ref).float().mean() >= 0.95
+    for b in range(batch):  # every draw is a token min-p keeps: p >= min_p * p_max among the allowed
+        z = torch.where(allowed[b], logits[b] / 0.9, float("-inf"))
+        assert float(z[out[b]]) >= float(z.max()) + torch.log(torch.tensor(min_p)) - 1e-5
+
+
+def test_min_p_reference_distribution():
+    draws, vocab = 1500, 24
+    row = 1.5 * torch.randn(vocab, generator=torch.Generator().manual_seed(5))
+    params = _params(draws, "cpu", temperature=0.9, seed0=3)
+    out = sample_reference(row.repeat(draws, 1), **params, min_p=torch.full((draws,), 0.1))
+    probs = kept_distribution_reference(row, temperature=0.9, top_p=1.0, top_k=0, min_p=0.1,
+                                        allowed=torch.ones(vocab, dtype=torch.bool))
+    assert int((probs > 0).sum()) < vocab  # min-p cut something off
+    _assert_matches_distribution(out, probs)

@@ -25,7 +25,8 @@ def test_chat_request_accepts_openai_fields_and_ignores_unknown_ones():
     {"temperature": -1}, {"top_p": 0}, {"n": 2}, {"messages": []}, {"messages": "hi"}, {"stream": "yes"},
     {"response_format": {"type": "xml"}}, {"response_format": {"type": "json_schema"}},
     {"structured_outputs": {"regex": "a", "choice": ["a"]}}, {"structured_outputs": {"choice": []}},
-    {"presence_penalty": 0.5}, {"logprobs": True},
+    {"presence_penalty": 2.5}, {"frequency_penalty": -3}, {"repetition_penalty": 0}, {"min_p": 1.5},
+    {"min_tokens": -1}, {"logit_bias": {"x": 1}}, {"logit_bias": {"5": "up"}}, {"logprobs": True},
 ])
 def test_bad_chat_values_fail_validation(patch):
     with pytest.raises((ValidationError, InvalidRequestError)):
@@ -54,3 +55,18 @@ def test_completion_prompt_forms():
         CompletionRequest.model_validate({"prompt": ["a", "b"]})
     with pytest.raises(ValidationError):
         CompletionRequest.model_validate({"prompt": "a", "echo": True})
+
+
+def test_sampling_fields_reach_sampling_params():
+    from lightllm_struct.server.serving import sampling_params
+
+    req = ChatCompletionRequest.model_validate({"messages": MSG, "presence_penalty": 0.5, "frequency_penalty": -1,
+                                                "repetition_penalty": 1.2, "logit_bias": {"17": -100},
+                                                "min_tokens": 3, "min_p": 0.1, "stop_token_ids": [4]})
+    sp = sampling_params(req, max_tokens=8, prompt_len=5, max_model_len=100, prompt_param="messages")
+    assert (sp.presence_penalty, sp.frequency_penalty, sp.repetition_penalty, sp.logit_bias, sp.min_tokens,
+            sp.min_p, sp.stop_token_ids) == (0.5, -1, 1.2, {17: -100}, 3, 0.1, (4,))
+    with pytest.raises(InvalidRequestError) as err:
+        sampling_params(req.model_copy(update={"min_tokens": 9}), max_tokens=8, prompt_len=5, max_model_len=100,
+                        prompt_param="messages")
+    assert err.value.param == "min_tokens"
