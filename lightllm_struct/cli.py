@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lightllm_struct.config import EngineConfig
+from lightllm_struct.config import KERNEL_CHOICES, EngineConfig
 from lightllm_struct.errors import LightLLMStructError
 
 _SHORT_ALIASES = {"tensor_parallel_size": ["--tp"]}
-_CHOICES = {"device": None, "dtype": ["auto", "float32", "float16", "bfloat16"]}
+_CHOICES = {"device": None, "dtype": ["auto", "float32", "float16", "bfloat16"], "kernels": list(KERNEL_CHOICES)}
 _TYPES = {"int": int, "float": float, "str": str}
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
 ENV_PREFIX = "LLMS_"
+KERNEL_CHOICES = ("auto", "torch", "triton")
 
 
 class ConfigError(LightLLMStructError):
@@ -38,6 +39,9 @@ class EngineConfig:
         "auto" (CUDA when available), "cpu" or "cuda".
     dtype:
         "auto" (float32 on CPU, bfloat16 on CUDA), "float32", "float16" or "bfloat16".
+    kernels:
+        Which implementations run attention, the layers' fused ops (RMSNorm, RoPE, SiLU-and-mul) and sampling:
+        "torch", "triton", or "auto" (Triton on CUDA when it is installed, torch elsewhere).
     max_num_seqs:
         Most requests decoded together in one step.
     max_num_batched_tokens:
@@ -59,7 +63,7 @@ class EngineConfig:
         Longest one request's token mask may take in a step; a request over it fails with a 413-type error
         instead of stalling every other request of the batch at each token.
     enable_cuda_graphs:
-        Replay decode steps as captured CUDA graphs (CUDA with the Triton kernels only).
+        Replay decode steps as captured CUDA graphs (on CUDA, when the attention backend supports them: Triton).
     enable_jump_forward:
         Append the tokens a grammar forces (``{"name":"``) without sampling them one step at a time. None
         (default): on unless decode steps replay CUDA graphs. There a request with forced tokens turns the
@@ -74,6 +78,7 @@ class EngineConfig:
     model: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    kernels: str = "auto"
     max_num_seqs: int = 32
     max_num_batched_tokens: int = 2048
     max_model_len: int | None = None
@@ -98,6 +103,7 @@ class EngineConfig:
              "must be auto, cpu, cuda or cuda:N"),
             (self.dtype in ("auto", "float32", "float16", "bfloat16"), "dtype",
              "must be auto, float32, float16 or bfloat16"),
+            (self.kernels in KERNEL_CHOICES, "kernels", f"is unknown (Supported: {', '.join(KERNEL_CHOICES)})"),
             (self.max_num_seqs >= 1, "max_num_seqs", "must be >= 1"),
             (self.max_num_batched_tokens >= self.max_num_seqs, "max_num_batched_tokens",
              "must be >= max_num_seqs (every running request decodes one token a step)"),

@@ -19,7 +19,8 @@ from lightllm_struct.engine.output_processor import append_token, make_output
 from lightllm_struct.engine.prefix_cache import PrefixCache
 from lightllm_struct.engine.scheduler import ScheduledBatch, Scheduler
 from lightllm_struct.engine.sequence import Sequence
-from lightllm_struct.engine.setup import build_cuda_graphs, build_kv, load, select_sampler
+from lightllm_struct.engine.backends import resolve_backends
+from lightllm_struct.engine.build import build_cuda_graphs, build_kv, load
 from lightllm_struct.engine.step_guard import fail_request, sampling_tensors
 from lightllm_struct.errors import InvalidRequestError, PromptTooLongError
 from lightllm_struct.request import Request, RequestOutput, RequestStatus
@@ -55,7 +56,9 @@ class Engine:
 
     def __init__(self, config: EngineConfig | None = None, *, loaded: tuple | None = None) -> None:
         self.config = config = config or EngineConfig()
-        self.device, self.model, self.model_config, self.tokenizer = load(config, loaded)
+        self.device = config.resolve_device()
+        self.backends = resolve_backends(config.kernels, self.device)
+        self.model, self.model_config, self.tokenizer = load(config, loaded, self.backends, self.device)
         self.kv_cache, self.max_model_len = build_kv(config, self.model, self.model_config, self.device)
         # The last slot is never handed out: padding rows of captured CUDA graphs write their K/V there.
         self.allocator = SlotAllocator(self.kv_cache.num_slots - 1)
@@ -71,7 +74,7 @@ class Engine:
                                       threads=config.grammar_compile_threads,
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
                                       pin_memory=self.device.type == "cuda", mask_budget_s=config.grammar_mask_budget_s)
-        self.sampler = select_sampler(self.device)
+        self.sampler = self.backends.sampler
         jump = config.enable_jump_forward
         self.jump_forward = graphs is None if jump is None else jump  # see EngineConfig.enable_jump_forward
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)

@@ -5,14 +5,13 @@ which it gathers slot by slot through ``req_to_token`` (no contiguous per-reques
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 
-from lightllm_struct.models.errors import ModelLoadError
+from lightllm_struct.registry import Registry
 
 
 @dataclass
@@ -76,7 +75,13 @@ class KVCacheLike(Protocol):
 
 
 class AttentionBackend(Protocol):
-    """``forward(q [T,Hq,D], k [T,Hkv,D], v [T,Hkv,D], *, layer, kv_cache, meta) -> [T,Hq,D]``."""
+    """``forward(q [T,Hq,D], k [T,Hkv,D], v [T,Hkv,D], *, layer, kv_cache, meta) -> [T,Hq,D]``.
+
+    ``supports_cuda_graphs``: a decode step through it can be captured and replayed (no host synchronisation,
+    no shape-dependent host logic inside ``forward``).
+    """
+
+    supports_cuda_graphs: bool
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int,
                 kv_cache: KVCacheLike, meta: AttentionMetadata) -> torch.Tensor: ...
@@ -93,6 +98,8 @@ class TorchAttentionBackend:
     sliding_window:
         If set, a query attends only to the last ``sliding_window`` positions (itself included), as Mistral.
     """
+
+    supports_cuda_graphs = False  # its decode gathers by host-side lengths (max_seq_len)
 
     def __init__(self, *, sliding_window: int | None = None) -> None:
         self.sliding_window = sliding_window
@@ -165,34 +172,32 @@ class TorchAttentionBackend:
         return mask
 
 
-# name -> "module:Class"; resolved lazily so GPU backends (and triton) are imported only when chosen.
-ATTENTION_BACKENDS: dict[str, str] = {
-    "torch": "lightllm_struct.models.attention:TorchAttentionBackend",
-    "triton": "lightllm_struct.models.attention_triton:TritonAttentionBackend",
-}
+ATTENTION_BACKENDS: Registry[AttentionBackend] = Registry("attention backend")
+ATTENTION_BACKENDS.register("torch")(TorchAttentionBackend)
+
+
+@ATTENTION_BACKENDS.register("triton")
+def _triton_backend(**options) -> AttentionBackend:
+    # Imported on choice: the Triton backend imports Triton, which a CPU-only machine may lack.
+    from lightllm_struct.models.attention_triton import TritonAttentionBackend
+
+    return TritonAttentionBackend(**options)
 
 
 def create_attention_backend(name: str = "auto", *, device: torch.device | str = "cpu",
-                             sliding_window: int | None = None) -> Any:
+                             sliding_window: int | None = None) -> AttentionBackend:
     """Instantiate the attention backend ``name``; ``"auto"`` is Triton on CUDA and torch elsewhere.
 
     Raises
     ------
-    ModelLoadError
-        For an unknown name.
+    UnknownChoiceError
+        For an unknown name (the message lists the supported ones).
     """
     if name == "auto":
         if torch.device(device).type == "cuda":
             try:
-                return _backend_class("triton")(sliding_window=sliding_window)
-            except (ImportError, AttributeError):  # no GPU kernels installed: torch still works on CUDA
+                return ATTENTION_BACKENDS.get("triton", sliding_window=sliding_window)
+            except ImportError:  # no GPU kernels installed: torch still works on CUDA
                 pass
         name = "torch"
-    if name not in ATTENTION_BACKENDS:
-        raise ModelLoadError(f"unknown attention backend {name!r}; known: auto, {', '.join(ATTENTION_BACKENDS)}")
-    return _backend_class(name)(sliding_window=sliding_window)
-
-
-def _backend_class(name: str) -> type:
-    module, cls = ATTENTION_BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return ATTENTION_BACKENDS.get(name, sliding_window=sliding_window)

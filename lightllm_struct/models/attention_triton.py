@@ -34,6 +34,11 @@ class TritonAttentionBackend:
         if sliding_window is not None:
             self._fallback = TorchAttentionBackend(sliding_window=sliding_window)
 
+    @property
+    def supports_cuda_graphs(self) -> bool:
+        """Captured decode steps replay the kernels; the torch fallback of sliding-window models cannot."""
+        return self._fallback is None
+
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layer: int, kv_cache,
                 meta) -> torch.Tensor:
         """Store the step's K/V into their slots, then attend causally over each sequence's context."""

@@ -1,18 +1,18 @@
-"""Engine construction: pick the device and dtype, load the model and tokenizer, size the KV pool."""
+"""Engine construction: load the model (with the chosen kernel backends) and tokenizer, size the KV pool."""
 from __future__ import annotations
 
 import torch
 
 from lightllm_struct.config import EngineConfig
-from lightllm_struct.models.kv_cache import KVCache
+from lightllm_struct.engine.backends import Backends
 from lightllm_struct.engine.tokenizer import Tokenizer
+from lightllm_struct.models.kv_cache import KVCache
 
 _CPU_KV_GB = 0.5
 
 
-def load(config: EngineConfig, loaded: tuple | None):
-    """(device, model, model_config, tokenizer); loads ``config.model`` unless ``loaded`` is given."""
-    device = config.resolve_device()
+def load(config: EngineConfig, loaded: tuple | None, backends: Backends, device: torch.device):
+    """(model, model_config, tokenizer); loads ``config.model`` with ``backends`` unless ``loaded`` is given."""
     if device.type == "cpu":
         # Small machines stall badly when server, client and torch's thread pool all want every core.
         torch.set_num_threads(config.torch_threads)
@@ -21,9 +21,10 @@ def load(config: EngineConfig, loaded: tuple | None):
 
         # tensor_parallel_size 1 is plain load_model; more starts the other ranks (TensorParallelModel).
         loaded = load_tp_model(config.model, tensor_parallel_size=config.tensor_parallel_size,
-                               device=device.type, dtype=config.resolve_dtype(device))
+                               device=device.type, dtype=config.resolve_dtype(device), ops=backends.layer_ops,
+                               attn_backend=backends.attention)
     model, model_config, model_dir = loaded
-    return device, model, model_config, Tokenizer(model_dir)
+    return model, model_config, Tokenizer(model_dir)
 
 
 def build_kv(config: EngineConfig, model, model_config, device: torch.device) -> tuple[KVCache, int]:
@@ -39,12 +40,12 @@ def build_kv(config: EngineConfig, model, model_config, device: torch.device) ->
 
 
 def build_cuda_graphs(config: EngineConfig, model, kv_cache: KVCache, *, scratch_slot: int, max_context: int):
-    """Capture decode steps as CUDA graphs when the model runs the Triton kernels on CUDA; else None."""
+    """Capture decode steps as CUDA graphs when the model's attention backend supports them on CUDA; else None."""
     attn = getattr(model, "attn_backend", None)
     if config.tensor_parallel_size > 1:
         return None  # a TP step starts with a host-side broadcast to the other ranks: not capturable
     if not config.enable_cuda_graphs or kv_cache.k_buffers[0].device.type != "cuda" or \
-            type(attn).__name__ != "TritonAttentionBackend" or getattr(attn, "sliding_window", None):
+            not getattr(attn, "supports_cuda_graphs", False):
         return None
     from lightllm_struct.engine.cuda_graphs import DEFAULT_BATCH_SIZES, CUDAGraphRunner
 
@@ -52,20 +53,6 @@ def build_cuda_graphs(config: EngineConfig, model, kv_cache: KVCache, *, scratch
     graphs = CUDAGraphRunner(model, kv_cache, scratch_slot=scratch_slot, max_context=max_context, batch_sizes=sizes)
     graphs.capture()
     return graphs
-
-
-def select_sampler(device: torch.device):
-    """The batched sampler for ``device``: the Triton kernel on CUDA (same noise, one launch), torch elsewhere."""
-    from lightllm_struct.engine.sampler import sample
-
-    if device.type == "cuda":
-        try:
-            from lightllm_struct.kernels.sampling import sample as triton_sample
-
-            return triton_sample
-        except ImportError:  # no triton: the torch path works on CUDA too
-            pass
-    return sample
 
 
 def _slots_for_memory(config: EngineConfig, device: torch.device, kv_heads: int, head_dim: int,
