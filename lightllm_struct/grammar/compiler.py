@@ -111,7 +111,8 @@ class GrammarCompiler:
         return self._single_terminal(Terminal("CHOICE", "", None, 0, 0), dfa, deadline, repr(list(choices)))
 
     def compile_json_schema(self, schema: dict | str | bool, *, whitespace: str = "compact",
-                            literal_escapes: str = "canonical", assert_formats: bool = True) -> CompiledGrammar:
+                            literal_escapes: str = "canonical", assert_formats: bool = True,
+                            draft: str | None = None, strict: bool = False) -> CompiledGrammar:
         """Compile a JSON schema.
 
         Parameters
@@ -125,6 +126,9 @@ class GrammarCompiler:
         assert_formats:
             Enforce ``format`` (date-time, email, uuid, ...), or treat it as an annotation the way draft
             2020-12 does by default (any string).
+        draft, strict:
+            The draft of a schema without ``$schema``, and whether unknown keywords are refused (see
+            ``json_schema_to_lark``).
 
         Raises
         ------
@@ -135,7 +139,7 @@ class GrammarCompiler:
         from lightllm_struct.grammar.json_schema import json_schema_to_lark
 
         return self.compile_lark(json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes,
-                                                     assert_formats=assert_formats))
+                                                     assert_formats=assert_formats, draft=draft, strict=strict))
 
     def compile_json_object(self) -> CompiledGrammar:
         """Any JSON object (``response_format={"type": "json_object"}``)."""

@@ -18,8 +18,8 @@ def _schema(schema) -> dict:
 CASES = {
     "malformed schema": (_schema({"type": "object", "properties": {"a": {"type": "strin"}}}),
                          "response_format.json_schema.schema", "/properties/a"),
-    "unsupported keyword": (_schema({"type": "object", "properties": {"a": {"type": "string",
-                                                                            "format": "not-a-format"}}}),
+    "unsupported keyword": (_schema({"type": "object", "properties": {"a": {
+                                "$ref": "https://example.com/remote.json"}}}),
                             "response_format.json_schema.schema", "/properties/a"),
     "invalid regex": ({"messages": MSG, "structured_outputs": {"regex": "(ab"}}, "structured_outputs.regex", None),
     "invalid grammar": ({"messages": MSG, "structured_outputs": {"grammar": "start: ("}},

@@ -18,21 +18,15 @@ from typing import Any
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import WHITESPACE_MODES, GrammarBuilder
 from lightllm_struct.grammar.json_schema.converter import Converter
+from lightllm_struct.grammar.json_schema.dialects import DRAFTS, normalize
 from lightllm_struct.grammar.json_schema.lalr_check import check_grammar
 
-__all__ = ["json_schema_to_lark", "any_json_lark", "WHITESPACE_MODES"]
-
-# Dialects read with draft 2020-12's keywords. Another "$schema" (a custom metaschema) may switch whole
-# vocabularies off or on, which cannot be honoured without reading it: refused rather than misread.
-KNOWN_DIALECTS = frozenset({
-    "json-schema.org/draft/2020-12/schema", "json-schema.org/draft/2019-09/schema",
-    "json-schema.org/draft-07/schema", "json-schema.org/draft-06/schema",
-})
-
+__all__ = ["json_schema_to_lark", "any_json_lark", "WHITESPACE_MODES", "DRAFTS"]
 
 def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact", check: bool = True,
-                        literal_escapes: str = "canonical", assert_formats: bool = True) -> str:
-    """Translate a JSON Schema (draft 2020-12) into Lark grammar text with a ``start`` rule.
+                        literal_escapes: str = "canonical", assert_formats: bool = True, draft: str | None = None,
+                        strict: bool = False) -> str:
+    """Translate a JSON Schema (drafts 4, 6, 7, 2019-09, 2020-12) into Lark grammar text with a ``start`` rule.
 
     Parameters
     ----------
@@ -45,7 +39,10 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
         ``json.dumps`` spellings, with and without ``ensure_ascii``; forced for ASCII text) or "any" (every
         JSON escape). Undeclared keys and free strings take every spelling either way.
     assert_formats : enforce ``format`` (default: a model should write real e-mails and dates), or treat it as
-        draft 2020-12's annotation (False: any string; unknown formats are then no error either).
+        draft 2020-12's annotation (False: any string). An unknown format is any string either way.
+    draft : the draft of a schema without ``$schema`` (see dialects.DRAFTS); None: 2020-12, with the old
+        forms it does not allow (boolean ``exclusiveMinimum``, ``items`` arrays, ``id``) read as draft-04.
+    strict : refuse unknown keywords (by pointer) instead of ignoring them as the specification says.
 
     Returns
     -------
@@ -67,26 +64,13 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
             raise SchemaError(f"schema is not valid JSON: {exc}") from exc
     if not isinstance(schema, (dict, bool)):
         raise SchemaError("a schema must be an object or a boolean")
-    _check_dialect(schema)
+    schema = normalize(schema, draft=draft, strict=strict)
     conv = Converter(schema, whitespace=whitespace, literal_escapes=literal_escapes, assert_formats=assert_formats)
     start = conv.compile(schema, conv.resolver.root_base, "")
     text = conv.builder.render(start)
     if check:
         check_grammar(text, conv.union_pointers)
     return text
-
-
-def _check_dialect(schema: Any) -> None:
-    """Refuse a root ``$schema`` that names no draft this frontend reads."""
-    uri = schema.get("$schema") if isinstance(schema, dict) else None
-    if uri is None:
-        return
-    if not isinstance(uri, str):
-        raise SchemaError("$schema must be a string", pointer="/$schema")
-    bare = uri.split("://", 1)[-1].rstrip("#")
-    if bare not in KNOWN_DIALECTS:
-        raise UnsupportedSchemaFeature(f"$schema {uri!r} is not a JSON Schema draft this engine reads (known: "
-                                       f"draft 2020-12, 2019-09, 07, 06)", pointer="/$schema")
 
 
 def any_json_lark(*, whitespace: str = "compact", root: str = "object") -> str:

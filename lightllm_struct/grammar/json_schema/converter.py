@@ -30,11 +30,18 @@ TYPE_KEYWORDS = {
     "object": ("properties", "required", "additionalProperties", "patternProperties", "propertyNames",
                "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "unevaluatedProperties"),
 }
-_GENERIC = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "nullable", "not", "if", "then", "else",
-            "$dynamicRef"}
+_GENERIC = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "nullable", "not", "if", "then", "else"}
 KNOWN_KEYWORDS = _GENERIC | ANNOTATIONS | {k for ks in TYPE_KEYWORDS.values() for k in ks}
 JSON_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
 MAX_MERGE_DEPTH = 64
+
+
+def known_only(schema: dict) -> dict:
+    """``schema`` without unknown keywords: annotations, as the specification says (dialects.py has
+    refused them already under ``strict``, and rewritten every draft's keywords into 2020-12's)."""
+    if all(k in KNOWN_KEYWORDS for k in schema):
+        return schema
+    return {k: v for k, v in schema.items() if k in KNOWN_KEYWORDS}
 
 
 class _Unsatisfiable(Exception):
@@ -68,6 +75,7 @@ class Converter:
         if not isinstance(schema, dict):
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         base = self.resolver.base_of(schema, base)
+        schema = known_only(schema)
         mode, self._union_mode = self._union_mode, False  # only the branch itself, never its children
         key = (base, json.dumps(schema, sort_keys=True) + ("|union" if mode else ""))
         known = self._lookup(key)
@@ -134,7 +142,7 @@ class Converter:
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         if depth > MAX_MERGE_DEPTH:
             raise UnsupportedSchemaFeature("allOf/$ref merging nests too deep", pointer=ptr)
-        out = {k: v for k, v in schema.items() if k not in ("$ref", "allOf")}
+        out = {k: v for k, v in known_only(schema).items() if k not in ("$ref", "allOf")}
         if "$ref" in schema:
             target = self.resolver.resolve(schema["$ref"], base, pointer=f"{ptr}/$ref")
             out = merge(out, self._flat(target.schema, target.base, target.pointer, depth + 1), pointer=ptr)
@@ -159,15 +167,10 @@ class Converter:
         return self._compile_types(schema, base, ptr)
 
     def _check_generic(self, schema: dict, ptr: str) -> None:
-        for key in schema:
-            if key not in KNOWN_KEYWORDS and not key.startswith("x-"):
-                raise UnsupportedSchemaFeature(f"unknown keyword {key!r}", pointer=f"{ptr}/{key}")
         if "not" in schema:
             raise UnsupportedSchemaFeature("not is not supported", pointer=f"{ptr}/not")
         if "if" in schema and ("then" in schema or "else" in schema):
             raise UnsupportedSchemaFeature("if/then/else is not supported", pointer=f"{ptr}/if")
-        if "$dynamicRef" in schema:
-            raise UnsupportedSchemaFeature("$dynamicRef is not supported", pointer=f"{ptr}/$dynamicRef")
 
     def _compile_enum(self, schema: dict, ptr: str) -> Piece:
         if "enum" in schema and not isinstance(schema["enum"], list):

@@ -122,11 +122,11 @@ def alt(parts: Sequence[str]) -> str | None:
     if not uniq:
         return None
     if len(uniq) == 1:
-        return uniq[0] if _is_atom(uniq[0]) else "(?:" + uniq[0] + ")"
+        return uniq[0] if is_atom(uniq[0]) else "(?:" + uniq[0] + ")"
     return "(?:" + "|".join(uniq) + ")"
 
 
-def _is_atom(text: str) -> bool:
+def is_atom(text: str) -> bool:
     """Whether ``text`` is one regex atom (so a quantifier may follow it directly)."""
     if len(text) == 1 or (len(text) == 2 and text[0] == "\\") or (len(text) == 4 and text.startswith("\\x")):
         return True

@@ -87,6 +87,8 @@ def _string(schema: dict, ptr: str, *, assert_formats: bool = True) -> str | Non
         if not isinstance(fmt, str):
             raise SchemaError("format must be a string", pointer=f"{ptr}/format")
         fmt = None
+    if isinstance(fmt, str) and fmt not in FORMATS:  # an unknown format is an annotation (the specification)
+        fmt = None
     if pattern is not None and fmt is not None:
         raise UnsupportedSchemaFeature("pattern together with format", pointer=f"{ptr}/format")
     if (pattern is not None or fmt is not None) and lengths and not _implied(pattern, fmt, lo, hi):
@@ -99,9 +101,6 @@ def _string(schema: dict, ptr: str, *, assert_formats: bool = True) -> str | Non
     if fmt is not None:
         if not isinstance(fmt, str):
             raise SchemaError("format must be a string", pointer=f"{ptr}/format")
-        if fmt not in FORMATS:
-            raise UnsupportedSchemaFeature(f"format {fmt!r} is not supported (supported: {sorted(FORMATS)})",
-                                           pointer=f"{ptr}/format")
         return '"' + FORMATS[fmt] + '"'
     if pattern is not None:
         return '"' + _pattern(pattern, ptr) + '"'

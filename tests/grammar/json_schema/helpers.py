@@ -29,13 +29,13 @@ def compact(value) -> str:
 class SchemaGrammar:
     """A schema compiled to grammar text, with acceptance and an independent validator side by side."""
 
-    def __init__(self, schema, *, whitespace: str = "compact") -> None:
+    def __init__(self, schema, *, whitespace: str = "compact", **options) -> None:
         self.schema = schema
-        self.text = json_schema_to_lark(schema, whitespace=whitespace)
+        self.text = json_schema_to_lark(schema, whitespace=whitespace, **options)
         assert_well_formed(self.text)
         self.parser = lalr_parser(self.text)
-        self.validator = jsonschema.Draft202012Validator(
-            schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        self.validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
 
     def accepts(self, text: str) -> bool:
         return accepts(self.parser, text)

@@ -1,0 +1,93 @@
+"""JSON Schema coverage on the JSONSchemaBench dev corpus: every file, every labelled instance.
+
+    PYTHONPATH=. python benchmarks/schema_coverage.py [--every N] [--part I/K] [--out table.md] [--json out.json]
+
+Prints (and writes with ``--out``) a markdown table: schemas compiled, valid instances accepted, invalid ones
+rejected, compile time percentiles, and the most common refusal reasons. ``--part I/K`` runs the I-th of K
+interleaved slices (to keep one run short on a shared machine); ``--json`` writes the raw counts, which
+``--merge`` adds up. The harness is tests/grammar/json_schema/corpus.py (the ratchet test runs a slice of it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.grammar.json_schema import corpus  # noqa: E402
+from tests.grammar.vocab_fixtures import compiler, encoder, vocab_bundle  # noqa: E402
+
+
+def run(every: int, part: tuple[int, int], verbose: bool) -> dict:
+    comp, encode = compiler(corpus.VOCAB), encoder(corpus.VOCAB)
+    eos = vocab_bundle(corpus.VOCAB)[1][0]
+    files = corpus.corpus_files(corpus.corpus_dir(), every=every)
+    index, parts = part
+    tally = corpus.Tally()
+    for path in files[index::parts]:
+        corpus.run_file(path, comp, encode, eos, tally)
+    if verbose:
+        print("\n".join(tally.mismatches))
+    return {**tally.counts(), "compile_s": tally.compile_s}
+
+
+def merge(results: list[dict]) -> dict:
+    out: dict = {"refusals": Counter(), "compile_s": []}
+    for r in results:
+        for key, value in r.items():
+            if key == "refusals":
+                out["refusals"].update(value)
+            elif key == "compile_s":
+                out["compile_s"] += value
+            else:
+                out[key] = out.get(key, 0) + value
+    out["refusals"] = dict(out["refusals"].most_common())
+    return out
+
+
+def table(r: dict) -> str:
+    times = sorted(r["compile_s"])
+
+    def pct(p: float) -> float:
+        return times[min(len(times) - 1, int(p * len(times)))] * 1000 if times else 0.0
+
+    lines = ["| schemas | compiled | valid accepted | invalid rejected | false accepts | compile p50 / p90 / max (ms) |",
+             "|---|---|---|---|---|---|",
+             f"| {r['schemas']} | {r['compiled']} ({100 * r['compiled'] / max(1, r['schemas']):.1f}%) | "
+             f"{r['valid_accepted']}/{r['valid']} | {r['invalid_rejected']}/{r['invalid']} | {r['false_accepts']} | "
+             f"{pct(0.5):.0f} / {pct(0.9):.0f} / {pct(1.0) if times else 0:.0f} |", "",
+             "| refusal | schemas |", "|---|---|"]
+    lines += [f"| {reason.replace('|', '/')} | {n} |" for reason, n in list(r["refusals"].items())[:25]]
+    if times:
+        lines.append(f"\nmean compile {statistics.mean(times) * 1000:.0f} ms over {len(times)} schemas")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--part", default="0/1")
+    parser.add_argument("--out")
+    parser.add_argument("--json")
+    parser.add_argument("--merge", nargs="*", help="add up --json files instead of running")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    if args.merge:
+        result = merge([json.loads(Path(p).read_text()) for p in args.merge])
+    else:
+        i, k = (int(x) for x in args.part.split("/"))
+        result = run(args.every, (i, k), args.verbose)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result))
+    text = table(result)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Ratchet over a fixed slice of the JSONSchemaBench dev corpus (every 10th file), through the real Matcher.
+
+The harness is corpus.py (Llama 3 tokens from quicktok; labels by ``jsonschema``, whose verdict wins; compact
+serialisation with keys in schema order). ``jsonschemabench_ratchet.json`` holds the counts of the last
+accepted run: ``compiled``, ``valid_accepted`` and ``invalid_rejected`` may only rise, ``false_accepts`` only
+fall (and is 0). ``LLMS_UPDATE_RATCHET=1`` rewrites the file from this run. The whole corpus runs in
+``benchmarks/schema_coverage.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.grammar.json_schema import corpus
+from tests.grammar.vocab_fixtures import compiler, encoder, vocab_bundle
+
+RATCHET = Path(__file__).with_name("jsonschemabench_ratchet.json")
+EVERY = 10
+RISING = ("compiled", "valid_accepted", "invalid_rejected")
+
+
+def test_jsonschemabench_slice_ratchet():
+    files = corpus.corpus_files(corpus.corpus_dir(), every=EVERY)
+    comp, encode, eos = compiler(corpus.VOCAB), encoder(corpus.VOCAB), vocab_bundle(corpus.VOCAB)[1][0]
+    tally = corpus.Tally()
+    for path in files:
+        corpus.run_file(path, comp, encode, eos, tally)
+    counts = tally.counts()
+    print(f"\nJSONSchemaBench dev, every {EVERY}th file: {json.dumps(counts, indent=1)}")
+    print("\n".join(tally.mismatches))
+    if os.environ.get("LLMS_UPDATE_RATCHET") == "1":
+        RATCHET.write_text(json.dumps({"slice": f"every {EVERY}th file by name", "vocab": corpus.VOCAB,
+                                       "counts": counts}, indent=1) + "\n")
+    recorded = json.loads(RATCHET.read_text())["counts"]
+    assert counts["schemas"] == recorded["schemas"], "the corpus slice changed: rerun with LLMS_UPDATE_RATCHET=1"
+    drops = [f"{k}: {recorded[k]} -> {counts[k]}" for k in RISING if counts[k] < recorded[k]]
+    if counts["false_accepts"] > recorded["false_accepts"]:
+        drops.append(f"false_accepts: {recorded['false_accepts']} -> {counts['false_accepts']}")
+    assert not drops, "ratchet dropped:\n" + "\n".join(drops)
+    assert counts["false_accepts"] == 0, "\n".join(m for m in tally.mismatches if m.startswith("FALSE"))
