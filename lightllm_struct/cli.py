@@ -9,16 +9,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lightllm_struct.config import KERNEL_CHOICES, EngineConfig
+from lightllm_struct.config import ENV_PREFIX, KERNEL_CHOICES, ConfigError, EngineConfig
 from lightllm_struct.errors import LightLLMStructError
+from lightllm_struct.server.security import DEFAULT_MAX_BODY_BYTES, AccessPolicy
 
 _SHORT_ALIASES = {"tensor_parallel_size": ["--tp"]}
 _CHOICES = {"device": None, "dtype": ["auto", "float32", "float16", "bfloat16"], "kernels": list(KERNEL_CHOICES)}
 _TYPES = {"int": int, "float": float, "str": str}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_MAX_HEADER_BYTES = 64 << 10  # request line + headers: an OpenAI request's are well under 8 KB
 
 
 def _field_type(field: dataclasses.Field) -> Any:
@@ -54,8 +58,47 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-pending", type=int, default=512,
                        help="requests in flight beyond which the server answers 503")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_server_limits(serve)
     _add_engine_flags(serve)
     return parser
+
+
+def _add_server_limits(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group("access and limits")
+    group.add_argument("--api-key", default=None,
+                       help="require 'Authorization: Bearer KEY' (default: LLMS_API_KEY; none = no key)")
+    group.add_argument("--allowed-hosts", default=None,
+                       help="comma-separated Host header values served (default: any)")
+    group.add_argument("--allowed-origins", default=None,
+                       help="comma-separated origins given CORS access (default: none, CORS off)")
+    group.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                       help="largest request body read; larger ones get 413")
+    group.add_argument("--limit-concurrency", type=int, default=1024,
+                       help="open connections plus tasks beyond which new requests get 503")
+    group.add_argument("--timeout-keep-alive", type=int, default=30,
+                       help="seconds an idle keep-alive connection is held open")
+    group.add_argument("--allow-public-without-key", action="store_true",
+                       help="serve a non-loopback --host without an API key (otherwise refused)")
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def access_policy(args: argparse.Namespace) -> AccessPolicy:
+    """The server's access rules from the flags (the key also from ``LLMS_API_KEY``).
+
+    Raises
+    ------
+    ConfigError
+        A non-loopback ``--host`` without a key and without ``--allow-public-without-key``.
+    """
+    key = args.api_key if args.api_key is not None else os.environ.get(ENV_PREFIX + "API_KEY") or None
+    if key is None and args.host not in _LOOPBACK and not args.allow_public_without_key:
+        raise ConfigError(f"refusing to serve {args.host} without an API key: set --api-key (or LLMS_API_KEY), "
+                          "or pass --allow-public-without-key")
+    return AccessPolicy(api_key=key, allowed_hosts=_csv(args.allowed_hosts),
+                        allowed_origins=_csv(args.allowed_origins), max_body_bytes=args.max_body_bytes)
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -72,16 +115,18 @@ def serve(args: argparse.Namespace) -> None:
 
     config = engine_config(args)
     if config.tensor_parallel_size > 1:
-        import os
-
         from lightllm_struct.distributed.tp_model import EXIT_ON_FAILURE_ENV, run_worker_if_torchrun
 
         if run_worker_if_torchrun(config):  # torchrun rank > 0: a worker of rank 0's server, not a server
             return
         # A server cannot go on without one of its ranks: report it and exit rather than hang.
         os.environ.setdefault(EXIT_ON_FAILURE_ENV, "1")
-    app = build_app(config, served_model_name=args.served_model_name, max_pending=args.max_pending)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=30)
+    policy = access_policy(args)
+    app = build_app(config, served_model_name=args.served_model_name, max_pending=args.max_pending,
+                    policy=policy)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                timeout_keep_alive=args.timeout_keep_alive, limit_concurrency=args.limit_concurrency,
+                h11_max_incomplete_event_size=_MAX_HEADER_BYTES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,3 +37,19 @@ def test_bad_values_are_rejected():
         build_parser().parse_args(["serve", "--max-num-seqs", "many"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--dtype", "int3"])
+
+
+def test_a_public_host_needs_a_key_or_an_explicit_flag(monkeypatch):
+    from lightllm_struct.cli import access_policy
+    from lightllm_struct.config import ConfigError
+
+    monkeypatch.delenv("LLMS_API_KEY", raising=False)
+    parse = build_parser().parse_args
+    assert access_policy(parse(["serve"])).api_key is None  # loopback: fine without
+    with pytest.raises(ConfigError):
+        access_policy(parse(["serve", "--host", "0.0.0.0"]))
+    assert access_policy(parse(["serve", "--host", "0.0.0.0", "--api-key", "k"])).api_key == "k"
+    assert access_policy(parse(["serve", "--host", "0.0.0.0", "--allow-public-without-key"])).api_key is None
+    monkeypatch.setenv("LLMS_API_KEY", "from-env")
+    policy = access_policy(parse(["serve", "--host", "0.0.0.0", "--allowed-origins", "https://a.example,https://b"]))
+    assert policy.api_key == "from-env" and policy.allowed_origins == ("https://a.example", "https://b")

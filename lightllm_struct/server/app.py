@@ -10,13 +10,15 @@ from fastapi.responses import JSONResponse, Response
 from lightllm_struct.engine.async_engine import AsyncEngine
 from lightllm_struct.server.chat import create_chat_completion
 from lightllm_struct.server.completions import create_completion
-from lightllm_struct.server.errors import install_error_handlers, parse_json_body
+from lightllm_struct.server.errors import check_model, install_error_handlers, parse_json_body
 from lightllm_struct.server.metrics import CONTENT_TYPE, ServerMetrics
 from lightllm_struct.server.protocol import ModelCard, ModelList
+from lightllm_struct.server.security import AccessPolicy, install_access_policy, read_body
 from lightllm_struct.server.serving import ServerState
 
 
-def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_model_len: int) -> FastAPI:
+def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_model_len: int,
+               policy: AccessPolicy | None = None) -> FastAPI:
     """An app serving ``engine``; the engine thread starts with the app and stops with it.
 
     Parameters
@@ -29,7 +31,10 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
         The id ``/v1/models`` reports and responses carry.
     max_model_len:
         Longest prompt + output of one request, checked before a request reaches the engine.
+    policy:
+        API key, Host and CORS rules and the body size limit; by default no key, any host, no CORS.
     """
+    policy = policy or AccessPolicy()
     state = ServerState(engine=engine, tokenizer=tokenizer, model_name=model_name,
                         max_model_len=max_model_len, metrics=ServerMetrics(engine.stats))
 
@@ -43,14 +48,21 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
     app = FastAPI(title="lightllm-struct", version="0.1.0", lifespan=lifespan)
     app.state.llms = state
     install_error_handlers(app)
+    install_access_policy(app, policy)
+
+    async def body_of(request: Request) -> Any:
+        body = parse_json_body(await read_body(request, limit=policy.max_body_bytes),
+                               request.headers.get("content-type"))
+        check_model(body, model_name)
+        return body
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        return await create_chat_completion(state, parse_json_body(await request.body()), request)
+        return await create_chat_completion(state, await body_of(request), request)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        return await create_completion(state, parse_json_body(await request.body()), request)
+        return await create_completion(state, await body_of(request), request)
 
     @app.get("/v1/models")
     async def models() -> ModelList:

@@ -1,6 +1,7 @@
 """``POST /v1/chat/completions``: chat template, tools, constraint, then a full answer or an SSE stream."""
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,8 @@ from lightllm_struct.server.protocol import (AssistantMessage, ChatChoice, ChatC
                                              ChatCompletionChunk, ChatCompletionRequest, ChatDelta,
                                              FunctionCall, FunctionCallDelta, ToolCall, ToolCallDelta, Usage,
                                              new_id)
-from lightllm_struct.server.serving import Running, ServerState, finish, make_request, sampling_params, start
+from lightllm_struct.server.serving import (Running, ServerState, encode_off_loop, finish, make_request,
+                                            sampling_params, start)
 from lightllm_struct.server.streaming import sse_event, sse_response
 from lightllm_struct.server.tool_parser import Delta, ToolCallParser, parse_tool_output
 from lightllm_struct.server.tools import prepare_messages
@@ -34,12 +36,12 @@ async def create_chat_completion(state: ServerState, body: object, http: HTTPReq
     req = ChatCompletionRequest.model_validate(body)
     choice = req.effective_tool_choice()
     messages = prepare_messages(req.messages, req.tools, choice)
-    prompt = state.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-    prompt_ids = state.tokenizer.encode(prompt, add_special_tokens=False)
+    prompt = await asyncio.to_thread(state.tokenizer.apply_chat_template, messages, add_generation_prompt=True)
+    prompt_ids = await encode_off_loop(state, prompt, param="messages", add_special_tokens=False)
     max_tokens = req.max_completion_tokens or req.max_tokens
     sampling = sampling_params(req, max_tokens=max_tokens, prompt_len=len(prompt_ids),
                                max_model_len=state.max_model_len, prompt_param="messages")
-    spec = chat_constraint(req)
+    spec = await asyncio.to_thread(chat_constraint, req)  # tool schemas convert to Lark: not on the event loop
     request = make_request(prompt_ids, sampling, prompt=prompt, constraint=spec,
                            vocab_size=state.tokenizer.vocab_size)
     uses_tools = bool(req.tools) and choice != "none"

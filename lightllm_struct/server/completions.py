@@ -10,21 +10,22 @@ from fastapi.responses import JSONResponse, Response
 from lightllm_struct.server.chat import usage_of
 from lightllm_struct.server.constraints import constraint_of
 from lightllm_struct.server.protocol import Completion, CompletionChoice, CompletionRequest, new_id
-from lightllm_struct.server.serving import Running, ServerState, finish, make_request, sampling_params, start
+from lightllm_struct.server.serving import (Running, ServerState, encode_off_loop, finish, make_request,
+                                            sampling_params, start)
 from lightllm_struct.server.streaming import sse_event, sse_response
 
 
-def _prompt(state: ServerState, req: CompletionRequest) -> tuple[str | None, list[int]]:
+async def _prompt(state: ServerState, req: CompletionRequest) -> tuple[str | None, list[int]]:
     prompt = req.prompt
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
         return None, list(prompt)
     text = prompt[0] if isinstance(prompt, list) else prompt
-    return text, state.tokenizer.encode(text)
+    return text, await encode_off_loop(state, text, param="prompt")
 
 
 async def create_completion(state: ServerState, body: object, http: HTTPRequest) -> Response:
     req = CompletionRequest.model_validate(body)
-    prompt, prompt_ids = _prompt(state, req)
+    prompt, prompt_ids = await _prompt(state, req)
     sampling = sampling_params(req, max_tokens=req.max_tokens, prompt_len=len(prompt_ids),
                                max_model_len=state.max_model_len, prompt_param="prompt")
     spec = constraint_of(req)

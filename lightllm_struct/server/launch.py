@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from lightllm_struct.config import EngineConfig
 from lightllm_struct.engine.async_engine import AsyncEngine
 from lightllm_struct.server.app import create_app
+from lightllm_struct.server.security import AccessPolicy
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 
@@ -20,7 +21,8 @@ def model_name_of(config: EngineConfig) -> str:
     return path.stem if path.suffix == ".gguf" else path.name
 
 
-def build_app(config: EngineConfig, *, served_model_name: str | None = None, max_pending: int = 512) -> FastAPI:
+def build_app(config: EngineConfig, *, served_model_name: str | None = None, max_pending: int = 512,
+              policy: AccessPolicy | None = None) -> FastAPI:
     """Load the model and wrap its engine in the HTTP app (the engine thread starts with the app).
 
     Raises
@@ -32,4 +34,5 @@ def build_app(config: EngineConfig, *, served_model_name: str | None = None, max
 
     engine = Engine(config)
     return create_app(AsyncEngine(engine, max_pending=max_pending), tokenizer=engine.tokenizer,
-                      model_name=served_model_name or model_name_of(config), max_model_len=engine.max_model_len)
+                      model_name=served_model_name or model_name_of(config), max_model_len=engine.max_model_len,
+                      policy=policy)

@@ -22,6 +22,25 @@ from lightllm_struct.server.metrics import RequestTracker, ServerMetrics
 from lightllm_struct.server.protocol import _SamplingRequest
 
 
+# No tokenizer in use has a token over this many characters, so a text longer than max_model_len times it is
+# too long for the context whatever it tokenizes to: refused before the tokenizer spends time on it.
+_MAX_CHARS_PER_TOKEN = 256
+
+
+async def encode_off_loop(state: ServerState, text: str, *, param: str, **kwargs: Any) -> list[int]:
+    """``state.tokenizer.encode(text)`` in a worker thread, after a length check that needs no tokenizer.
+
+    Raises
+    ------
+    PromptTooLongError
+        The text cannot fit the context whatever its tokens.
+    """
+    if len(text) > state.max_model_len * _MAX_CHARS_PER_TOKEN:
+        raise PromptTooLongError(f"the prompt has {len(text)} characters, more than a context of "
+                                 f"{state.max_model_len} tokens can hold", param=param)
+    return await asyncio.to_thread(state.tokenizer.encode, text, **kwargs)
+
+
 class ClientDisconnected(LightLLMStructError):
     """The client went away before its answer was ready; the request was aborted."""
 

@@ -52,17 +52,33 @@ def test_typed_errors_map_mechanically():
     r = c.post("/raw", params={"kind": "schema"})
     err = _shape(r.json())
     assert r.status_code == 400 and err["param"] == "response_format.json_schema.schema"
-    assert "/properties/a" in err["message"] and err["code"] == "SchemaError"
-    assert c.post("/raw", params={"kind": "busy"}).status_code == 503
+    assert "/properties/a" in err["message"] and err["code"] == "invalid_schema"
+    busy = c.post("/raw", params={"kind": "busy"})
+    assert busy.status_code == 503 and busy.headers["retry-after"].isdigit()
+    assert _shape(busy.json())["code"] == "server_overloaded"
     r = c.post("/raw", params={"kind": "token"})  # an engine-internal mismatch is never the client's fault
     assert r.status_code == 500 and _shape(r.json())["type"] == "internal_error"
     r = c.post("/raw", params={"kind": "json"})
+    assert r.status_code == 400
     assert r.status_code == 400 and "not valid JSON" in _shape(r.json())["message"]
 
 
 def test_unexpected_errors_are_500_in_shape_and_404_too():
     c = _client()
     r = c.post("/boom")
-    assert r.status_code == 500 and "kaput" in _shape(r.json())["message"]
+    err = _shape(r.json())  # Python internals stay in the log
+    assert r.status_code == 500 and "kaput" not in err["message"] and "RuntimeError" not in err["message"]
+    assert err["code"] == "internal_error"
     r = c.get("/nowhere")
     assert r.status_code == 404 and _shape(r.json())["type"] == "not_found_error"
+
+
+def test_codes_are_stable_strings_never_class_names():
+    from lightllm_struct.grammar.errors import CompileTimeout, GrammarTooComplex, RegexError
+    from lightllm_struct.server.errors import body_for
+
+    for exc, code in [(SchemaError("x", pointer="/a"), "invalid_schema"), (RegexError("x"), "invalid_regex"),
+                      (GrammarTooComplex("x"), "grammar_too_complex"), (CompileTimeout("x"), "grammar_compile_timeout"),
+                      (InvalidRequestError("x"), "invalid_request"), (RecursionError(), "nesting_too_deep")]:
+        status, body = body_for(exc)
+        assert body["error"]["code"] == code and status < 500, (exc, body)
