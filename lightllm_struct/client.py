@@ -174,7 +174,8 @@ def _raise_for_error(response: httpx.Response) -> None:
 
 
 def _http_body(call: _Call, model: str | None) -> dict[str, Any]:
-    return {"model": model or "default", "messages": call.messages, **call.body}
+    # No model named: the server answers with the one it serves (naming another is a 404 model_not_found).
+    return {**({"model": model} if model else {}), "messages": call.messages, **call.body}
 
 
 def _read_choice(call: _Call, response: httpx.Response) -> Any:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 
 from lightllm_struct.errors import InvalidRequestError
 from lightllm_struct.server.errors import error_body
@@ -65,22 +66,35 @@ def _key_matches(header: str, key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
-def install_access_policy(app: FastAPI, policy: AccessPolicy) -> None:
-    """Check Host and API key before any route runs, and add CORS when origins are allowed."""
+class _Guard:
+    """Pure ASGI (not ``BaseHTTPMiddleware``, which hides client disconnects from the routes behind it)."""
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if policy.allowed_hosts is not None and not _host_allowed(request.headers.get("host", ""),
-                                                                  policy.allowed_hosts):
+    def __init__(self, app, policy: AccessPolicy) -> None:
+        self.app, self.policy = app, policy
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            refusal = self._refusal(Headers(scope=scope), scope.get("path", ""), scope.get("method", ""))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, headers: Headers, path: str, method: str) -> JSONResponse | None:
+        policy = self.policy
+        if policy.allowed_hosts is not None and not _host_allowed(headers.get("host", ""), policy.allowed_hosts):
             return _refuse(400, "this Host header is not served here", type="invalid_request_error",
                            code="invalid_host")
-        if policy.api_key is not None and request.url.path not in _OPEN_PATHS \
-                and request.method != "OPTIONS" \
-                and not _key_matches(request.headers.get("authorization", ""), policy.api_key):
+        if policy.api_key is not None and path not in _OPEN_PATHS and method != "OPTIONS" \
+                and not _key_matches(headers.get("authorization", ""), policy.api_key):
             return _refuse(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
                            type="invalid_request_error", code="invalid_api_key")
-        return await call_next(request)
+        return None
 
+
+def install_access_policy(app: FastAPI, policy: AccessPolicy) -> None:
+    """Check Host and API key before any route runs, and add CORS when origins are allowed."""
+    app.add_middleware(_Guard, policy=policy)
     if policy.allowed_origins:
         # Added after the guard, so it runs first: a preflight gets its CORS answer without a key.
         app.add_middleware(CORSMiddleware, allow_origins=list(policy.allowed_origins), allow_methods=["*"],
