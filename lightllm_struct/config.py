@@ -66,9 +66,11 @@ class EngineConfig:
         Replay decode steps as captured CUDA graphs (on CUDA, when the attention backend supports them: Triton).
     enable_jump_forward:
         Append the tokens a grammar forces (``{"name":"``) without sampling them one step at a time. None
-        (default): on unless decode steps replay CUDA graphs. There a request with forced tokens turns the
-        whole batch's next step into an eager extend step, measured at 4-5x a graph decode step on an H100
-        (1B shape, batch 32: 27.8 vs 6.0 ms), far more than the steps it saves.
+        (default) = on. Where CUDA graphs replay decode steps, the forced tokens run in a captured multi-token
+        decode (``cuda_graph_tokens_per_seq``), so a batch never drops to an eager step because of them.
+    cuda_graph_tokens_per_seq:
+        Most new tokens one sequence computes in a captured decode step (its sampled token plus forced
+        ones): graphs are captured for 1, 2, 4, ... up to it, and a longer forced run takes several steps.
     num_threads:
         torch CPU threads; None = min(cores - 1, 4) (at least 1): one core stays free for the rest.
     output_history_size:
@@ -90,6 +92,7 @@ class EngineConfig:
     enable_chunked_prefill: bool = True
     enable_cuda_graphs: bool = True
     enable_jump_forward: bool | None = None
+    cuda_graph_tokens_per_seq: int = 8
     grammar_compile_threads: int = 2
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128
@@ -112,6 +115,7 @@ class EngineConfig:
             (self.kv_cache_memory_gb is None or self.kv_cache_memory_gb > 0, "kv_cache_memory_gb", "must be > 0"),
             (0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]"),
             (self.tensor_parallel_size >= 1, "tensor_parallel_size", "must be >= 1"),
+            (self.cuda_graph_tokens_per_seq >= 1, "cuda_graph_tokens_per_seq", "must be >= 1"),
             (self.grammar_compile_threads >= 1, "grammar_compile_threads", "must be >= 1"),
             (self.grammar_compile_timeout_s > 0, "grammar_compile_timeout_s", "must be > 0"),
             (self.grammar_cache_size >= 1, "grammar_cache_size", "must be >= 1"),

@@ -41,7 +41,7 @@ def test_torch_threads_default_leaves_room_on_small_machines():
 
 
 def test_jump_forward_is_automatic_unless_set():
-    assert EngineConfig().enable_jump_forward is None  # the engine decides: on unless CUDA graphs replay decode
+    assert EngineConfig().enable_jump_forward is None  # the engine decides: on (graphs run forced tokens)
     assert EngineConfig.from_env({"LLMS_ENABLE_JUMP_FORWARD": "off"}).enable_jump_forward is False
     assert EngineConfig.from_env({"LLMS_ENABLE_JUMP_FORWARD": "1"}).enable_jump_forward is True
     with pytest.raises(ConfigError, match="LLMS_ENABLE_JUMP_FORWARD"):

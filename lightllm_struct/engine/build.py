@@ -47,10 +47,14 @@ def build_cuda_graphs(config: EngineConfig, model, kv_cache: KVCache, *, scratch
     if not config.enable_cuda_graphs or kv_cache.k_buffers[0].device.type != "cuda" or \
             not getattr(attn, "supports_cuda_graphs", False):
         return None
-    from lightllm_struct.engine.cuda_graphs import DEFAULT_BATCH_SIZES, CUDAGraphRunner
+    from lightllm_struct.engine.cuda_graphs import CUDAGraphRunner
+    from lightllm_struct.engine.graph_inputs import capture_sizes, tokens_per_seq_sizes
 
-    sizes = tuple(s for s in DEFAULT_BATCH_SIZES if s < config.max_num_seqs) + (config.max_num_seqs,)
-    graphs = CUDAGraphRunner(model, kv_cache, scratch_slot=scratch_slot, max_context=max_context, batch_sizes=sizes)
+    # Multi-token graphs exist for jump-forward's forced tokens only.
+    tokens = 1 if config.enable_jump_forward is False else config.cuda_graph_tokens_per_seq
+    graphs = CUDAGraphRunner(model, kv_cache, scratch_slot=scratch_slot, max_context=max_context,
+                             batch_sizes=capture_sizes(config.max_num_seqs),
+                             tokens_per_seq=tokens_per_seq_sizes(tokens))
     graphs.capture()
     return graphs
 

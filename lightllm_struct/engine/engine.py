@@ -67,7 +67,8 @@ class Engine:
                                    max_context=self.max_model_len)
         self.prefix_cache = PrefixCache(self.allocator) if config.enable_prefix_caching else None
         self.scheduler = Scheduler(config, allocator=self.allocator, table=table, prefix_cache=self.prefix_cache,
-                                   max_model_len=self.max_model_len)
+                                   max_model_len=self.max_model_len,
+                                   max_decode_tokens=graphs.max_tokens_per_seq if graphs is not None else None)
         self.runner = ModelRunner(self.model, kv_cache=self.kv_cache, table=table, device=self.device,
                                   graphs=graphs)
         self.grammar = GrammarManager(self.tokenizer, vocab_size=self.model_config.vocab_size,
@@ -75,8 +76,7 @@ class Engine:
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
                                       pin_memory=self.device.type == "cuda", mask_budget_s=config.grammar_mask_budget_s)
         self.sampler = self.backends.sampler
-        jump = config.enable_jump_forward
-        self.jump_forward = graphs is None if jump is None else jump  # see EngineConfig.enable_jump_forward
+        self.jump_forward = config.enable_jump_forward is not False  # see EngineConfig.enable_jump_forward
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)
         self._seqs: dict[str, Sequence] = {}
         self._outbox: list[RequestOutput] = []  # finished outside a step (aborts, failed compiles)

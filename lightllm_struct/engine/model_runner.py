@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lightllm_struct.engine.graph_inputs import pad_step
 from lightllm_struct.engine.kv_cache import ReqToTokenTable
 from lightllm_struct.engine.scheduler import ScheduledBatch
 from lightllm_struct.models.attention import AttentionMetadata
@@ -52,22 +53,36 @@ class ModelRunner:
         """Start the forward of ``batch``; returns the logits of the last token of each sampling sequence."""
         if batch.empty:
             return LogitsFuture(None)
-        input_ids, positions, meta = self.prepare(batch)
         rows = batch.sample_rows
-        if self.graphs is not None and len(rows) == len(batch.seqs) and self.graphs.can_run(meta):
-            # A decode step: every row samples, and one graph replay replaces hundreds of launches.
-            logits = self.graphs.run(input_ids, positions, meta)
+        seq_lens = [start + n for start, n in zip(batch.starts, batch.lens)]
+        if self.graphs is not None and self.graphs.can_run(len(batch.seqs), max(batch.lens), max(seq_lens)):
+            # Decode steps (forced tokens included): one graph replay replaces hundreds of launches.
+            logits = self._replay(batch, max(seq_lens))
+            if len(rows) != len(batch.seqs):
+                logits = logits[torch.tensor(rows, device=self.device)]
         else:
+            input_ids, positions, meta = self.prepare(batch)
             hidden = self.model.forward(input_ids, positions, meta=meta, kv_cache=self.kv_cache)
             if not rows:
                 return LogitsFuture(None)
             last = meta.query_start_loc[1:].long()[torch.tensor(rows, device=self.device)] - 1
             logits = self.model.compute_logits(hidden[last]).float()
+        if not rows:
+            return LogitsFuture(None)
         done = None
         if logits.is_cuda:
             done = torch.cuda.Event()
             done.record()
         return LogitsFuture(logits, done)
+
+    def _replay(self, batch: ScheduledBatch, max_seq_len: int) -> torch.Tensor:
+        """Every sequence's last-token logits from the captured graph of the batch's padded shape."""
+        size, k = self.graphs.padded_shape(len(batch.seqs), max(batch.lens))
+        token_ids = [seq.token_ids(start, n) for seq, start, n in zip(batch.seqs, batch.starts, batch.lens)]
+        layout = pad_step(token_ids, batch.starts, torch.cat(batch.slots).tolist(), size=size, k=k,
+                          scratch_slot=self.graphs.scratch_slot)
+        table_rows = self.table.rows([s.row for s in batch.seqs], max_seq_len)
+        return self.graphs.run_padded(layout, table_rows, num_seqs=len(batch.seqs), k=k)
 
     def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         """Flattened ``input_ids [T]``, ``positions [T]`` and the attention metadata of ``batch``."""

@@ -65,8 +65,11 @@ class Scheduler:
     """Owns the waiting queue, the running set and their KV slots."""
 
     def __init__(self, config: EngineConfig, *, allocator: SlotAllocator, table: ReqToTokenTable,
-                 prefix_cache: PrefixCache | None, max_model_len: int) -> None:
+                 prefix_cache: PrefixCache | None, max_model_len: int, max_decode_tokens: int | None = None) -> None:
         self.config = config
+        # Past its prompt a sequence runs at most this many tokens a step (forced tokens beyond it wait for
+        # the next step), so steps keep the shapes CUDA graphs were captured for; None = no cap.
+        self.max_decode_tokens = max_decode_tokens
         self.allocator, self.table, self.prefix_cache = allocator, table, prefix_cache
         self.max_model_len = max_model_len
         self.waiting: deque[Sequence] = deque()
@@ -88,6 +91,8 @@ class Scheduler:
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
             n = min(seq.num_tokens - seq.num_computed, budget)
+            if self.max_decode_tokens is not None and seq.num_computed >= len(seq.req.prompt_token_ids):
+                n = min(n, self.max_decode_tokens)
             if not self._make_room(n, protect=seq):
                 continue  # seq itself was preempted; the list shifted
             batch.add(seq, seq.num_computed, self._alloc(seq, n))

@@ -6,6 +6,9 @@ contiguous blocks. Stage one splits each sequence's context into ``num_splits`` 
 head (so each K/V row is read once per group); it writes a partial output and its log-sum-exp. Stage two
 merges the chunks. The chunk length is derived on the device from each sequence's length, so ``num_splits``
 is the only host-side choice and a CUDA graph captured with it serves any context length.
+
+With ``rows_per_seq = k`` query row ``b`` reads slot-table row ``b // k``: a multi-token decode runs each of a
+sequence's k new tokens as its own row, whose length ends at that token (causality without a mask).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ _LOG2E = 1.4426950408889634
 
 @triton.jit
 def _decode_split_kernel(q_ptr, k_ptr, v_ptr, r2t_ptr, seq_lens_ptr, mid_o_ptr, mid_lse_ptr,
-                         qk_scale, group, head_dim, num_splits,
+                         qk_scale, group, head_dim, num_splits, rows_per_seq,
                          stride_qb, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_rb,
                          stride_mob, stride_moh, stride_mos, stride_mlb, stride_mlh,
                          BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr):
@@ -49,7 +52,7 @@ def _decode_split_kernel(q_ptr, k_ptr, v_ptr, r2t_ptr, seq_lens_ptr, mid_o_ptr, 
     for n0 in range(start, end, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         n_mask = n < end
-        slots = tl.load(r2t_ptr + b * stride_rb + n, mask=n_mask, other=0).to(tl.int64)
+        slots = tl.load(r2t_ptr + (b // rows_per_seq) * stride_rb + n, mask=n_mask, other=0).to(tl.int64)
         kv_mask = n_mask[:, None] & d_mask[None, :]
         k = tl.load(k_ptr + slots[:, None] * stride_kt + kvh * stride_kh + d[None, :], mask=kv_mask, other=0.0)
         qk = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION).to(tl.float32) * qk_scale
@@ -99,7 +102,7 @@ def default_num_splits(batch: int, num_kv_heads: int, max_seq_len: int, device: 
     return max(1, min(64, by_occupancy, triton.cdiv(max(1, max_seq_len), 128)))
 
 
-def _check_args(q, k_buffer, v_buffer, req_to_token, seq_lens) -> None:
+def _check_args(q, k_buffer, v_buffer, req_to_token, seq_lens, rows_per_seq: int = 1) -> None:
     check_tensor("q", q, ndim=3, dtypes=FLOAT_DTYPES)
     for name, t in (("k_buffer", k_buffer), ("v_buffer", v_buffer)):
         check_tensor(name, t, ndim=3, dtypes=(q.dtype,), device=q.device)
@@ -109,13 +112,14 @@ def _check_args(q, k_buffer, v_buffer, req_to_token, seq_lens) -> None:
           f"query heads {q.shape[1]} not a multiple of KV heads {k_buffer.shape[1]}")
     check_tensor("req_to_token", req_to_token, ndim=2, dtypes=INDEX_DTYPES, device=q.device)
     check_tensor("seq_lens", seq_lens, ndim=1, dtypes=INDEX_DTYPES, device=q.device)
-    check(req_to_token.shape[0] >= q.shape[0] and seq_lens.shape[0] >= q.shape[0],
+    check(rows_per_seq >= 1, f"rows_per_seq must be >= 1, got {rows_per_seq}")
+    check(req_to_token.shape[0] * rows_per_seq >= q.shape[0] and seq_lens.shape[0] >= q.shape[0],
           f"req_to_token {tuple(req_to_token.shape)} / seq_lens {tuple(seq_lens.shape)} shorter than batch")
 
 
 def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Tensor,
                      req_to_token: torch.Tensor, seq_lens: torch.Tensor, *, scale: float,
-                     num_splits: int | None = None, max_seq_len: int | None = None,
+                     num_splits: int | None = None, max_seq_len: int | None = None, rows_per_seq: int = 1,
                      block_n: int = 64, num_warps: int = 4, num_stages: int = 2) -> torch.Tensor:
     """Attention of one new query token per sequence over its whole cached context.
 
@@ -126,20 +130,23 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
     k_buffer, v_buffer:
         ``[num_slots, Hkv, D]`` one layer's KV pool; the current token's K/V must already be stored.
     req_to_token:
-        ``[>=B, L]`` slot of every context position of each sequence (row ``b`` for ``q[b]``).
+        ``[>=B / rows_per_seq, L]`` slot of every context position of each sequence (row
+        ``b // rows_per_seq`` for ``q[b]``).
     seq_lens:
-        ``[>=B]`` context length of each sequence including the current token (0 gives a zero output).
+        ``[>=B]`` context length of each query row including its own token (0 gives a zero output).
     scale:
         Softmax scale, usually ``D ** -0.5``.
     num_splits:
         Chunks per sequence; by default from ``max_seq_len`` and the device size. Fix it for CUDA graphs.
+    rows_per_seq:
+        Consecutive query rows that share one slot-table row (the tokens of a multi-token decode).
 
     Raises
     ------
     KernelArgumentError
         On mismatched shapes, dtypes or devices.
     """
-    _check_args(q, k_buffer, v_buffer, req_to_token, seq_lens)
+    _check_args(q, k_buffer, v_buffer, req_to_token, seq_lens, rows_per_seq)
     batch, n_heads, head_dim = q.shape
     n_kv = k_buffer.shape[1]
     group = n_heads // n_kv
@@ -153,7 +160,7 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
     block_d = max(16, next_pow2(head_dim))
     _decode_split_kernel[(batch, n_kv, num_splits)](
         q, k_buffer, v_buffer, req_to_token, seq_lens, mid_o, mid_lse,
-        scale * _LOG2E, group, head_dim, num_splits,
+        scale * _LOG2E, group, head_dim, num_splits, rows_per_seq,
         q.stride(0), q.stride(1), k_buffer.stride(0), k_buffer.stride(1), v_buffer.stride(0),
         v_buffer.stride(1), req_to_token.stride(0),
         mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1),
@@ -168,7 +175,7 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
 
 def decode_attention_reference(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Tensor,
                                req_to_token: torch.Tensor, seq_lens: torch.Tensor, *,
-                               scale: float) -> torch.Tensor:
+                               scale: float, rows_per_seq: int = 1) -> torch.Tensor:
     """Plain torch version of :func:`decode_attention` (fp32 math, one sequence at a time)."""
     batch, n_heads, _ = q.shape
     group = n_heads // k_buffer.shape[1]
@@ -177,7 +184,7 @@ def decode_attention_reference(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer
         n = int(seq_lens[b])
         if n == 0:
             continue
-        slots = req_to_token[b, :n].long()
+        slots = req_to_token[b // rows_per_seq, :n].long()
         k = k_buffer[slots].float().repeat_interleave(group, dim=1)  # [n, Hq, D]
         v = v_buffer[slots].float().repeat_interleave(group, dim=1)
         scores = torch.einsum("hd,nhd->hn", q[b].float(), k) * scale

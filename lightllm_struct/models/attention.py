@@ -21,6 +21,10 @@ class AttentionMetadata:
     Sequence ``i`` owns tokens ``query_start_loc[i]:query_start_loc[i+1]`` of the step; they are the last
     ``query_lens_cpu[i]`` of its ``seq_lens_cpu[i]`` context positions, whose slots are
     ``req_to_token[i, :seq_lens[i]]``.
+
+    A multi-token decode (``rows_per_seq = k > 1``) is a decode of one query row per new token: row ``i`` reads
+    slot-table row ``i // k`` and its ``seq_lens[i]`` ends at its own token, which is the causal mask among a
+    sequence's new tokens (a row of length 0 is padding and attends to nothing).
     """
 
     slot_mapping: torch.Tensor  # int64 [T]
@@ -31,6 +35,7 @@ class AttentionMetadata:
     query_lens_cpu: list[int]
     max_seq_len: int
     max_query_len: int
+    rows_per_seq: int = 1
 
     @property
     def is_decode(self) -> bool:
@@ -110,7 +115,10 @@ class TorchAttentionBackend:
         k_buf.index_copy_(0, meta.slot_mapping, k.to(k_buf.dtype))
         v_buf.index_copy_(0, meta.slot_mapping, v.to(v_buf.dtype))
         if meta.is_decode:
-            return self._decode(q, k_buf, v_buf, meta.req_to_token, meta.seq_lens, meta.max_seq_len)
+            table = meta.req_to_token
+            if meta.rows_per_seq > 1:
+                table = table.repeat_interleave(meta.rows_per_seq, dim=0)[:q.shape[0]]
+            return self._decode(q, k_buf, v_buf, table, meta.seq_lens[:q.shape[0]], meta.max_seq_len)
         return self._mixed(q, k_buf, v_buf, meta)
 
     def _decode(self, q, k_buf, v_buf, req_to_token, seq_lens, max_seq_len: int) -> torch.Tensor:
@@ -126,8 +134,9 @@ class TorchAttentionBackend:
         values = v_buf[idx].transpose(1, 2)
         out = F.scaled_dot_product_attention(
             q.unsqueeze(2), keys, values, attn_mask=valid[:, None, None, :], enable_gqa=True
-        )
-        return out.squeeze(2)
+        ).squeeze(2)
+        # A row with no context (padding) would be NaN from an all-masked softmax: zeros, as the kernel gives.
+        return torch.where(lens[:, :, None] > 0, out, 0.0)
 
     def _mixed(self, q, k_buf, v_buf, meta: AttentionMetadata) -> torch.Tensor:
         """Decoding sequences as one padded batch, prefill chunks one sequence at a time."""

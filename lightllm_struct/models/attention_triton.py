@@ -52,7 +52,7 @@ class TritonAttentionBackend:
             splits = self.decode_num_splits or default_num_splits(batch, k_buf.shape[1], meta.max_seq_len,
                                                                  q.device)
             return decode_attention(q, k_buf, v_buf, meta.req_to_token, meta.seq_lens[:batch], scale=scale,
-                                    num_splits=splits)
+                                    num_splits=splits, rows_per_seq=meta.rows_per_seq)
         return prefill_attention(q, k_buf, v_buf, meta.req_to_token, meta.seq_lens[:batch],
                                  meta.query_start_loc[:batch + 1], max_query_len=meta.max_query_len,
                                  scale=scale)

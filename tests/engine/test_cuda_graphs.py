@@ -22,7 +22,7 @@ def test_run_refuses_steps_it_has_no_graph_for():
     kv = KVCache(num_layers=1, num_slots=8, num_kv_heads=1, head_dim=4)
     runner = CUDAGraphRunner(model=None, kv_cache=kv, scratch_slot=7, max_context=4, batch_sizes=(1, 2))
     meta = _decode_meta([2], torch.tensor([[0, 1]], dtype=torch.int32))
-    assert not runner.can_run(meta)  # nothing captured yet
+    assert not runner.can_run(1, 1, 2)  # nothing captured yet
     with pytest.raises(CUDAGraphError, match="no captured graph"):
         runner.run(torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64), meta)
 
@@ -54,4 +54,4 @@ def test_graph_replay_matches_eager_forward_with_padding_rows():
     changed = set((before != after_graph).flatten(1).any(1).nonzero().flatten().tolist())
     assert changed <= set(meta.slot_mapping.tolist()) | {199}  # the padding row wrote only the scratch slot
     assert set(meta.slot_mapping.tolist()) <= changed
-    assert runner.can_run(meta) and not runner.can_run(_decode_meta([65], table[:1, :64].repeat(1, 2)))
+    assert runner.can_run(3, 1, 40) and not runner.can_run(1, 1, 65) and not runner.can_run(5, 1, 40)

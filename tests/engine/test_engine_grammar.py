@@ -76,7 +76,7 @@ def test_max_tokens_cuts_a_constrained_output_with_length(llm):
 
 def test_jump_forward_appends_forced_tokens_without_a_step_each(llm):
     engine, tok = llm.engine, llm.tokenizer
-    assert engine.jump_forward  # automatic: on without CUDA graphs
+    assert engine.jump_forward  # automatic: on (under CUDA graphs as multi-token decode steps)
     pattern = r"The final answer, after careful consideration, is (yes|no)\."
     req = Request(prompt_token_ids=tok.encode(_chat(llm, "Is water wet?")), sampling=SamplingParams(
         temperature=0, max_tokens=40), constraint=Constraint("regex", pattern))

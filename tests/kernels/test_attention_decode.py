@@ -57,3 +57,17 @@ def test_decode_rejects_bad_heads():
     with pytest.raises(KernelArgumentError, match="multiple"):
         decode_attention(q, kv, kv, torch.zeros(2, 4, dtype=torch.int32), torch.ones(2, dtype=torch.int32),
                          scale=1.0)
+
+
+def test_decode_rows_sharing_a_slot_table_row(mode):
+    """A multi-token decode: 3 query rows per sequence read one table row, each up to its own length."""
+    seq_lens, hq, hkv, d = ([50, 700], 8, 2, 64) if mode.gpu else ([9, 30], 4, 2, 16)
+    k_buf, v_buf, r2t, lens = make_cache(mode, seq_lens, hkv, d, seed=3)
+    row_lens = torch.tensor([max(0, n - 2 + j) if j else 0 for n in seq_lens for j in range(3)],
+                            dtype=torch.int32, device=mode.device)
+    q = torch.randn(6, hq, d, generator=torch.Generator().manual_seed(7)).to(mode.device, mode.dtype)
+    kw = {} if mode.gpu else {"block_n": 16}
+    out = decode_attention(q, k_buf, v_buf, r2t, row_lens, scale=d ** -0.5, num_splits=2, rows_per_seq=3, **kw)
+    ref = decode_attention_reference(q, k_buf, v_buf, r2t.repeat_interleave(3, dim=0), row_lens, scale=d ** -0.5)
+    assert torch.equal(out[0].float().cpu(), torch.zeros(hq, d))  # a dummy row (length 0): zeros
+    assert rel_err(out, ref) < mode.rel_tol()
