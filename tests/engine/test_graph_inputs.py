@@ -8,7 +8,7 @@ from lightllm_struct.engine.cuda_graphs import CUDAGraphError, CUDAGraphRunner
 from lightllm_struct.engine.graph_inputs import (
     DEFAULT_BATCH_SIZES, IDS, POSITIONS, ROW_LENS, SLOTS, bucket, capture_sizes, pad_step, tokens_per_seq_sizes,
 )
-from lightllm_struct.engine.kv_cache import KVCache
+from lightllm_struct.models.kv_cache import KVCache
 from lightllm_struct.models.attention import AttentionMetadata
 from lightllm_struct.models.config import ModelConfig
 from lightllm_struct.models.llama import LlamaForCausalLM
@@ -45,9 +45,9 @@ def test_pad_step_puts_each_sequence_at_the_end_of_its_block():
 def _tiny_model(device: str):
     torch.manual_seed(0)
     if device == "cuda":
-        from lightllm_struct.kernels.ops import TRITON_OPS
+        from lightllm_struct.models.ops import triton_ops
 
-        model = LlamaForCausalLM(TINY, ops=TRITON_OPS, attn_backend="triton", device="cuda", dtype=torch.float32)
+        model = LlamaForCausalLM(TINY, ops=triton_ops(), attn_backend="triton", device="cuda", dtype=torch.float32)
     else:
         model = LlamaForCausalLM(TINY, attn_backend="torch", device="cpu", dtype=torch.float32)
     with torch.no_grad():
