@@ -22,9 +22,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.gpu_bench_parts import SCHEMA, SHAPES
-from lightllm_struct.engine.grammar_manager import Constraint
 from lightllm_struct.llm import LLM
-from lightllm_struct.request import Request, SamplingParams
+from lightllm_struct.request import Constraint, Request, SamplingParams
 
 # An array of at least 8 of the benchmark objects (over 200 tokens): a request cannot finish within the timed
 # steps, so the batch stays whole, and it walks through every part of the object again and again.

@@ -21,9 +21,8 @@ import torch.multiprocessing as mp
 
 from benchmarks.engine_bench import ARRAY_SCHEMA, build_model_dir, run_steps
 from benchmarks.gpu_bench_parts import SCHEMA
-from lightllm_struct.engine.grammar_manager import Constraint
 from lightllm_struct.llm import LLM
-from lightllm_struct.request import SamplingParams
+from lightllm_struct.request import Constraint, SamplingParams
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time", "1, 2, 3,", "JSON:", "Hello"]
 

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "LLM": "lightllm_struct.llm",
     "SamplingParams": "lightllm_struct.request",
+    "Constraint": "lightllm_struct.request",
     "RequestOutput": "lightllm_struct.request",
     "generate": "lightllm_struct.client",
     "agenerate": "lightllm_struct.client",

@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
+from lightllm_struct.request import Constraint
 
 Prompt = str | Sequence[dict[str, Any]]
 _SAMPLING_KEYS = {"max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "ignore_eos"}
@@ -55,7 +56,7 @@ class _Call:
 
     messages: list[dict[str, Any]]
     body: dict[str, Any]        # the constraint + sampling part of a chat-completions body
-    constraint: tuple[str, Any] | None  # (kind, spec) for the in-process engine
+    constraint: Constraint | None  # for the in-process engine
     parse_as: Any               # None (text), "json", or a pydantic model class
 
 
@@ -91,16 +92,16 @@ def build_call(prompt: Prompt, *, schema: Any = None, regex: str | None = None, 
         name = schema.__name__ if _is_model_class(schema) else "response"
         body["response_format"] = {"type": "json_schema",
                                    "json_schema": {"name": name, "schema": schema_dict, "strict": True}}
-        constraint = ("json_schema", schema_dict)
+        constraint = Constraint("json_schema", schema_dict)
     elif regex is not None:
         body["structured_outputs"] = {"regex": regex}
-        constraint = ("regex", regex)
+        constraint = Constraint("regex", regex)
     elif grammar is not None:
         body["structured_outputs"] = {"grammar": grammar}
-        constraint = ("lark", grammar)
+        constraint = Constraint("lark", grammar)
     elif choices is not None:
         body["structured_outputs"] = {"choice": list(choices)}
-        constraint = ("choice", list(choices))
+        constraint = Constraint("choice", list(choices))
     return _Call(messages=messages, body=body, constraint=constraint, parse_as=parse_as)
 
 
@@ -218,7 +219,6 @@ _LOCAL = _LocalModels()
 def _local_generate(calls: Sequence[_Call], model: str | None) -> list[Any]:
     import torch
 
-    from lightllm_struct.engine.grammar_manager import Constraint
     from lightllm_struct.request import SamplingParams
 
     llm = _LOCAL.get(model)
@@ -227,7 +227,7 @@ def _local_generate(calls: Sequence[_Call], model: str | None) -> list[Any]:
         outputs = llm.chat([c.messages for c in calls],
                            [SamplingParams(**{k: v for k, v in c.body.items() if k in _SAMPLING_KEYS})
                             for c in calls],
-                           constraints=[Constraint(*c.constraint) if c.constraint else None for c in calls])
+                           constraints=[c.constraint for c in calls])
     results = []
     for call, out in zip(calls, outputs):
         if out.finish_reason == "error":

@@ -6,9 +6,8 @@ from typing import Any
 
 from lightllm_struct.config import EngineConfig
 from lightllm_struct.engine.engine import Engine
-from lightllm_struct.engine.grammar_manager import Constraint
 from lightllm_struct.errors import InvalidRequestError
-from lightllm_struct.request import Request, RequestOutput, SamplingParams
+from lightllm_struct.request import Constraint, Request, RequestOutput, SamplingParams
 
 Prompt = str | list[int]
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import enum
-import math
 import itertools
+import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,55 @@ class SamplingParams:
                     or self.logit_bias or self.min_tokens)
 
 
+CONSTRAINT_KINDS = ("json_schema", "json_object", "regex", "lark", "choice")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What a request's output must match.
+
+    Attributes
+    ----------
+    kind:
+        "json_schema" (spec: dict, JSON text or bool), "json_object" (spec: None), "regex" (spec: pattern),
+        "lark" (spec: grammar text) or "choice" (spec: list of strings).
+    spec:
+        The constraint itself.
+    options:
+        Compiler options, e.g. ``{"whitespace": "flexible"}`` for JSON schemas.
+
+    Raises
+    ------
+    InvalidRequestError
+        For an unknown kind or a spec of the wrong type.
+    """
+
+    kind: str
+    spec: Any = None
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONSTRAINT_KINDS:
+            raise InvalidRequestError(f"unknown constraint kind {self.kind!r}; known: {CONSTRAINT_KINDS}")
+        ok = {"json_schema": isinstance(self.spec, (dict, str, bool)), "json_object": True,
+              "regex": isinstance(self.spec, str), "lark": isinstance(self.spec, str),
+              "choice": isinstance(self.spec, (list, tuple)) and bool(self.spec)
+              and all(isinstance(c, str) for c in self.spec)}[self.kind]
+        if not ok:
+            raise InvalidRequestError(f"a {self.kind} constraint cannot take {type(self.spec).__name__} "
+                                      f"{self.spec!r:.80}")
+
+    def canonical(self) -> str:
+        """The cache key: equal constraints (whatever their key order) give equal strings."""
+        spec = self.spec
+        if self.kind == "json_schema" and isinstance(spec, str):
+            try:
+                spec = json.loads(spec)
+            except ValueError:
+                pass  # the compiler reports the malformed schema with its position
+        return json.dumps([self.kind, spec, self.options], sort_keys=True, separators=(",", ":"), default=str)
+
+
 class RequestStatus(enum.IntEnum):
     """Ordered: a request only ever moves to a larger value."""
 
@@ -156,8 +206,7 @@ class Request:
     sampling: SamplingParams
     request_id: str = field(default_factory=new_request_id)
     prompt: str | None = None
-    # A grammar constraint, as the grammar manager understands it (compiled asynchronously), or None.
-    constraint: Any = None
+    constraint: Constraint | None = None  # compiled asynchronously by the engine's grammar manager
     status: RequestStatus = RequestStatus.WAITING
     output_token_ids: list[int] = field(default_factory=list)
     output_text: str = ""

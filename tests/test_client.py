@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from lightllm_struct.client import IncompleteOutputError, OutputParseError, build_call, parse_output
 from lightllm_struct.errors import InvalidRequestError
+from lightllm_struct.request import Constraint
 
 
 class City(BaseModel):
@@ -28,7 +29,7 @@ def test_dict_and_string_schemas_parse_to_json():
     schema = {"type": "array", "items": {"type": "integer"}}
     for given in (schema, json.dumps(schema)):
         call = build_call([{"role": "user", "content": "x"}], schema=given, sampling={})
-        assert call.constraint == ("json_schema", schema)
+        assert call.constraint == Constraint("json_schema", schema)
         assert parse_output(call, "[1,2]", "stop") == [1, 2]
 
 
@@ -36,7 +37,7 @@ def test_dict_and_string_schemas_parse_to_json():
                                             "grammar", "lark"), ({"choices": ["x", "y"]}, "choice", "choice")])
 def test_other_constraints_use_structured_outputs(kw, field, kind):
     call = build_call("p", sampling={}, **kw)
-    assert field in call.body["structured_outputs"] and call.constraint[0] == kind
+    assert field in call.body["structured_outputs"] and call.constraint.kind == kind
     assert parse_output(call, "text", "stop") == "text"
 
 

@@ -38,3 +38,15 @@ def test_out_of_range_values_are_refused_with_their_name(field, value):
 def test_extremes_inside_the_ranges_are_taken(field, value):
     assert getattr(SamplingParams(**{field: value}), field) == value
 
+
+
+def test_constraint_is_part_of_the_public_face():
+    import lightllm_struct
+    from lightllm_struct.request import Constraint
+
+    assert lightllm_struct.Constraint is Constraint
+    assert Constraint("json_schema", {"b": 1, "a": 2}).canonical() == Constraint("json_schema", {"a": 2, "b": 1}).canonical()
+    with pytest.raises(InvalidRequestError, match="unknown constraint kind"):
+        Constraint("xml", "<a/>")
+    with pytest.raises(InvalidRequestError, match="choice constraint cannot take"):
+        Constraint("choice", [])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from lightllm_struct.config import EngineConfig
-from lightllm_struct.engine.grammar_manager import Constraint, GrammarManager
+from lightllm_struct.engine.grammar_manager import GrammarManager
 from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
 from lightllm_struct.engine.model_runner import ModelRunner
 from lightllm_struct.engine.output_processor import append_token, make_output
@@ -23,7 +23,7 @@ from lightllm_struct.engine.backends import resolve_backends
 from lightllm_struct.engine.build import build_cuda_graphs, build_kv, load
 from lightllm_struct.engine.step_guard import fail_request, sampling_tensors
 from lightllm_struct.errors import InvalidRequestError, PromptTooLongError
-from lightllm_struct.request import Request, RequestOutput, RequestStatus
+from lightllm_struct.request import Constraint, Request, RequestOutput, RequestStatus
 
 
 @dataclass(frozen=True)

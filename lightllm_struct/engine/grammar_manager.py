@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import gc
-import json
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,68 +20,22 @@ from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
 from lightllm_struct.engine.step_guard import fail_request
 from lightllm_struct.grammar.errors import CompileTimeout, GrammarTooComplex, InvalidTokenError
-from lightllm_struct.request import RequestStatus
+from lightllm_struct.request import CONSTRAINT_KINDS, Constraint, RequestStatus
 
-CONSTRAINT_KINDS = ("json_schema", "json_object", "regex", "lark", "choice")
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """What a request's output must match.
-
-    Attributes
-    ----------
-    kind:
-        "json_schema" (spec: dict, JSON text or bool), "json_object" (spec: None), "regex" (spec: pattern),
-        "lark" (spec: grammar text) or "choice" (spec: list of strings).
-    spec:
-        The constraint itself.
-    options:
-        Compiler options, e.g. ``{"whitespace": "flexible"}`` for JSON schemas.
-
-    Raises
-    ------
-    InvalidRequestError
-        For an unknown kind or a spec of the wrong type.
-    """
-
-    kind: str
-    spec: Any = None
-    options: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in CONSTRAINT_KINDS:
-            raise InvalidRequestError(f"unknown constraint kind {self.kind!r}; known: {CONSTRAINT_KINDS}")
-        ok = {"json_schema": isinstance(self.spec, (dict, str, bool)), "json_object": True,
-              "regex": isinstance(self.spec, str), "lark": isinstance(self.spec, str),
-              "choice": isinstance(self.spec, (list, tuple)) and bool(self.spec)
-              and all(isinstance(c, str) for c in self.spec)}[self.kind]
-        if not ok:
-            raise InvalidRequestError(f"a {self.kind} constraint cannot take {type(self.spec).__name__} "
-                                      f"{self.spec!r:.80}")
-
-    def canonical(self) -> str:
-        """The cache key: equal constraints (whatever their key order) give equal strings."""
-        spec = self.spec
-        if self.kind == "json_schema" and isinstance(spec, str):
-            try:
-                spec = json.loads(spec)
-            except ValueError:
-                pass  # the compiler reports the malformed schema with its position
-        return json.dumps([self.kind, spec, self.options], sort_keys=True, separators=(",", ":"), default=str)
+# Constraint kind -> how the grammar compiler compiles it; one entry a CONSTRAINT_KINDS member.
+_COMPILE: dict[str, Callable[[Any, Constraint], Any]] = {
+    "json_schema": lambda compiler, c: compiler.compile_json_schema(c.spec, **c.options),
+    "json_object": lambda compiler, c: compiler.compile_json_object(**c.options),
+    "regex": lambda compiler, c: compiler.compile_regex(c.spec, **c.options),
+    "lark": lambda compiler, c: compiler.compile_lark(c.spec, **c.options),
+    "choice": lambda compiler, c: compiler.compile_choice(list(c.spec), **c.options),
+}
+assert set(_COMPILE) == set(CONSTRAINT_KINDS)
 
 
 def compile_constraint(compiler: Any, c: Constraint) -> Any:
     """Run the grammar compiler for ``c`` (in a pool thread)."""
-    if c.kind == "json_schema":
-        return compiler.compile_json_schema(c.spec, **c.options)
-    if c.kind == "json_object":
-        return compiler.compile_json_object(**c.options)
-    if c.kind == "regex":
-        return compiler.compile_regex(c.spec, **c.options)
-    if c.kind == "lark":
-        return compiler.compile_lark(c.spec, **c.options)
-    return compiler.compile_choice(list(c.spec), **c.options)
+    return _COMPILE[c.kind](compiler, c)
 
 
 class GrammarManager:

@@ -11,20 +11,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
+from lightllm_struct.request import Constraint
 from lightllm_struct.server.protocol import ChatCompletionRequest, _SamplingRequest
 from lightllm_struct.server.tools import tool_call_grammar
 
 
 @dataclass(frozen=True)
 class ConstraintSpec:
-    kind: str  # "json_schema" | "json_object" | "regex" | "lark" | "choice"
-    spec: Any
-    param: str  # the request parameter errors about this constraint name
+    """A request's ``constraint`` and ``param``, the request parameter errors about it name."""
 
-    def to_engine(self) -> Any:
-        from lightllm_struct.engine.grammar_manager import Constraint
+    constraint: Constraint
+    param: str
 
-        return Constraint(kind=self.kind, spec=self.spec)
+    @classmethod
+    def of(cls, kind: str, spec: Any, param: str) -> "ConstraintSpec":
+        """Raises ``InvalidRequestError`` (naming ``param``) for a spec of the wrong type."""
+        try:
+            return cls(Constraint(kind, spec), param)
+        except InvalidRequestError as exc:
+            exc.param = exc.param or param
+            raise
 
 
 def _schema_from_text(text: str, param: str) -> Any:
@@ -38,20 +44,20 @@ def constraint_of(req: _SamplingRequest) -> ConstraintSpec | None:
     """The output constraint of ``response_format`` or ``structured_outputs``, if any."""
     rf = req.response_format
     if rf is not None and rf.type == "json_object":
-        return ConstraintSpec("json_object", None, "response_format")
+        return ConstraintSpec.of("json_object", None, "response_format")
     if rf is not None and rf.type == "json_schema":
-        return ConstraintSpec("json_schema", rf.json_schema.schema_, "response_format.json_schema.schema")
+        return ConstraintSpec.of("json_schema", rf.json_schema.schema_, "response_format.json_schema.schema")
     so = req.structured_outputs
     if so is None:
         return None
     if so.json_ is not None:
         schema = _schema_from_text(so.json_, "structured_outputs.json") if isinstance(so.json_, str) else so.json_
-        return ConstraintSpec("json_schema", schema, "structured_outputs.json")
+        return ConstraintSpec.of("json_schema", schema, "structured_outputs.json")
     if so.regex is not None:
-        return ConstraintSpec("regex", so.regex, "structured_outputs.regex")
+        return ConstraintSpec.of("regex", so.regex, "structured_outputs.regex")
     if so.grammar is not None:
-        return ConstraintSpec("lark", so.grammar, "structured_outputs.grammar")
-    return ConstraintSpec("choice", list(so.choice), "structured_outputs.choice")
+        return ConstraintSpec.of("lark", so.grammar, "structured_outputs.grammar")
+    return ConstraintSpec.of("choice", list(so.choice), "structured_outputs.choice")
 
 
 def chat_constraint(req: ChatCompletionRequest) -> ConstraintSpec | None:
@@ -63,7 +69,7 @@ def chat_constraint(req: ChatCompletionRequest) -> ConstraintSpec | None:
         raise InvalidRequestError("tool_choice that forces a call cannot be combined with response_format "
                                   "or structured_outputs", param="tool_choice")
     grammar = tool_call_grammar(req.tools, choice, parallel=req.parallel_tool_calls)
-    return ConstraintSpec("lark", grammar, "tools")
+    return ConstraintSpec.of("lark", grammar, "tools")
 
 
 def blame(exc: LightLLMStructError, spec: ConstraintSpec | None) -> LightLLMStructError:

@@ -104,7 +104,7 @@ def make_request(prompt_ids: list[int], sampling: SamplingParams, *, prompt: str
         raise InvalidRequestError(f"logit_bias token ids out of range [0, {vocab_size}): {bad[:5]}",
                                   param="logit_bias")
     return Request(prompt_token_ids=prompt_ids, sampling=sampling, prompt=prompt,
-                   constraint=constraint.to_engine() if constraint is not None else None)
+                   constraint=constraint.constraint if constraint is not None else None)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import json
 import jsonschema
 import torch
 
-from lightllm_struct.engine.grammar_manager import Constraint
+from lightllm_struct.request import Constraint
 from lightllm_struct.llm import LLM
 from lightllm_struct.request import SamplingParams
 

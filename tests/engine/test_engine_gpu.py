@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import torch
 
-from lightllm_struct.engine.grammar_manager import Constraint
+from lightllm_struct.request import Constraint
 from lightllm_struct.llm import LLM
 from lightllm_struct.models.loader import resolve_model_dir
 from lightllm_struct.request import SamplingParams

@@ -6,7 +6,7 @@ import re
 
 import jsonschema
 
-from lightllm_struct.engine.grammar_manager import Constraint
+from lightllm_struct.request import Constraint
 from lightllm_struct.grammar.errors import GrammarError
 from lightllm_struct.request import Request, RequestStatus, SamplingParams
 from tests.engine.conftest import assert_kv_pool_full

@@ -16,7 +16,7 @@ import jsonschema
 import lark
 import pytest
 
-from lightllm_struct.engine.grammar_manager import Constraint
+from lightllm_struct.request import Constraint
 from lightllm_struct.llm import LLM
 from lightllm_struct.request import Request, SamplingParams
 from lightllm_struct.server.protocol import Tool

@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from lightllm_struct.engine.grammar_manager import Constraint, GrammarManager
+from lightllm_struct.engine.grammar_manager import GrammarManager
+from lightllm_struct.request import Constraint
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import InvalidRequestError
 from lightllm_struct.grammar.errors import CompileTimeout, InvalidTokenError, SchemaError

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lightllm_struct.engine.grammar_manager import Constraint
+from lightllm_struct.request import Constraint
 from lightllm_struct.engine.step_guard import EngineRequestError
 from lightllm_struct.grammar.errors import GrammarTooComplex
 from lightllm_struct.request import Request, RequestStatus, SamplingParams
