@@ -27,6 +27,10 @@ class ConfigError(LightLLMStructError):
     error_type = "config_error"
 
 
+# The names of server/tool_formats.py's FORMATS (a test keeps the two lists equal).
+TOOL_CALL_FORMATS = ("auto", "hermes", "llama3_json", "mistral")
+
+
 @dataclass(frozen=True, kw_only=True)
 class EngineConfig:
     """Everything the engine needs to know before it loads a model.
@@ -75,6 +79,9 @@ class EngineConfig:
         torch CPU threads; None = min(cores - 1, 4) (at least 1): one core stays free for the rest.
     output_history_size:
         How many finished output lengths feed the admission estimate of future memory.
+    tool_call_format:
+        How the model writes tool calls: "auto" (read from the chat template), "hermes" (Qwen2.5/Qwen3/Hermes
+        ``<tool_call>``), "llama3_json" or "mistral" (``server/tool_formats.py``).
     """
 
     model: str | None = None
@@ -99,6 +106,7 @@ class EngineConfig:
     grammar_mask_budget_s: float = 1.0
     num_threads: int | None = None
     output_history_size: int = 200
+    tool_call_format: str = "auto"
 
     def __post_init__(self) -> None:
         checks = [
@@ -122,6 +130,7 @@ class EngineConfig:
             (self.grammar_mask_budget_s > 0, "grammar_mask_budget_s", "must be > 0"),
             (self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1"),
             (self.output_history_size >= 1, "output_history_size", "must be >= 1"),
+            (self.tool_call_format in TOOL_CALL_FORMATS, "tool_call_format", f"must be one of {TOOL_CALL_FORMATS}"),
         ]
         for ok, name, why in checks:
             if not ok:

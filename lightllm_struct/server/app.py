@@ -15,10 +15,11 @@ from lightllm_struct.server.metrics import CONTENT_TYPE, ServerMetrics
 from lightllm_struct.server.protocol import ModelCard, ModelList
 from lightllm_struct.server.security import AccessPolicy, install_access_policy, read_body
 from lightllm_struct.server.serving import ServerState
+from lightllm_struct.server.turns import TurnSupport
 
 
 def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_model_len: int,
-               policy: AccessPolicy | None = None) -> FastAPI:
+               policy: AccessPolicy | None = None, tool_call_format: str = "auto") -> FastAPI:
     """An app serving ``engine``; the engine thread starts with the app and stops with it.
 
     Parameters
@@ -33,10 +34,19 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
         Longest prompt + output of one request, checked before a request reaches the engine.
     policy:
         API key, Host and CORS rules and the body size limit; by default no key, any host, no CORS.
+    tool_call_format:
+        The tool-call format (``tool_formats.py``), or "auto" to read it from the chat template.
+
+    Raises
+    ------
+    ConfigError
+        An unknown ``tool_call_format``, or one the chat template does not write (``TurnSupport.check_template``).
     """
     policy = policy or AccessPolicy()
+    turns = TurnSupport(tokenizer, tool_call_format=tool_call_format)
+    turns.check_template()
     state = ServerState(engine=engine, tokenizer=tokenizer, model_name=model_name,
-                        max_model_len=max_model_len, metrics=ServerMetrics(engine.stats))
+                        max_model_len=max_model_len, metrics=ServerMetrics(engine.stats), turns=turns)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

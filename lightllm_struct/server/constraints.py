@@ -13,7 +13,6 @@ from typing import Any
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
 from lightllm_struct.request import Constraint
 from lightllm_struct.server.protocol import ChatCompletionRequest, _SamplingRequest
-from lightllm_struct.server.tools import tool_call_grammar
 
 
 @dataclass(frozen=True)
@@ -57,19 +56,64 @@ def constraint_of(req: _SamplingRequest) -> ConstraintSpec | None:
         return ConstraintSpec.of("regex", so.regex, "structured_outputs.regex")
     if so.grammar is not None:
         return ConstraintSpec.of("lark", so.grammar, "structured_outputs.grammar")
+    if so.structural_tag is not None:
+        return ConstraintSpec.of("lark", _structural_tag_lark(so.structural_tag), "structured_outputs.structural_tag")
     return ConstraintSpec.of("choice", list(so.choice), "structured_outputs.choice")
 
 
-def chat_constraint(req: ChatCompletionRequest) -> ConstraintSpec | None:
-    """Tools (when the model may or must call one) or else the plain output constraint."""
+def _structural_tag_lark(tag: Any) -> str:
+    from lightllm_struct.grammar.errors import GrammarError
+    from lightllm_struct.grammar.structural import turn_grammar
+    from lightllm_struct.grammar.structural.tag import PARAM, structural_tag_spec
+
+    try:
+        return turn_grammar(structural_tag_spec(tag)).lark
+    except GrammarError as exc:
+        raise InvalidRequestError(exc.message if exc.message.startswith(PARAM) else f"{PARAM}: {exc.message}",
+                                  param=PARAM) from exc
+
+
+def _answer_lark(spec: ConstraintSpec | None) -> str | None:
+    """The answer constraint as a Lark grammar to embed after reasoning or beside calls.
+
+    Raises
+    ------
+    InvalidRequestError
+        A kind that cannot be embedded (a regex, choice or grammar beside tools or reasoning).
+    """
+    if spec is None:
+        return None
+    from lightllm_struct.grammar.errors import GrammarError
+    from lightllm_struct.grammar.json_schema import json_schema_to_lark
+
+    kind = spec.constraint.kind
+    if kind not in ("json_schema", "json_object"):
+        raise InvalidRequestError(f"{spec.param} cannot be combined with tools or a reasoning model; use a JSON "
+                                  "schema", param=spec.param)
+    schema = {"type": "object"} if kind == "json_object" else spec.constraint.spec
+    try:
+        return json_schema_to_lark(schema, whitespace="compact")
+    except GrammarError as exc:
+        raise InvalidRequestError(f"{spec.param}: {exc.message}", param=spec.param) from exc
+
+
+def chat_constraint(req: ChatCompletionRequest, chat: Any, prompt: str) -> tuple[ConstraintSpec | None, Any]:
+    """The constraint of a chat turn, and its turn grammar when tools or reasoning shape it (else None).
+
+    ``chat`` is the server's ``ChatFormat``; ``prompt`` the rendered prompt (it may open or skip reasoning).
+    """
+    plain = constraint_of(req)
     choice = req.effective_tool_choice()
-    if not req.tools or choice == "none":
-        return constraint_of(req)
-    if constraint_of(req) is not None and choice != "auto":
+    if plain is not None and req.tools and choice not in ("none", "auto"):
         raise InvalidRequestError("tool_choice that forces a call cannot be combined with response_format "
                                   "or structured_outputs", param="tool_choice")
-    grammar = tool_call_grammar(req.tools, choice, parallel=req.parallel_tool_calls)
-    return ConstraintSpec.of("lark", grammar, "tools")
+    if req.structured_outputs is not None and req.structured_outputs.structural_tag is not None:
+        return plain, None  # the user's own structures: the output is theirs to read
+    calling = bool(req.tools) and choice != "none"
+    if not calling and chat.reasoning_of(prompt, None) is None:
+        return plain, None
+    turn = chat.turn(req, prompt, _answer_lark(plain))
+    return ConstraintSpec.of("lark", turn.lark, "tools" if req.tools else "messages"), turn
 
 
 def blame(exc: LightLLMStructError, spec: ConstraintSpec | None) -> LightLLMStructError:

@@ -35,4 +35,4 @@ def build_app(config: EngineConfig, *, served_model_name: str | None = None, max
     engine = Engine(config)
     return create_app(AsyncEngine(engine, max_pending=max_pending), tokenizer=engine.tokenizer,
                       model_name=served_model_name or model_name_of(config), max_model_len=engine.max_model_len,
-                      policy=policy)
+                      policy=policy, tool_call_format=config.tool_call_format)

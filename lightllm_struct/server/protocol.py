@@ -53,14 +53,15 @@ class StructuredOutputs(_Request):
     regex: StrictStr | None = None
     grammar: StrictStr | None = None
     choice: list[StrictStr] | None = None
+    structural_tag: dict[str, Any] | StrictStr | None = None  # vLLM's / xgrammar's shape, see structural_tag.py
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StructuredOutputs:
-        given = [k for k in ("json_", "regex", "grammar", "choice") if getattr(self, k) is not None]
+        given = [k for k in ("json_", "regex", "grammar", "choice", "structural_tag") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("structured_outputs needs exactly one of json, regex, grammar, choice")
+            raise ValueError("structured_outputs needs exactly one of json, regex, grammar, choice, structural_tag")
         if self.choice is not None and not self.choice:
             raise ValueError("structured_outputs.choice must not be empty")
         return self
@@ -174,6 +175,9 @@ class ChatCompletionRequest(_SamplingRequest):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: StrictBool = True
     logprobs: Literal[False] | None = None
+    # Reasoning models: a bound on the reasoning section (see grammar/structural/markers.py for its unit).
+    max_reasoning_tokens: StrictInt | None = Field(default=None, ge=1, le=1 << 16)
+    chat_template_kwargs: dict[str, Any] | None = None  # e.g. {"enable_thinking": false} for Qwen3
 
     @model_validator(mode="after")
     def _tools_consistent(self) -> ChatCompletionRequest:
@@ -235,6 +239,7 @@ class ToolCall(_Response):
 class AssistantMessage(_Response):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[ToolCall] | None = None
 
 
@@ -269,6 +274,7 @@ class ToolCallDelta(_Response):
 class ChatDelta(_Response):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
 
 

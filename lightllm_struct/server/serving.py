@@ -55,6 +55,7 @@ class ServerState:
     model_name: str
     max_model_len: int
     metrics: ServerMetrics
+    turns: Any = None  # TurnSupport: tool-call format, reasoning, tracking grammars (see turns.py)
 
 
 def sampling_params(req: _SamplingRequest, *, max_tokens: int | None, prompt_len: int, max_model_len: int,

@@ -1,30 +1,23 @@
-"""Tool calling: the tool-call text format, the prompt that teaches it, and the grammar that enforces it.
+"""Tool calling and reasoning for one chat request: the prompt (the model's own template) and the turn grammar.
 
-The format (Hermes-style, which small instruct models such as SmolLM2 were tuned on)::
-
-    <tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>
-
-one block per call, blocks back to back. For ``tool_choice`` "required" or a named function, the whole output
-is constrained by a Lark grammar composed of one alternative per allowed tool, each embedding that tool's
-``parameters`` schema as compiled by the JSON-schema frontend (``json_schema_to_lark``), its rules renamed
-with a per-tool prefix so that tools cannot collide and each keeps its own ``$ref`` root. For "auto" the
-grammar also admits free text, as long as it does not start with ``<`` (so the first byte decides between
-text and a call and the two branches stay disjoint for a longest-match lexer).
+Tools are rendered by the model's chat template when it has a tools section (``tools=`` as in transformers'
+``apply_chat_template``); only a template without one gets our system prompt, which teaches the format the
+grammar enforces. The grammar of the turn (``grammar.structural``) follows the model's own tool-call format
+and its reasoning section, and ``tool_choice`` decides its mode: "auto" free text or calls, "required" and a
+named function calls only, "none" no call.
 """
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from lightllm_struct.errors import InvalidRequestError
-from lightllm_struct.grammar.errors import GrammarError, SchemaError
-from lightllm_struct.server.protocol import ChatMessage, NamedToolChoice, Tool
-
-CALL_OPEN = "<tool_call>"
-CALL_CLOSE = "</tool_call>"
-# Every call's text starts with this, then the compact arguments JSON, then "}" + CALL_CLOSE.
-CALL_HEAD = '{{"name":"{name}","arguments":'
+from lightllm_struct.grammar.structural import CallSpec, Reasoning, TurnGrammar, TurnSpec, turn_grammar
+from lightllm_struct.server.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice, Tool
+from lightllm_struct.server.tool_formats import (THINK_CLOSE, THINK_OPEN, ToolFormat, choose_format,
+                                                 template_has_reasoning, template_has_tools)
 
 _TOOL_PROMPT = """You are a function calling AI model. You may call functions to answer the user.
 The functions you can call, one JSON object per line:
@@ -32,8 +25,8 @@ The functions you can call, one JSON object per line:
 {tools}
 </tools>
 {rule}
-To call a function, answer with a JSON object holding its name and arguments inside tags, exactly like:
-<tool_call>{{"name":"<function-name>","arguments":<arguments-object>}}</tool_call>"""
+To call a function, answer exactly like:
+{example}"""
 
 _RULES = {
     "auto": "Call a function only when it helps; otherwise answer in plain text.",
@@ -41,116 +34,172 @@ _RULES = {
 }
 
 
-def tool_system_prompt(tools: Sequence[Tool], choice: str | NamedToolChoice) -> str:
-    """The system text describing the tools and the call format."""
-    lines = "\n".join(json.dumps(t.function.model_dump(exclude_none=True), ensure_ascii=False)
-                      for t in tools)
+def tool_system_prompt(tools: Sequence[Tool], choice: str | NamedToolChoice, fmt: ToolFormat) -> str:
+    """The system text describing the tools and the call format (for templates without a tools section)."""
+    lines = "\n".join(json.dumps(t.function.model_dump(exclude_none=True), ensure_ascii=False) for t in tools)
     if isinstance(choice, NamedToolChoice):
         rule = f"You must call the function {choice.function.name}."
     else:
         rule = _RULES[choice]
-    return _TOOL_PROMPT.format(tools=lines, rule=rule)
+    example = fmt.block_open + fmt.render_call("<function-name>", "<arguments-object>") + fmt.block_close
+    return _TOOL_PROMPT.format(tools=lines, rule=rule, example=example)
 
 
-def render_tool_call_text(name: str, arguments: str) -> str:
-    """How an earlier assistant call appears in the prompt (same format the grammar enforces)."""
-    try:  # normalise to the compact form the model is asked to produce
-        arguments = json.dumps(json.loads(arguments), separators=(",", ":"), ensure_ascii=False)
+def _arguments_value(arguments: str) -> Any:
+    try:  # templates write arguments with ``tojson``: they expect the parsed object
+        return json.loads(arguments)
     except json.JSONDecodeError:
-        pass
-    return f"{CALL_OPEN}{CALL_HEAD.format(name=name)}{arguments}}}{CALL_CLOSE}"
+        return arguments
 
 
-def prepare_messages(messages: Sequence[ChatMessage], tools: Sequence[Tool] | None,
-                     choice: str | NamedToolChoice) -> list[dict[str, str]]:
-    """Plain ``{"role", "content"}`` dicts for the chat template, tools folded into the system turn.
+@dataclass(frozen=True)
+class ChatFormat:
+    """The model's chat template, its tool-call format and whether it reasons first.
 
-    The tools go in as text rather than through the template's own ``tools`` argument so that every model
-    sees the same format that the grammar enforces.
+    Parameters
+    ----------
+    tokenizer:
+        The engine's tokenizer (its ``chat_template`` and ``apply_chat_template``).
+    tool_call_format:
+        A format name, or "auto" to read it from the template.
+
+    Raises
+    ------
+    ConfigError
+        An unknown ``tool_call_format``.
     """
-    out: list[dict[str, str]] = []
-    for m in messages:
-        text = m.text()
-        if m.role == "assistant" and m.tool_calls:
-            text += "".join(render_tool_call_text(c.function.name, c.function.arguments) for c in m.tool_calls)
-        role = "system" if m.role == "developer" else m.role
-        out.append({"role": role, "content": text})
-    if tools and choice != "none":
-        prompt = tool_system_prompt(tools, choice)
-        if out and out[0]["role"] == "system":
-            out[0] = {"role": "system", "content": out[0]["content"] + "\n\n" + prompt}
-        else:
-            out.insert(0, {"role": "system", "content": prompt})
-    return out
+
+    tokenizer: Any
+    fmt: ToolFormat
+    native_tools: bool
+    reasoning: bool
+
+    @classmethod
+    def of(cls, tokenizer: Any, tool_call_format: str = "auto") -> ChatFormat:
+        template = getattr(tokenizer, "chat_template", None)
+        return cls(tokenizer, choose_format(template, tool_call_format), template_has_tools(template),
+                   template_has_reasoning(template))
+
+    # -- prompt -----------------------------------------------------------------------------------
+    def messages(self, req: ChatCompletionRequest) -> list[dict[str, Any]]:
+        """The request's messages as the template expects them."""
+        out: list[dict[str, Any]] = []
+        for m in req.messages:
+            role = "system" if m.role == "developer" else m.role
+            msg: dict[str, Any] = {"role": role, "content": m.text()}
+            if m.role == "assistant" and m.tool_calls:
+                if self.native_tools:
+                    msg["tool_calls"] = [self._call_dict(c) for c in m.tool_calls]
+                else:
+                    msg["content"] += self._calls_text(m)
+            if m.role == "tool":
+                msg["tool_call_id"] = m.tool_call_id
+                if m.name:
+                    msg["name"] = m.name
+            out.append(msg)
+        choice = req.effective_tool_choice()
+        if req.tools and choice != "none" and not self.native_tools:
+            prompt = tool_system_prompt(req.tools, choice, self.fmt)
+            if out and out[0]["role"] == "system":
+                out[0] = {"role": "system", "content": out[0]["content"] + "\n\n" + prompt}
+            else:
+                out.insert(0, {"role": "system", "content": prompt})
+        return out
+
+    def _call_dict(self, call) -> dict[str, Any]:
+        return {"id": call.id or self.fmt.new_id(), "type": "function",
+                "function": {"name": call.function.name, "arguments": _arguments_value(call.function.arguments)}}
+
+    def _calls_text(self, m: ChatMessage) -> str:
+        calls = [self.fmt.render_call(c.function.name, c.function.arguments) for c in m.tool_calls]
+        return self.fmt.block_open + self.fmt.separator.join(calls) + self.fmt.block_close
+
+    def render(self, req: ChatCompletionRequest) -> str:
+        """The prompt text of ``req``.
+
+        Raises
+        ------
+        InvalidRequestError
+            The template rejects the messages.
+        """
+        choice = req.effective_tool_choice()
+        tools = None
+        if self.native_tools and req.tools and choice != "none":
+            tools = [t.model_dump(exclude_none=True) for t in req.tools]
+        return self.tokenizer.apply_chat_template(self.messages(req), tools=tools, add_generation_prompt=True,
+                                                  **(req.chat_template_kwargs or {}))
+
+    # -- grammar ----------------------------------------------------------------------------------
+    def reasoning_of(self, prompt: str, max_units: int | None) -> Reasoning | None:
+        """The reasoning section the output starts with, given how the prompt ends (it may open or skip it)."""
+        if not self.reasoning:
+            return None
+        tail = prompt.rstrip()
+        if tail.endswith(THINK_CLOSE):
+            return None  # the template switched thinking off (Qwen3's enable_thinking=False)
+        opened = tail.endswith(THINK_OPEN)
+        return Reasoning(open="" if opened else THINK_OPEN, close=THINK_CLOSE, max_units=max_units)
+
+    def turn(self, req: ChatCompletionRequest, prompt: str, answer: str | None) -> TurnGrammar | None:
+        """The grammar of the whole turn, or None when neither tools nor reasoning shape it.
+
+        Raises
+        ------
+        InvalidRequestError
+            A tool's ``parameters`` schema is invalid or unsupported (naming ``tools[i].function.parameters``).
+        """
+        choice = req.effective_tool_choice()
+        reasoning = self.reasoning_of(prompt, req.max_reasoning_tokens)
+        calling = bool(req.tools) and choice != "none"
+        if not calling and reasoning is None:
+            return None
+        mode = "text"
+        calls: tuple[CallSpec, ...] = ()
+        if calling:
+            mode = "auto" if choice == "auto" else "required"
+            calls = self.calls(req.tools, choice)
+        spec = TurnSpec(calls=calls, mode=mode, parallel=req.parallel_tool_calls and self.fmt.parallel,
+                        separator=self.fmt.separator, block_open=self.fmt.block_open,
+                        block_close=self.fmt.block_close, triggers=(self.fmt.trigger,) if mode == "auto" else (),
+                        reasoning=reasoning, answer=answer)
+        return build_turn(spec)
+
+    def calls(self, tools: Sequence[Tool], choice: str | NamedToolChoice) -> tuple[CallSpec, ...]:
+        named = choice.function.name if isinstance(choice, NamedToolChoice) else None
+        return tuple(CallSpec(name=t.function.name, head=self.fmt.head_of(t.function.name),
+                              schema=t.function.parameters, param=f"tools[{i}].function.parameters",
+                              tail=self.fmt.tail, tail_regex=self.fmt.tail_regex)
+                     for i, t in enumerate(tools) if named is None or t.function.name == named)
 
 
-# ---------------------------------------------------------------- grammar
-_LARK_TOKEN = re.compile(
-    r'(?P<str>"(?:\\.|[^"\\\n])*"i?)'
-    r"|(?P<comment>//[^\n]*)"
-    r"|(?P<regex>/(?!/)(?:\\.|[^/\\\n])+/[imslux]*)"
-    r"|(?P<directive>%[a-z]+)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<other>[\s\S])"
-)
-
-
-def prefix_lark_names(text: str, prefix: str) -> str:
-    """Rename every rule and terminal of a Lark grammar by prefixing it, leaving literals untouched.
-
-    Rules are lower-case and terminals upper-case in Lark, so the prefix keeps that case (and a leading
-    ``_``/``?`` marker, which changes tree shaping, stays in front).
-    """
-    out = []
-    for m in _LARK_TOKEN.finditer(text):
-        name = m.group("name")
-        if name is None:
-            out.append(m.group(0))
-            continue
-        lead = name[: len(name) - len(name.lstrip("_"))]
-        body = name[len(lead):]
-        tag = prefix.upper() if body[:1].isupper() else prefix.lower()
-        out.append(f"{lead}{tag}{body}")
-    return "".join(out)
-
-
-def _lark_literal(s: str) -> str:
-    return json.dumps(s)  # a JSON string literal is a valid Lark literal for our ASCII tool names
-
-
-def tool_call_grammar(tools: Sequence[Tool], choice: str | NamedToolChoice, *,
-                      parallel: bool = True) -> str:
-    """The Lark grammar that every output under ``choice`` must match.
+def build_turn(spec: TurnSpec) -> TurnGrammar:
+    """``turn_grammar`` with its errors as request errors on the parameter they concern.
 
     Raises
     ------
     InvalidRequestError
-        A tool's ``parameters`` schema is invalid or unsupported; the error names
-        ``tools[i].function.parameters`` and the JSON pointer inside it.
     """
-    from lightllm_struct.grammar.json_schema import json_schema_to_lark
+    from lightllm_struct.grammar.errors import GrammarError
 
-    if isinstance(choice, NamedToolChoice):
-        allowed = [(i, t) for i, t in enumerate(tools) if t.function.name == choice.function.name]
-    else:
-        allowed = list(enumerate(tools))
-    parts, alts = [], []
-    for i, tool in allowed:
-        param = f"tools[{i}].function.parameters"
-        try:
-            body = json_schema_to_lark(tool.function.parameters, whitespace="compact")
-        except SchemaError as exc:
-            raise InvalidRequestError(f"{param}: {exc.message}", param=param) from exc
-        except GrammarError as exc:
-            raise InvalidRequestError(f"{param}: {exc.message}", param=param) from exc
-        prefix = f"llms_t{i}_"
-        parts.append(prefix_lark_names(body, prefix))
-        head = _lark_literal(CALL_OPEN + CALL_HEAD.format(name=tool.function.name))
-        alts.append(f"llms_call_{i}")
-        parts.append(f"llms_call_{i}: {head} {prefix}start {_lark_literal('}' + CALL_CLOSE)}")
-    calls = "llms_call+" if parallel else "llms_call"
-    if choice == "auto":
-        top = f"start: llms_text | {calls}\nllms_text: LLMS_TEXT?\nLLMS_TEXT: /[^<][\\s\\S]*/"
-    else:
-        top = f"start: {calls}"
-    return "\n".join([top, "llms_call: " + " | ".join(alts), *parts]) + "\n"
+    try:
+        return turn_grammar(spec)
+    except GrammarError as exc:
+        raise InvalidRequestError(exc.message, param=exc.param or "tools") from exc
+
+
+def tool_call_grammar(tools: Sequence[Tool], choice: str | NamedToolChoice, *, parallel: bool = True,
+                      tool_call_format: str = "hermes") -> str:
+    """The Lark grammar of a turn of calls under ``choice`` in a format (no reasoning section).
+
+    Raises
+    ------
+    InvalidRequestError
+        A tool's ``parameters`` schema is invalid or unsupported.
+    """
+    fmt = choose_format(None, tool_call_format)
+    chat = ChatFormat(tokenizer=None, fmt=fmt, native_tools=False, reasoning=False)
+    mode = "auto" if choice == "auto" else "required"
+    spec = TurnSpec(calls=chat.calls(tools, choice), mode=mode, parallel=parallel and fmt.parallel,
+                    separator=fmt.separator, block_open=fmt.block_open, block_close=fmt.block_close,
+                    triggers=(fmt.trigger,) if mode == "auto" else ())
+    return build_turn(spec).lark
