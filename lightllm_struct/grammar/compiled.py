@@ -64,6 +64,43 @@ class CompiledGrammar:
         self._completes = StackMemo(max_stack_depth, capacity=small)
         self._continues = StackMemo(max_stack_depth, capacity=small)
         self.masker = TokenMasker(self, cache_size=mask_cache_size, scanner=scanner)
+        self._distances = None
+        self._budget_masks = None
+
+    @property
+    def distances(self):
+        """Shortest finishes of configurations (:class:`~lightllm_struct.grammar.finish.FinishDistance`),
+        built on first use: the engine builds it right after compiling, in the compile thread."""
+        if self._distances is None:
+            from lightllm_struct.grammar.finish import FinishDistance
+
+            with self._lexer_lock:
+                if self._distances is None:
+                    self._distances = FinishDistance(self)
+        return self._distances
+
+    @property
+    def budget_masks(self):
+        """Budget-aware mask restriction (:class:`~lightllm_struct.grammar.masks.budget.BudgetMasks`)."""
+        if self._budget_masks is None:
+            from lightllm_struct.grammar.masks.budget import BudgetMasks
+
+            self.distances  # noqa: B018 -- built before taking the lock, which building it takes too
+            with self._lexer_lock:
+                if self._budget_masks is None:
+                    self._budget_masks = BudgetMasks(self)
+        return self._budget_masks
+
+    def min_output_tokens(self) -> int:
+        """The fewest tokens any complete output takes: ``ceil(shortest sentence bytes / longest token)``.
+
+        A lower bound: no tokenization of the shortest sentence can use fewer tokens, so a budget below it
+        is impossible for certain (at or above it, finishing in time is guaranteed only from the shortest
+        sentence's byte count, every byte being a token).
+        """
+        start = self.distances.start
+        longest = max(self.tokenizer.max_token_len, 1)
+        return -(-int(start) // longest) if start != float("inf") else -1
 
     # -- configurations ---------------------------------------------------------------------------
     def initial_config(self) -> Config:

@@ -45,6 +45,11 @@ class Matcher:
         config, terminated = self._history[-1]
         return terminated or self.grammar.is_complete(config)
 
+    def shortest_finish(self) -> float:
+        """Fewest bytes (so at most that many tokens) after which the output is complete; 0 if it is."""
+        config, terminated = self._history[-1]
+        return 0.0 if terminated else self.grammar.distances.of(config)
+
     @property
     def num_accepted_tokens(self) -> int:
         return len(self._history) - 1
@@ -106,13 +111,30 @@ class Matcher:
         return True
 
     # -- masks ------------------------------------------------------------------------------------
-    def fill_next_token_bitmask(self, bitmask: torch.Tensor, index: int = 0) -> None:
+    def fill_next_token_bitmask(self, bitmask: torch.Tensor, index: int = 0, *,
+                                max_tokens_left: int | None = None) -> None:
         """Write the allowed next tokens into row ``index`` of a packed int32 bitmask.
 
         After termination only EOS is allowed, so a row stays samplable.
+
+        Parameters
+        ----------
+        bitmask:
+            int32 ``[batch, ceil(vocab / 32)]`` (or one row).
+        index:
+            The row to write.
+        max_tokens_left:
+            The request's remaining token budget, this token included. When given, tokens after which
+            the shortest finish (in bytes, each byte a token) exceeds ``max_tokens_left - 1`` are left
+            out, so that followed every step the output is a whole sentence by the last token.
         """
         config, terminated = self._history[-1]
-        words = self.grammar.masker.eos_mask if terminated else self.grammar.masker.mask(config)
+        if terminated:
+            words = self.grammar.masker.eos_mask
+        else:
+            words = self.grammar.masker.mask(config)
+            if max_tokens_left is not None:
+                words = self.grammar.budget_masks.restrict(config, words, max_tokens_left)
         if bitmask is self._view_of:  # engines refill one batch tensor every step: keep its numpy view
             target = self._view
         else:
@@ -125,12 +147,12 @@ class Matcher:
             self._view_of, self._view = bitmask, target
         np.copyto(target[index] if target.ndim == 2 else target, words)
 
-    def allowed_token_ids(self) -> list[int]:
+    def allowed_token_ids(self, *, max_tokens_left: int | None = None) -> list[int]:
         """The allowed next tokens as a list (tests and debugging; the bitmask is the fast path)."""
         from lightllm_struct.grammar.bitmask import allocate_token_bitmask, unpack_bitmask
 
         mask = allocate_token_bitmask(1, self._tok.vocab_size)
-        self.fill_next_token_bitmask(mask, 0)
+        self.fill_next_token_bitmask(mask, 0, max_tokens_left=max_tokens_left)
         return unpack_bitmask(mask[0], self._tok.vocab_size).nonzero()[0].tolist()
 
     def forced_tokens(self) -> list[int]:
