@@ -39,6 +39,21 @@ class PromptTooLongError(InvalidRequestError):
     """The prompt (plus max_tokens) does not fit the model's context or the KV cache."""
 
 
+class BudgetTooSmallError(InvalidRequestError):
+    """``max_tokens`` (or the context left after the prompt) is below the shortest answer the constraint allows.
+
+    Attributes
+    ----------
+    min_tokens:
+        The fewest tokens any complete answer can take (a lower bound: the shortest answer's bytes over the
+        longest token's bytes, rounded up), so a budget below it can never finish.
+    """
+
+    def __init__(self, message: str, *, min_tokens: int, param: str | None = "max_tokens") -> None:
+        super().__init__(message, param=param)
+        self.min_tokens = min_tokens
+
+
 class EngineOverloadedError(LightLLMStructError):
     """The engine cannot take more requests right now."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from lightllm_struct.engine.budget import check_budget, tokens_left
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
 from lightllm_struct.engine.step_guard import fail_request
@@ -57,12 +58,15 @@ class GrammarManager:
         engine's, the compiler built from the tokenizer on first use.
     pin_memory:
         Keep the batch bitmask in page-locked memory, so its copy to the GPU does not block the host.
+    max_model_len:
+        The model's context: with ``max_tokens``, it bounds each request's budget (``engine/budget.py``).
     """
 
     def __init__(self, tokenizer: Any, *, vocab_size: int, threads: int = 2, timeout_s: float = 30.0,
                  cache_size: int = 128, compiler: Any = None, matcher_cls: Any = None,
-                 pin_memory: bool = False, mask_budget_s: float = 1.0) -> None:
+                 pin_memory: bool = False, mask_budget_s: float = 1.0, max_model_len: int | None = None) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
+        self.max_model_len = max_model_len
         self.mask_budget_s = mask_budget_s
         self._pin = pin_memory
         self._masks = torch.empty(0, (vocab_size + 31) // 32, dtype=torch.int32)
@@ -91,7 +95,7 @@ class GrammarManager:
             self._cache[key] = future
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        if future.done() and future.exception() is None:
+        if future.done() and future.exception() is None and self._fits(seq, future.result()):
             self._attach(seq, future.result())
             return True
         seq.req.status = RequestStatus.WAITING_FOR_GRAMMAR
@@ -106,6 +110,11 @@ class GrammarManager:
                 del self._pending[rid]
                 exc = future.exception()
                 if exc is None:
+                    try:
+                        check_budget(seq, future.result(), self.max_model_len)
+                    except LightLLMStructError as error:
+                        failed.append((seq, error))
+                        continue
                     self._attach(seq, future.result())
                     seq.req.status = RequestStatus.WAITING
                     ready.append(seq)
@@ -147,7 +156,8 @@ class GrammarManager:
                 continue
             start = time.perf_counter()
             try:
-                seq.matcher.fill_next_token_bitmask(masks, index=i)
+                seq.matcher.fill_next_token_bitmask(masks, index=i,
+                                                    max_tokens_left=tokens_left(seq, self.max_model_len))
             except Exception as exc:  # noqa: BLE001 -- this request's grammar failed, not the batch
                 masks[i] = -1  # its token is discarded: the request is finished below
                 fail_request(seq, exc, "computing its grammar mask")
@@ -179,7 +189,11 @@ class GrammarManager:
     def _compile(self, constraint: Constraint) -> Any:
         start = time.perf_counter()
         try:
-            return compile_constraint(self._get_compiler(), constraint)
+            grammar = compile_constraint(self._get_compiler(), constraint)
+            warm = getattr(grammar, "min_output_tokens", None)
+            if warm is not None:
+                warm()  # the shortest-finish tables are built here, off the step loop
+            return grammar
         finally:
             self.stats["grammar_compiles_total"] += 1
             self.stats["grammar_compile_seconds_total"] += time.perf_counter() - start
@@ -198,6 +212,14 @@ class GrammarManager:
                 self._compiler = GrammarCompiler(info, compile_timeout_s=self.timeout_s)
                 gc.freeze()  # the vocabulary tables live as long as the engine: out of every full collection
             return self._compiler
+
+    def _fits(self, seq: Sequence, grammar: Any) -> bool:
+        """Whether ``seq``'s budget can hold an answer (if not, ``poll`` fails it with the reason)."""
+        try:
+            check_budget(seq, grammar, self.max_model_len)
+        except LightLLMStructError:
+            return False
+        return True
 
     def _attach(self, seq: Sequence, grammar: Any) -> None:
         if self._matcher_cls is None:

@@ -31,7 +31,9 @@ def append_token(seq: Sequence, token_id: int, *, eos_token_ids: frozenset[int],
     elif seq.matcher is not None and seq.matcher.is_terminated():
         seq.finish(RequestStatus.FINISHED_STOPPED)
     elif seq.num_output >= params.max_tokens or seq.num_tokens >= max_model_len:
-        seq.finish(RequestStatus.FINISHED_LENGTH)
+        # Budget-aware masks bring a constrained answer to a whole sentence by its last token: it stopped.
+        complete = seq.matcher is not None and seq.matcher.is_complete()
+        seq.finish(RequestStatus.FINISHED_STOPPED if complete else RequestStatus.FINISHED_LENGTH)
 
 
 def _cut_at_stop_string(seq: Sequence) -> bool:

@@ -36,7 +36,7 @@ class FakeMatcher:
     def __init__(self, allowed):
         self.allowed = allowed
 
-    def fill_next_token_bitmask(self, mask, index=0):
+    def fill_next_token_bitmask(self, mask, index=0, *, max_tokens_left=None):
         mask[index] = 0
         for t in self.allowed:
             mask[index, t // 32] |= 1 << (t % 32)

@@ -1,0 +1,129 @@
+"""Budget-aware masks: walks that push the output as long as they can still end valid within the budget.
+
+Every walk takes the allowed token that pushes the shortest finish furthest (then the longest token), or a
+random one; under any budget from the shortest answer up it must end with a whole sentence by its last
+token. Outputs are checked by jsonschema, lark and re, never by the engine.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import jsonschema
+import lark
+import pytest
+
+from lightllm_struct.grammar import GrammarCompiler, Matcher
+from tests.grammar.small_vocab import small_tokenizer
+from tests.grammar.vocab_fixtures import compiler as vocab_compiler
+
+SCHEMAS = {
+    "strings": {"type": "object", "required": ["name", "notes"],
+                "properties": {"name": {"type": "string"}, "notes": {"type": "string"}}},
+    "arrays": {"type": "object", "required": ["tags", "grid"],
+               "properties": {"tags": {"type": "array", "items": {"type": "string"}},
+                              "grid": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}}},
+    "recursion": {"$defs": {"node": {"type": "object", "required": ["v", "kids"],
+                                     "properties": {"v": {"type": "number"},
+                                                    "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}},
+                  "$ref": "#/$defs/node"},
+    "free": {"type": "object"},
+}
+LARK = 'start: expr\nexpr: term (("+"|"*") term)*\nterm: NUMBER | "(" expr ")" | NAME "(" expr ")"\n' \
+       'NUMBER: /[0-9]+/\nNAME: /[a-z]+/\n%ignore " "'
+REGEX = r"(ab|c[a-z]*d)+-[0-9]{2,}"
+CHOICES = ["no", "perhaps", "definitely yes"]
+
+
+def _walk(matcher: Matcher, vocab: list[bytes], eos: set[int], budget: int, rng: random.Random, greedy: float):
+    """Up to ``budget`` tokens, as long-winded as the masks allow; returns the text bytes."""
+    out = []
+    for step in range(budget):
+        if matcher.is_terminated():
+            break
+        allowed = matcher.allowed_token_ids(max_tokens_left=budget - step)
+        assert allowed, f"empty mask after {b''.join(out)!r}"
+        text = [t for t in allowed if t not in eos]
+        if not text:
+            assert matcher.accept_token(allowed[0])
+            break
+        if rng.random() < greedy:
+            token = max(text, key=lambda t: (_finish_after(matcher, t), len(vocab[t])))
+        else:
+            token = rng.choice(text)
+        assert matcher.accept_token(token)
+        out.append(vocab[token])
+    assert matcher.is_complete(), f"budget {budget} ran out before a whole sentence: {b''.join(out)!r}"
+    return b"".join(out)
+
+
+def _finish_after(matcher: Matcher, token: int) -> float:
+    matcher.accept_token(token)
+    try:
+        return matcher.shortest_finish()
+    finally:
+        matcher.rollback(1)
+
+
+def _budgets(grammar, extra: int = 24):
+    start = int(grammar.distances.start)
+    return range(start, start + extra, 3)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_json_schema_walks_end_valid_within_the_budget(name):
+    tok = small_tokenizer()
+    grammar = GrammarCompiler(tok).compile_json_schema(SCHEMAS[name])
+    rng = random.Random(name)
+    for budget in _budgets(grammar):
+        for greedy in (1.0, 0.6, 0.0):
+            text = _walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy)
+            jsonschema.validate(json.loads(text), SCHEMAS[name])
+
+
+def test_lark_regex_and_choice_walks_end_valid_within_the_budget():
+    tok = small_tokenizer()
+    comp = GrammarCompiler(tok)
+    parser = lark.Lark(LARK, parser="lalr")
+    checks = [(comp.compile_lark(LARK), lambda s: parser.parse(s)),
+              (comp.compile_regex(REGEX), lambda s: re.fullmatch(REGEX, s) or pytest.fail(f"{s!r} !~ {REGEX}")),
+              (comp.compile_choice(CHOICES), lambda s: s in CHOICES or pytest.fail(f"{s!r} not a choice"))]
+    rng = random.Random(7)
+    for grammar, check in checks:
+        for budget in _budgets(grammar, 12):
+            for greedy in (1.0, 0.5, 0.0):
+                check(_walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy).decode())
+
+
+def test_far_budget_changes_nothing_and_tight_budget_narrows():
+    tok = small_tokenizer()
+    grammar = GrammarCompiler(tok).compile_json_schema(SCHEMAS["strings"])
+    matcher = Matcher(grammar)
+    assert matcher.accept_bytes(b'{"name":"ab')
+    free = matcher.allowed_token_ids()
+    assert matcher.allowed_token_ids(max_tokens_left=1000) == free
+    tight = matcher.allowed_token_ids(max_tokens_left=int(matcher.shortest_finish()))
+    assert set(tight) < set(free)
+    assert tok.token_of_bytes[b'"'] in tight and tok.token_of_bytes[b"a"] not in tight
+
+
+def test_min_output_tokens_is_the_optimistic_token_count():
+    tok = small_tokenizer()
+    grammar = GrammarCompiler(tok).compile_json_schema(
+        {"type": "object", "required": ["s"], "properties": {"s": {"type": "string", "minLength": 40}}})
+    shortest = len('{"s":""}') + 40
+    assert grammar.distances.start == shortest
+    assert grammar.min_output_tokens() == -(-shortest // tok.max_token_len)
+
+
+def test_llama3_vocabulary_walk_ends_valid():
+    comp = vocab_compiler("llama3")
+    tok = comp.tokenizer
+    assert all(bytes([b]) in tok.token_of_bytes for b in range(256))  # every byte is a token
+    schema = SCHEMAS["strings"]
+    grammar = comp.compile_json_schema(schema)
+    rng = random.Random(3)
+    for budget in (int(grammar.distances.start), 30):
+        text = _walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy=0.0)
+        jsonschema.validate(json.loads(text), schema)
