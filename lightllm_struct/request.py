@@ -167,7 +167,9 @@ class Constraint:
 
 
 class RequestStatus(enum.IntEnum):
-    """Ordered: a request only ever moves to a larger value."""
+    """Ordered: a request only ever moves to a larger value, but for preemption (RUNNING -> WAITING, its KV
+    given back under memory pressure), the one named move back. ``engine.sequence.Sequence.transition`` is
+    the only writer and enforces it (``LEGAL_MOVES``)."""
 
     WAITING_FOR_GRAMMAR = 0
     WAITING = 1
@@ -240,3 +242,6 @@ class RequestOutput:
     num_cached_tokens: int = 0
     error: str | None = None
     stop_reason: str | int | None = None  # the stop string or token id that ended it, if any
+    # The typed error behind ``error``: the snapshot carries it to other threads (the server's), which never
+    # read the engine-owned Request.
+    exception: BaseException | None = field(default=None, repr=False, compare=False)

@@ -130,7 +130,7 @@ class AsyncEngine:
                     raise item
                 finished = item.finished
                 if finished and item.finish_reason == "error":
-                    raise _request_error(request, item)
+                    raise _request_error(item)
                 yield item
         finally:
             if not finished:
@@ -215,8 +215,8 @@ def _is_final(item: RequestOutput | BaseException) -> bool:
     return isinstance(item, BaseException) or item.finished
 
 
-def _request_error(request: Request, out: RequestOutput) -> LightLLMStructError:
-    """The typed error the engine recorded on the request, or a generic one from the output's text."""
-    if isinstance(request.error, LightLLMStructError):
-        return request.error
+def _request_error(out: RequestOutput) -> LightLLMStructError:
+    """The typed error the engine recorded for the request, or a generic one from the output's text."""
+    if isinstance(out.exception, LightLLMStructError):
+        return out.exception
     return EngineStepError(out.error or "the request failed in the engine")

@@ -101,8 +101,10 @@ class Engine:
         seq = Sequence(req=req, seed=req.sampling.seed if req.sampling.seed is not None else random.getrandbits(62),
                        detokenizer=self.tokenizer.detokenizer())
         self._seqs[req.request_id] = seq
-        req.status = RequestStatus.WAITING
-        if req.constraint is None or self.grammar.submit(seq):
+        if req.constraint is None:
+            seq.place(RequestStatus.WAITING)
+            self.scheduler.add(seq)
+        elif self.grammar.submit(seq):  # it places seq: WAITING if the grammar is cached, else WAITING_FOR_GRAMMAR
             self.scheduler.add(seq)
 
     def abort_request(self, request_id: str) -> None:

@@ -84,7 +84,8 @@ class GrammarManager:
         return len(self._pending)
 
     def submit(self, seq: Sequence) -> bool:
-        """Start compiling ``seq``'s constraint; True if it is ready at once (cached), else it waits."""
+        """Start compiling ``seq``'s constraint and place ``seq``: True (WAITING) if the grammar is ready at once
+        (cached), else False (WAITING_FOR_GRAMMAR until :meth:`poll` reports it)."""
         key = f"{getattr(self.tokenizer, 'model_dir', '')}|{seq.req.constraint.canonical()}"
         future = self._cache.get(key)
         if future is not None:
@@ -97,8 +98,9 @@ class GrammarManager:
                 self._cache.popitem(last=False)
         if future.done() and future.exception() is None and self._fits(seq, future.result()):
             self._attach(seq, future.result())
+            seq.place(RequestStatus.WAITING)
             return True
-        seq.req.status = RequestStatus.WAITING_FOR_GRAMMAR
+        seq.place(RequestStatus.WAITING_FOR_GRAMMAR)
         self._pending[seq.request_id] = (seq, future, time.monotonic() + self.timeout_s)
         return False
 
@@ -116,7 +118,7 @@ class GrammarManager:
                         failed.append((seq, error))
                         continue
                     self._attach(seq, future.result())
-                    seq.req.status = RequestStatus.WAITING
+                    seq.transition(RequestStatus.WAITING)
                     ready.append(seq)
                 else:
                     self._forget(future)

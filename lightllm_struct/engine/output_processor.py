@@ -84,4 +84,5 @@ def make_output(seq: Sequence) -> RequestOutput:
         num_cached_tokens=req.num_cached_tokens,
         error=None if req.error is None else str(req.error),
         stop_reason=seq.stop_reason,
+        exception=req.error,
     )

@@ -137,7 +137,7 @@ class Scheduler:
         self.table.write(seq.row, 0, cached)
         seq.cache_node = node
         seq.num_computed = seq.num_cached = seq.req.num_cached_tokens = cached.numel()
-        seq.req.status = RequestStatus.RUNNING
+        seq.transition(RequestStatus.RUNNING)
         seq.admitted_at = next(self._admissions)
         return n
 
@@ -221,7 +221,7 @@ class Scheduler:
     def _preempt(self, seq: Sequence) -> None:
         self.running.remove(seq)
         self._release(seq, keep_kv=True)
-        seq.req.status = RequestStatus.WAITING
+        seq.transition(RequestStatus.WAITING)  # preemption: the one move back
         self.waiting.appendleft(seq)
         self.num_preemptions += 1
 

@@ -7,6 +7,18 @@ from typing import Any
 from lightllm_struct.engine.tokenizer import IncrementalDetokenizer
 from lightllm_struct.request import Request, RequestStatus
 
+_FINISHED = frozenset(s for s in RequestStatus if s.finished)
+# Every move a request's status may make. All go forward (the enum is ordered) but one: preemption, RUNNING ->
+# WAITING, when the scheduler takes a running request's KV back to make room.
+LEGAL_MOVES: dict[RequestStatus, frozenset[RequestStatus]] = {
+    RequestStatus.WAITING_FOR_GRAMMAR: frozenset({RequestStatus.WAITING}) | _FINISHED,
+    RequestStatus.WAITING: frozenset({RequestStatus.RUNNING}) | _FINISHED,
+    RequestStatus.RUNNING: frozenset({RequestStatus.WAITING}) | _FINISHED,  # WAITING: preemption
+    **{s: frozenset() for s in _FINISHED},
+}
+# Where a request starts: waiting for its grammar to compile, or (free, or its grammar cached) for a slot.
+INITIAL = frozenset({RequestStatus.WAITING_FOR_GRAMMAR, RequestStatus.WAITING})
+
 
 @dataclass(eq=False)
 class Sequence:
@@ -29,6 +41,7 @@ class Sequence:
     num_emitted_chars: int = 0  # of output_text, already safe to show (past any stop-string prefix)
     stop_reason: str | int | None = None
     admitted_at: int = 0  # admission order: the newest is preempted first
+    placed: bool = False  # the engine gave the request its first status (Sequence.place)
 
     @property
     def request_id(self) -> str:
@@ -63,8 +76,19 @@ class Sequence:
     def finished(self) -> bool:
         return self.req.status.finished
 
+    def place(self, status: RequestStatus) -> None:
+        """Give the new request its first status, once: WAITING_FOR_GRAMMAR or WAITING."""
+        assert not self.placed and status in INITIAL, f"a request starts once, in one of {sorted(INITIAL)}"
+        self.req.status, self.placed = status, True
+
+    def transition(self, status: RequestStatus) -> None:
+        """Move to ``status``: the only writer of a request's status after :meth:`place`, along LEGAL_MOVES."""
+        assert status in LEGAL_MOVES[self.req.status], \
+            f"illegal status move {self.req.status.name} -> {status.name} of {self.request_id}"
+        self.req.status = status
+
     def finish(self, status: RequestStatus, *, error: BaseException | None = None) -> None:
         assert status.finished and not self.finished, "a request finishes once"
-        self.req.status = status
+        self.transition(status)
         if error is not None:
             self.req.error = error
