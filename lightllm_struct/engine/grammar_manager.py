@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from lightllm_struct.engine.budget import check_budget, tokens_left
+from lightllm_struct.engine.matcher_like import MatcherLike, SampledTokenRejected
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
 from lightllm_struct.engine.step_guard import fail_request
@@ -63,8 +64,9 @@ class GrammarManager:
     """
 
     def __init__(self, tokenizer: Any, *, vocab_size: int, threads: int = 2, timeout_s: float = 30.0,
-                 cache_size: int = 128, compiler: Any = None, matcher_cls: Any = None,
-                 pin_memory: bool = False, mask_budget_s: float = 1.0, max_model_len: int | None = None) -> None:
+                 cache_size: int = 128, compiler: Any = None,
+                 matcher_cls: Callable[[Any], MatcherLike] | None = None, pin_memory: bool = False,
+                 mask_budget_s: float = 1.0, max_model_len: int | None = None) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
         self.max_model_len = max_model_len
         self.mask_budget_s = mask_budget_s
@@ -177,11 +179,17 @@ class GrammarManager:
 
         Raises
         ------
-        InvalidTokenError
+        SampledTokenRejected
             If the matcher rejects it (a mask and sampler disagreement: fails this request only).
         """
-        if seq.matcher is not None and not seq.matcher.accept_token(token_id):
-            raise InvalidTokenError(f"the grammar rejected sampled token {token_id}")
+        if seq.matcher is None:
+            return
+        try:
+            accepted = seq.matcher.accept_token(token_id)
+        except InvalidTokenError as exc:  # outside the grammar's vocabulary: the engine sampled it all the same
+            raise SampledTokenRejected(f"the grammar rejected sampled token {token_id}: {exc.message}") from exc
+        if not accepted:
+            raise SampledTokenRejected(f"the grammar rejected sampled token {token_id}")
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lightllm_struct.engine.matcher_like import MatcherLike
 from lightllm_struct.engine.tokenizer import IncrementalDetokenizer
 from lightllm_struct.request import Request, RequestStatus
 
@@ -36,7 +37,7 @@ class Sequence:
     num_computed: int = 0
     num_cached: int = 0
     cache_node: Any = None
-    matcher: Any = None  # grammar matcher, when the request is constrained
+    matcher: MatcherLike | None = None  # when the request is constrained
     output_bound: int | None = None  # hard bound on output tokens a grammar guarantees, if known
     num_emitted_chars: int = 0  # of output_text, already safe to show (past any stop-string prefix)
     stop_reason: str | int | None = None

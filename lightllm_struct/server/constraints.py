@@ -118,10 +118,9 @@ def chat_constraint(req: ChatCompletionRequest, chat: Any, prompt: str) -> tuple
 
 def blame(exc: LightLLMStructError, spec: ConstraintSpec | None) -> LightLLMStructError:
     """Point a grammar error at the request parameter it came from (errors raised deep down know no params)."""
-    from lightllm_struct.grammar.errors import GrammarError, InvalidTokenError
+    from lightllm_struct.grammar.errors import GrammarError
 
-    if spec is not None and isinstance(exc, GrammarError) and not isinstance(exc, InvalidTokenError) \
-            and exc.param is None:
+    if spec is not None and isinstance(exc, GrammarError) and exc.param is None:
         exc.param = spec.param
         if not exc.message.startswith(spec.param):
             exc.message = f"{spec.param}: {exc.message}"

@@ -19,7 +19,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lightllm_struct.errors import (EngineDeadError, EngineOverloadedError, InvalidRequestError,
                                     LightLLMStructError, PromptTooLongError)
 from lightllm_struct.grammar import errors as grammar_errors
-from lightllm_struct.grammar.errors import InvalidTokenError
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +64,6 @@ def error_code(exc: LightLLMStructError) -> str:
 
 def body_for(exc: BaseException) -> tuple[int, dict]:
     """The (status, body) a server answers with for ``exc``."""
-    if isinstance(exc, InvalidTokenError):
-        # The engine sampled a token its own mask forbade: never the client's fault, whatever its base says.
-        return 500, error_body(f"internal error: {exc.message}", type="internal_error", code=error_code(exc))
     if isinstance(exc, LightLLMStructError):
         return exc.http_status, error_body(exc.message, type=exc.error_type, param=exc.param,
                                            code=error_code(exc))

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from lightllm_struct.engine.grammar_manager import GrammarManager
+from lightllm_struct.engine.matcher_like import SampledTokenRejected
 from lightllm_struct.request import Constraint
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import InvalidRequestError
-from lightllm_struct.grammar.errors import CompileTimeout, InvalidTokenError, SchemaError
+from lightllm_struct.grammar.errors import CompileTimeout, SchemaError
 from lightllm_struct.request import Request, RequestStatus, SamplingParams
 
 
@@ -118,8 +119,9 @@ def test_batch_bitmask_has_all_ones_for_free_rows():
     assert mask.shape == (2, 3) and mask.dtype == torch.int32
     assert (mask[0] == -1).all() and mask[1].tolist() == [1 << 2, 1 << 1, 0]
     manager.accept(constrained, 33)
-    with pytest.raises(InvalidTokenError):
+    with pytest.raises(SampledTokenRejected) as rejected:
         manager.accept(constrained, 7)
+    assert rejected.value.http_status == 500  # the engine's mask and sampler disagree: never the user's fault
 
 
 def test_reused_bitmask_buffer_never_leaks_a_previous_row():

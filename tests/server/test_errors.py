@@ -6,7 +6,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from lightllm_struct.errors import EngineOverloadedError, InvalidRequestError
-from lightllm_struct.grammar.errors import InvalidTokenError, SchemaError
+from lightllm_struct.engine.matcher_like import SampledTokenRejected
+from lightllm_struct.grammar.errors import SchemaError
 from lightllm_struct.server.errors import install_error_handlers, parse_json_body
 
 
@@ -26,7 +27,7 @@ def _client() -> TestClient:
     async def raw(kind: str):
         raise {"schema": SchemaError("bad type", pointer="/properties/a", param="response_format.json_schema.schema"),
                "busy": EngineOverloadedError("busy"), "bad": InvalidRequestError("nope", param="stop"),
-               "token": InvalidTokenError("rejected 5"), "json": None}[kind] or parse_json_body(b"{")
+               "token": SampledTokenRejected("rejected 5"), "json": None}[kind] or parse_json_body(b"{")
 
     @app.post("/boom")
     async def boom():
