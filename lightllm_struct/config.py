@@ -75,6 +75,9 @@ class EngineConfig:
     cuda_graph_tokens_per_seq:
         Most new tokens one sequence computes in a captured decode step (its sampled token plus forced
         ones): graphs are captured for 1, 2, 4, ... up to it, and a longer forced run takes several steps.
+    overlap:
+        Overlap the host with the device: step t+1's forward is queued before step t's tokens are read, and
+        the host records them (and fills t+1's grammar masks) while it runs. None (default) = on for CUDA.
     num_threads:
         torch CPU threads; None = min(cores - 1, 4) (at least 1): one core stays free for the rest.
     output_history_size:
@@ -100,6 +103,7 @@ class EngineConfig:
     enable_cuda_graphs: bool = True
     enable_jump_forward: bool | None = None
     cuda_graph_tokens_per_seq: int = 8
+    overlap: bool | None = None
     grammar_compile_threads: int = 2
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128

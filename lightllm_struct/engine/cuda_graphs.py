@@ -190,12 +190,14 @@ class CUDAGraphRunner:
         """Whether a captured graph serves a step of this shape (short enough, small enough)."""
         return max_seq_len <= self.max_context and self._shape(num_seqs, max_query_len) is not None
 
-    def run_padded(self, layout: torch.Tensor, table_rows: torch.Tensor, *, num_seqs: int, k: int) -> torch.Tensor:
+    def run_padded(self, layout: torch.Tensor, table_rows: torch.Tensor, *, num_seqs: int, k: int,
+                   patch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Replay the step of ``num_seqs`` sequences of up to ``k`` new tokens; fp32 logits ``[num_seqs, V]``
         of each sequence's last new token (a view, valid until the next replay).
 
         ``layout`` is :func:`graph_inputs.pad_step`'s host tensor for the shape :meth:`padded_shape` gives;
-        ``table_rows [num_seqs, >= longest context]`` the sequences' slot-table rows on the device.
+        ``table_rows [num_seqs, >= longest context]`` the sequences' slot-table rows on the device;
+        ``patch = (rows, ids)`` device tensors of input ids to set after the copy (tokens still in flight).
 
         Raises
         ------
@@ -216,6 +218,8 @@ class CUDAGraphRunner:
         self._flat[:n].copy_(staging[:n], non_blocking=True)
         if copied is not None:
             copied.record()
+        if patch is not None:
+            self._flat.index_copy_(0, *patch)  # the ids are the layout's first row
         self._table[:num_seqs, :table_rows.shape[1]].copy_(table_rows)
         return self._graphs[shape].replay(table_rows.shape[1])[:num_seqs]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from lightllm_struct.config import EngineConfig
+from lightllm_struct.engine.inflight import InflightTokens
 from lightllm_struct.engine.grammar_manager import GrammarManager
 from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
 from lightllm_struct.engine.model_runner import ModelRunner
@@ -81,6 +82,9 @@ class Engine:
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)
         self._seqs: dict[str, Sequence] = {}
         self._outbox: list[RequestOutput] = []  # finished outside a step (aborts, failed compiles)
+        self._inflight: InflightTokens | None = None  # the last step's tokens, not yet recorded
+        # See EngineConfig.overlap: on CUDA the host's work for a step hides behind the next forward.
+        self.overlap = self.device.type == "cuda" if config.overlap is None else config.overlap
         # The model, tokenizer and vocabulary tables are millions of long-lived objects: keep the cyclic
         # garbage collector from re-scanning them in every full collection (pauses showed in step-time tails).
         gc.freeze()
@@ -120,13 +124,18 @@ class Engine:
 
     @torch.inference_mode()
     def step(self) -> list[RequestOutput]:
-        """Run one step; returns the outputs of requests that progressed or finished in it."""
+        """Run one step; returns the outputs of requests that progressed or finished in it.
+
+        With ``overlap`` the host works while the device computes: step t's forward is queued first, then
+        step t-1's tokens are read and recorded, then t's masks are filled; t's tokens are recorded in t+1.
+        """
         self._admit_compiled()
         batch = self.scheduler.schedule()
-        logits = self.runner.launch(batch)
+        logits = self.runner.launch(batch, self._inflight)
+        outputs = self._update_and_stream() if self.overlap else []
         bitmask = self.grammar.fill_bitmask(batch.sampled)
-        tokens = self._sample(logits.result(), batch, bitmask)
-        return self._update_and_stream(batch, tokens)
+        self._inflight = self._sample(logits.logits, batch, bitmask)
+        return outputs if self.overlap else self._update_and_stream()
 
     @property
     def kv(self) -> KVStats:
@@ -166,23 +175,31 @@ class Engine:
         for seq, error in failed:
             self._retire(seq, RequestStatus.FINISHED_ERROR, error=error)
 
-    def _sample(self, logits: torch.Tensor | None, batch: ScheduledBatch, bitmask: torch.Tensor | None) -> list[int]:
+    def _sample(self, logits: torch.Tensor | None, batch: ScheduledBatch,
+                bitmask: torch.Tensor | None) -> InflightTokens | None:
+        """Queue the sampling of ``batch``'s rows; the tokens stay on the device until read."""
         if logits is None:
-            return []
+            return None
         params = sampling_tensors(batch.sampled, logits.device, eos_token_ids=self.eos_token_ids)
         if bitmask is not None:
             bitmask = bitmask.to(logits.device, non_blocking=True)
-        return self.sampler(logits, params, bitmask).tolist()
+        return InflightTokens.start(batch, self.sampler(logits, params, bitmask))
 
-    def _update_and_stream(self, batch: ScheduledBatch, tokens: list[int]) -> list[RequestOutput]:
-        """Record each sampled token, finish what stops, and snapshot every request that moved."""
+    def _update_and_stream(self) -> list[RequestOutput]:
+        """Record each sampled token in flight, finish what stops, and snapshot every request that moved."""
         outputs, self._outbox = self._outbox, []
-        for seq, token in zip(batch.sampled, tokens):
-            if not seq.finished:  # else it failed earlier in this step (its mask or sampling row)
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return outputs
+        for seq, token, keep in zip(inflight.seqs, inflight.tokens(), inflight.keep):
+            if self._seqs.get(seq.request_id) is not seq:
+                continue  # retired (aborted) while its token was in flight: its output went out then
+            if keep and not seq.finished:  # else it failed in its step (its mask or sampling row)
                 self._process_token(seq, token)
             if seq.finished:
                 self._release(seq)
-            outputs.append(make_output(seq))
+            if keep or seq.finished:
+                outputs.append(make_output(seq))
         return outputs
 
     def _process_token(self, seq: Sequence, token: int) -> None:

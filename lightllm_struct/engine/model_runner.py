@@ -5,6 +5,7 @@ filled on the CPU meanwhile; ``LogitsFuture.result()`` is where the host first w
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -49,19 +50,31 @@ class ModelRunner:
         self.model, self.kv_cache, self.table, self.device = model, kv_cache, table, device
         self.graphs = graphs
 
-    def launch(self, batch: ScheduledBatch) -> LogitsFuture:
-        """Start the forward of ``batch``; returns the logits of the last token of each sampling sequence."""
+    def launch(self, batch: ScheduledBatch, inflight=None) -> LogitsFuture:
+        """Start the forward of ``batch``; returns the logits of the last token of each sampling sequence.
+
+        ``inflight`` (an ``InflightTokens``) holds the previous step's tokens still on the device: the rows
+        whose last new token is one of them get its id there, without the host waiting for it.
+        """
         if batch.empty:
             return LogitsFuture(None)
         rows = batch.sample_rows
         seq_lens = [start + n for start, n in zip(batch.starts, batch.lens)]
+        patch_rows, sources = inflight.patches(batch) if inflight is not None else ([], [])
+        patch = None
         if self.graphs is not None and self.graphs.can_run(len(batch.seqs), max(batch.lens), max(seq_lens)):
             # Decode steps (forced tokens included): one graph replay replaces hundreds of launches.
-            logits = self._replay(batch, max(seq_lens))
+            size, k = self.graphs.padded_shape(len(batch.seqs), max(batch.lens))
+            if patch_rows:
+                patch = self._patch([i * k + k - 1 for i in patch_rows], sources, inflight)
+            logits = self._replay(batch, max(seq_lens), size, k, patch)
             if len(rows) != len(batch.seqs):
                 logits = logits[torch.tensor(rows, device=self.device)]
         else:
             input_ids, positions, meta = self.prepare(batch)
+            if patch_rows:
+                ends = [start + n for start, n in zip([0, *itertools.accumulate(batch.lens)], batch.lens)]
+                input_ids.index_copy_(0, *self._patch([ends[i] - 1 for i in patch_rows], sources, inflight))
             hidden = self.model.forward(input_ids, positions, meta=meta, kv_cache=self.kv_cache)
             if not rows:
                 return LogitsFuture(None)
@@ -75,21 +88,24 @@ class ModelRunner:
             done.record()
         return LogitsFuture(logits, done)
 
-    def _replay(self, batch: ScheduledBatch, max_seq_len: int) -> torch.Tensor:
+    def _patch(self, positions: list[int], sources: list[int], inflight) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(positions, ids)`` on the device: where in the step's input ids the in-flight tokens go."""
+        index = torch.tensor([positions, sources], dtype=torch.int64).to(self.device, non_blocking=True)
+        return index[0], inflight.device.index_select(0, index[1])
+
+    def _replay(self, batch: ScheduledBatch, max_seq_len: int, size: int, k: int, patch) -> torch.Tensor:
         """Every sequence's last-token logits from the captured graph of the batch's padded shape."""
-        size, k = self.graphs.padded_shape(len(batch.seqs), max(batch.lens))
-        token_ids = [seq.token_ids(start, n) for seq, start, n in zip(batch.seqs, batch.starts, batch.lens)]
-        layout = pad_step(token_ids, batch.starts, torch.cat(batch.slots).tolist(), size=size, k=k,
+        layout = pad_step(_new_tokens(batch), batch.starts, torch.cat(batch.slots).tolist(), size=size, k=k,
                           scratch_slot=self.graphs.scratch_slot)
         table_rows = self.table.rows([s.row for s in batch.seqs], max_seq_len)
-        return self.graphs.run_padded(layout, table_rows, num_seqs=len(batch.seqs), k=k)
+        return self.graphs.run_padded(layout, table_rows, num_seqs=len(batch.seqs), k=k, patch=patch)
 
     def prepare(self, batch: ScheduledBatch) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         """Flattened ``input_ids [T]``, ``positions [T]`` and the attention metadata of ``batch``."""
         ids: list[int] = []
         pos: list[int] = []
-        for seq, start, n in zip(batch.seqs, batch.starts, batch.lens):
-            ids.extend(seq.token_ids(start, n))
+        for toks, start, n in zip(_new_tokens(batch), batch.starts, batch.lens):
+            ids.extend(toks)
             pos.extend(range(start, start + n))
         seq_lens = [start + n for start, n in zip(batch.starts, batch.lens)]
         req_to_token = self.table.rows([s.row for s in batch.seqs], max(seq_lens))
@@ -98,3 +114,12 @@ class ModelRunner:
                                        slot_mapping=torch.cat(batch.slots))
         as_tensor = lambda xs: torch.tensor(xs, dtype=torch.int64, device=self.device)  # noqa: E731
         return as_tensor(ids), as_tensor(pos), meta
+
+
+def _new_tokens(batch: ScheduledBatch) -> list[list[int]]:
+    """Each sequence's new token ids; a token still in flight is a 0 here, its id is patched in on the device."""
+    out = []
+    for seq, start, n in zip(batch.seqs, batch.starts, batch.lens):
+        toks = seq.token_ids(start, n)
+        out.append(toks if len(toks) == n else toks + [0] * (n - len(toks)))
+    return out

@@ -46,7 +46,8 @@ class ScheduledBatch:
 
         Computed once, when the step first asks (its new tokens would change the answer afterwards).
         """
-        return [i for i, (s, st, n) in enumerate(zip(self.seqs, self.starts, self.lens)) if st + n == s.num_tokens]
+        return [i for i, (s, st, n) in enumerate(zip(self.seqs, self.starts, self.lens))
+                if st + n == s.num_tokens + s.num_inflight]
 
     @functools.cached_property
     def sampled(self) -> list[Sequence]:
@@ -90,7 +91,8 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
-            n = min(seq.num_tokens - seq.num_computed, budget)
+            # A token still in flight is computed now too: its id comes from the device (overlapped steps).
+            n = min(seq.num_tokens + seq.num_inflight - seq.num_computed, budget)
             if self.max_decode_tokens is not None and seq.num_computed >= len(seq.req.prompt_token_ids):
                 n = min(n, self.max_decode_tokens)
             if not self._make_room(n, protect=seq):

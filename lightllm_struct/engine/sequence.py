@@ -43,6 +43,7 @@ class Sequence:
     stop_reason: str | int | None = None
     admitted_at: int = 0  # admission order: the newest is preempted first
     placed: bool = False  # the engine gave the request its first status (Sequence.place)
+    num_inflight: int = 0  # 1 while its sampled token is still on the device (overlapped steps)
 
     @property
     def request_id(self) -> str:
