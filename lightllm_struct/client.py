@@ -231,6 +231,8 @@ def _local_generate(calls: Sequence[_Call], model: str | None) -> list[Any]:
     results = []
     for call, out in zip(calls, outputs):
         if out.finish_reason == "error":
+            if isinstance(out.exception, LightLLMStructError):
+                raise out.exception  # typed (a budget below the shortest answer: BudgetTooSmallError)
             raise ClientError(f"generation failed: {out.error}")
         results.append(parse_output(call, out.text, out.finish_reason))
     return results

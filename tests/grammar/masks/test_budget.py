@@ -127,3 +127,23 @@ def test_llama3_vocabulary_walk_ends_valid():
     for budget in (int(grammar.distances.start), 30):
         text = _walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy=0.0)
         jsonschema.validate(json.loads(text), schema)
+
+
+@pytest.mark.parametrize("make", ["json_object", "flexible"])
+def test_whitespace_is_bounded(make):
+    """No position of a JSON grammar takes more than a bounded run of whitespace (json_object: none)."""
+    comp = GrammarCompiler(small_tokenizer())
+    grammar = comp.compile_json_object() if make == "json_object" else comp.compile_json_schema(
+        SCHEMAS["arrays"], whitespace="flexible")
+    config = grammar.initial_config()
+    for prefix in [b"", b"{", b'{"tags"', b'{"tags":', b'{"tags":[', b'{"tags":[]', b'{"tags":[],']:
+        at = grammar.feed_bytes(config, prefix)
+        assert at is not None
+        run = 0
+        for byte in b" \n" + b" " * 200:
+            at = grammar.feed_bytes(at, bytes([byte]))
+            if at is None:
+                break
+            run += 1
+        # flexible: at most two runs of FLEX_WS (two spaces, a newline, 40 of indent) between two tokens
+        assert run <= (0 if make == "json_object" else 2 * (2 + 1 + 40)), (prefix, run)
