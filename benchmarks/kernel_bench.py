@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 import triton
 
-from lightllm_struct.kernels.activation import silu_and_mul, silu_and_mul_reference
+from lightllm_struct.kernels import reference
+from lightllm_struct.kernels.activation import silu_and_mul
 from lightllm_struct.kernels.attention_decode import decode_attention
 from lightllm_struct.kernels.attention_prefill import prefill_attention, store_kv
-from lightllm_struct.kernels.norm import add_rms_norm, rms_norm_reference
-from lightllm_struct.kernels.rope import apply_rotary, apply_rotary_reference
+from lightllm_struct.kernels.norm import add_rms_norm
+from lightllm_struct.kernels.rope import apply_rotary
 from lightllm_struct.kernels.sampling import sample_tokens
 
 DEV = "cuda"
@@ -119,15 +120,15 @@ def bench_elementwise(bw: float) -> None:
     r = torch.randn(t, h, device=DEV, dtype=BF16)
     w = torch.randn(h, device=DEV, dtype=BF16)
     record("add_rms_norm T=4096 H=4096", ms(lambda: add_rms_norm(x, r, w, 1e-5)),
-           ms(lambda: rms_norm_reference(x, w, 1e-5, residual=r)), 4 * x.numel() * 2 / bw * 1e3)
+           ms(lambda: reference.add_rms_norm(x, r, w, 1e-5)), 4 * x.numel() * 2 / bw * 1e3)
     gu = torch.randn(t, 2 * inter, device=DEV, dtype=BF16)
-    record("silu_and_mul T=4096 I=14336", ms(lambda: silu_and_mul(gu)), ms(lambda: silu_and_mul_reference(gu)),
+    record("silu_and_mul T=4096 I=14336", ms(lambda: silu_and_mul(gu)), ms(lambda: reference.silu_and_mul(gu)),
            3 * t * inter * 2 / bw * 1e3)
     qkv = torch.randn(t, 48, 128, device=DEV, dtype=BF16)
     q, k = qkv[:, :32], qkv[:, 32:40]
     cos, sin = torch.rand(t, 64, device=DEV), torch.rand(t, 64, device=DEV)
     record("rope T=4096 32/8/128", ms(lambda: apply_rotary(q, k, cos, sin)),
-           ms(lambda: apply_rotary_reference(q, k, cos, sin)), (2 * 40 * 128 * 2 + 2 * 64 * 4) * t / bw * 1e3)
+           ms(lambda: reference.apply_rotary(q, k, cos, sin)), (2 * 40 * 128 * 2 + 2 * 64 * 4) * t / bw * 1e3)
     kb = torch.randn(t * 2, 8, 128, device=DEV, dtype=BF16)
     vb = torch.randn_like(kb)
     slots = torch.randperm(t * 2, device=DEV)[:t]

@@ -5,7 +5,6 @@ nothing decides at run time which implementation runs.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +46,9 @@ def _triton() -> Backends:
 
 def triton_usable(device: torch.device) -> bool:
     """Triton kernels can run here: Triton is installed, on CUDA, or on the CPU through its interpreter."""
-    if importlib.util.find_spec("triton") is None:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
         return False
     return device.type == "cuda" or os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 

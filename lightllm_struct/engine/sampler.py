@@ -12,16 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from lightllm_struct.kernels.penalties import SparsePenalties, apply_penalties_reference
+from lightllm_struct.grammar.bitmask import apply_token_bitmask_inplace
+from lightllm_struct.kernels.reference import SparsePenalties, apply_penalties, philox_uniform
 
-# Philox-4x32-10: round multipliers A and B, key increments A and B (the same as kernels/sampling.py).
-_PHILOX_A, _PHILOX_B, _KEY_A, _KEY_B = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
-_M32 = 0xFFFFFFFF
 _REACH = 20.0  # > max - min of the Gumbel noise of 24-bit uniforms (16.7 + 2.9)
-# The largest float32 below 1. The 24 bits centred in their bucket, (2**24 - 0.5) / 2**24, round to 1.0 in
-# float32, where -log(-log(u)) is +inf: that token would win whatever its probability, and a masked one
-# (-inf + inf = NaN, which argmax takes for the maximum) would break its grammar. Clamping keeps u < 1.
-_U_MAX = 1.0 - 2.0 ** -24
 
 
 @dataclass
@@ -48,24 +42,6 @@ class SamplingTensors:
                    min_p=floats[2], penalties=penalties)
 
 
-def philox_uniform(seed: torch.Tensor, step: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
-    """Uniform (0, 1) float32 noise of each (seed, step, token) triple (equal-shaped int64 tensors), never 1.
-
-    Philox-4x32-10 of counter ``(token, step)`` keyed by ``seed``. The 32x32-bit products are taken in int64,
-    whose wrapping multiplication keeps the exact bits of the 64-bit product; shifted values are masked.
-    """
-    c0, c1, c2 = token, step & _M32, (step >> 32) & _M32
-    c3 = torch.zeros_like(c0)
-    k0, k1 = seed & _M32, (seed >> 32) & _M32
-    for _ in range(10):
-        prod_b, prod_a = c2 * _PHILOX_B, c0 * _PHILOX_A
-        c0, c2 = ((prod_b >> 32) & _M32) ^ c1 ^ k0, ((prod_a >> 32) & _M32) ^ c3 ^ k1
-        c1, c3 = prod_b & _M32, prod_a & _M32
-        k0, k1 = (k0 + _KEY_A) & _M32, (k1 + _KEY_B) & _M32
-    u = (((c0 >> 8) & 0xFFFFFF).to(torch.float32) + 0.5) * (2.0 ** -24)
-    return u.clamp_(max=_U_MAX)
-
-
 def uniform_noise(seed: torch.Tensor, step: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """The noise of every token of every row, ``[B, V]``: element (b, j) depends only on (seed[b], step[b], j)."""
     B = seed.shape[0]
@@ -86,18 +62,6 @@ def _gumbel_max(scaled: torch.Tensor, seed: torch.Tensor, step: torch.Tensor) ->
     scores = torch.full_like(scaled, float("-inf"))
     scores[rows, cols] = scaled[rows, cols] - torch.log(-torch.log(u))
     return scores.argmax(dim=-1)
-
-
-def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
-    """Set disallowed tokens to -inf in place. Columns beyond the mask's width are disallowed (padded vocab)."""
-    B, V = logits.shape
-    shifts = torch.arange(32, dtype=torch.int32, device=bitmask.device)
-    allowed = ((bitmask.to(logits.device)[:, :, None] >> shifts) & 1).bool().reshape(B, -1)
-    width = min(V, allowed.shape[1])
-    logits[:, :width].masked_fill_(~allowed[:, :width], float("-inf"))
-    if V > width:
-        logits[:, width:] = float("-inf")
-    return logits
 
 
 def filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
@@ -138,9 +102,9 @@ def sample(logits: torch.Tensor, params: SamplingTensors, bitmask: torch.Tensor 
     """
     logits = logits.float()
     if params.penalties is not None:
-        apply_penalties_reference(logits, params.penalties)
+        apply_penalties(logits, params.penalties)
     if bitmask is not None:
-        logits = apply_bitmask(logits, bitmask)
+        apply_token_bitmask_inplace(logits, bitmask)
     greedy = params.temperature <= 0
     if bool(greedy.all()):
         return logits.argmax(dim=-1)

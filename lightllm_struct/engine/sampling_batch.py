@@ -11,7 +11,7 @@ import torch
 
 from lightllm_struct.engine.sampler import SamplingTensors
 from lightllm_struct.engine.sequence import Sequence
-from lightllm_struct.kernels.penalties import SparsePenalties
+from lightllm_struct.kernels.reference import SparsePenalties
 from lightllm_struct.request import SamplingParams
 
 # ``min_tokens`` holds end-of-sequence back with a large finite bias rather than -inf: where the grammar

@@ -37,9 +37,3 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
         _silu_and_mul_kernel[grid](x, out, n_inner, x.stride(0), out.stride(0), BLOCK=block,
                                    num_warps=4)
     return out
-
-
-def silu_and_mul_reference(x: torch.Tensor) -> torch.Tensor:
-    """Plain torch version of :func:`silu_and_mul` (fp32 math, one rounding at the end)."""
-    gate, up = x.float().chunk(2, dim=-1)
-    return (torch.nn.functional.silu(gate) * up).to(x.dtype)

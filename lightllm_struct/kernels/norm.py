@@ -72,12 +72,3 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Residual add then RMSNorm in one pass: returns ``(rms_norm(x + residual), x + residual)``."""
     return _launch(x, weight, eps, residual)
-
-
-def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float,
-                       residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain torch version of :func:`add_rms_norm` (or :func:`rms_norm` when ``residual`` is None)."""
-    summed = x if residual is None else (x.float() + residual.float()).to(x.dtype)
-    xf = summed.float()
-    normed = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-    return (normed.float() * weight.float()).to(x.dtype), summed

@@ -10,53 +10,16 @@ write the same logit. With per-row penalties ``rep``, ``freq`` and ``pres`` (vLL
     z = z - freq * count - pres * (count > 0) + bias
 
 This runs before the sampling kernel (kernels/sampling.py), whose grammar mask then removes what the grammar
-forbids whatever the bias said.
+forbids whatever the bias said. The torch reference and ``SparsePenalties`` are in ``kernels/reference.py``.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 from lightllm_struct.kernels._common import check, check_tensor
-
-
-@dataclass
-class SparsePenalties:
-    """The entries of the rows that have penalties or biases (all on the logits' device).
-
-    Attributes
-    ----------
-    index:
-        int32 ``[2, N]``: row and token of every entry.
-    values:
-        float32 ``[3, N]``: output count, seen (0 or 1) and bias of every entry.
-    row_params:
-        float32 ``[3, B]``: repetition, frequency and presence penalty of every row (1, 0, 0 = none).
-    """
-
-    index: torch.Tensor
-    values: torch.Tensor
-    row_params: torch.Tensor
-
-    @classmethod
-    def from_rows(cls, entries: list[dict[int, tuple[float, float, float]]], row_params: list[tuple[float, float,
-                  float]], *, device: torch.device | str = "cpu") -> "SparsePenalties":
-        """From one ``{token: (count, seen, bias)}`` dict and one ``(rep, freq, pres)`` a row."""
-        rows = [r for r, row in enumerate(entries) for _ in row]
-        tokens = [t for row in entries for t in row]
-        values = [v for row in entries for v in row.values()]
-        index = torch.tensor([rows, tokens], dtype=torch.int32).reshape(2, -1)
-        vals = torch.tensor([[v[i] for v in values] for i in range(3)], dtype=torch.float32).reshape(3, -1)
-        params = torch.tensor([[p[i] for p in row_params] for i in range(3)], dtype=torch.float32).reshape(3, -1)
-        return cls(index.to(device, non_blocking=True), vals.to(device, non_blocking=True),
-                   params.to(device, non_blocking=True))
-
-    @property
-    def num_entries(self) -> int:
-        return self.index.shape[1]
+from lightllm_struct.kernels.reference import SparsePenalties
 
 
 @triton.jit
@@ -104,16 +67,4 @@ def apply_penalties(logits: torch.Tensor, pen: SparsePenalties, *, block: int = 
         _penalty_kernel[(triton.cdiv(n, block),)](logits, pen.index.contiguous(), pen.values.contiguous(),
                                                    pen.row_params.contiguous(), n, logits.shape[0],
                                                    logits.stride(0), BLOCK=block)
-    return logits
-
-
-def apply_penalties_reference(logits: torch.Tensor, pen: SparsePenalties) -> torch.Tensor:
-    """Plain torch version of :func:`apply_penalties` (in place; the engine's CPU path)."""
-    rows, tokens = pen.index.long()
-    count, seen, bias = pen.values
-    rep, freq, pres = pen.row_params[:, rows]
-    z = logits[rows, tokens].float()
-    z = torch.where(seen > 0, torch.where(z > 0, z / rep, z * rep), z)
-    z = z - freq * count - torch.where(count > 0, pres, 0.0) + bias
-    logits[rows, tokens] = z.to(logits.dtype)
     return logits

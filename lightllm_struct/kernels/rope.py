@@ -1,11 +1,10 @@
 """Rotary position embedding (half-split / GPT-NeoX layout) with Llama 3 frequency scaling.
 
 The kernel rotates ``q`` and ``k`` of one token per program by per-token ``cos``/``sin`` rows that the caller
-gathered from a precomputed cache (:func:`cos_sin_cache`), so scaling variants only change the cache.
+gathered from the model's table (``models.layers.RotaryEmbedding``), so scaling variants only change the table.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import triton
@@ -79,40 +78,3 @@ def apply_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
             BLOCK_HQ=next_pow2(q.shape[1]), BLOCK_HK=next_pow2(k.shape[1]), BLOCK_D=next_pow2(half),
             num_warps=4)
     return q_out, k_out
-
-
-def apply_rotary_reference(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
-                           sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Plain torch version of :func:`apply_rotary` (fp32 math, one rounding at the end)."""
-    def rotate(x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x.float().chunk(2, dim=-1)
-        c, s = cos.float()[:, None, :], sin.float()[:, None, :]
-        return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1).to(x.dtype)
-    return rotate(q), rotate(k)
-
-
-def rope_inv_freq(head_dim: int, theta: float, rope_scaling: dict | None = None) -> torch.Tensor:
-    """Inverse frequencies ``[head_dim/2]`` (fp32), with Llama 3's piecewise scaling when asked.
-
-    Llama 3 keeps high frequencies, divides low ones (wavelength above ``original/low_freq_factor``) by
-    ``factor`` and blends linearly in between, as in transformers' ``_compute_llama3_parameters``.
-    """
-    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-    kind = (rope_scaling or {}).get("rope_type", (rope_scaling or {}).get("type"))
-    if kind != "llama3":
-        return inv.float()
-    factor = rope_scaling["factor"]
-    low, high = rope_scaling.get("low_freq_factor", 1.0), rope_scaling.get("high_freq_factor", 4.0)
-    old_len = rope_scaling.get("original_max_position_embeddings", 8192)
-    wavelen = 2 * math.pi / inv
-    smooth = ((old_len / wavelen) - low) / (high - low)
-    blended = (1 - smooth) * inv / factor + smooth * inv
-    out = torch.where(wavelen > old_len / low, inv / factor, inv)
-    mid = (wavelen <= old_len / low) & (wavelen >= old_len / high)
-    return torch.where(mid, blended, out).float()
-
-
-def cos_sin_cache(max_positions: int, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos``/``sin`` tables ``[max_positions, D/2]`` (fp32); index them by position per token."""
-    angles = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq.float().cpu())
-    return angles.cos().to(inv_freq.device), angles.sin().to(inv_freq.device)

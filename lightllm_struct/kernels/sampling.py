@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
 
 from lightllm_struct.kernels._common import check, check_tensor, next_pow2, num_sms
 from lightllm_struct.kernels.penalties import apply_penalties
+from lightllm_struct.kernels.reference import philox_uniform
 
 _SEARCH_RANGE = 30.0
 _SEARCH_CANDIDATES = 8
@@ -247,33 +247,12 @@ def sample_tokens(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: tor
 
 def sample(logits: torch.Tensor, params, bitmask: torch.Tensor | None = None) -> torch.Tensor:
     """The engine's sampler signature: ``params`` carries ``temperature/top_p/top_k/min_p/seed/step`` tensors
-    and ``penalties`` (a :class:`~lightllm_struct.kernels.penalties.SparsePenalties` or None), applied to
+    and ``penalties`` (a :class:`~lightllm_struct.kernels.reference.SparsePenalties` or None), applied to
     ``logits`` in place first."""
     if params.penalties is not None:
         apply_penalties(logits, params.penalties)
     return sample_tokens(logits, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
                          min_p=params.min_p, seed=params.seed, step=params.step, bitmask=bitmask)
-
-
-_PHILOX = (0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85)  # round A, round B, key A, key B
-_M32 = np.uint64(0xFFFFFFFF)
-
-
-def philox_uniform(seed: int, step: int, n: int) -> torch.Tensor:
-    """The kernel's noise ``u_t`` for tokens ``0..n-1`` (Philox-4x32-10 of ``(t, step) `` keyed by seed)."""
-    round_a, round_b, key_a, key_b = (np.uint64(x) for x in _PHILOX)
-    c0 = np.arange(n, dtype=np.uint64)
-    c1 = np.full(n, step & 0xFFFFFFFF, dtype=np.uint64)
-    c2 = np.full(n, (step >> 32) & 0xFFFFFFFF, dtype=np.uint64)
-    c3 = np.zeros(n, dtype=np.uint64)
-    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64((seed >> 32) & 0xFFFFFFFF)
-    for _ in range(10):
-        prod_b, prod_a = round_b * c2, round_a * c0
-        c0, c2 = (prod_b >> np.uint64(32)) ^ c1 ^ k0, (prod_a >> np.uint64(32)) ^ c3 ^ k1
-        c1, c3 = prod_b & _M32, prod_a & _M32
-        k0, k1 = (k0 + key_a) & _M32, (k1 + key_b) & _M32
-    u = ((c0 >> np.uint64(8)).astype(np.float32) + 0.5) * np.float32(2.0 ** -24)
-    return torch.from_numpy(np.minimum(u, np.float32(1.0 - 2.0 ** -24)))
 
 
 def allowed_reference(bitmask: torch.Tensor | None, batch: int, vocab: int) -> torch.Tensor:
@@ -319,7 +298,8 @@ def sample_reference(logits: torch.Tensor, *, temperature: torch.Tensor, top_p: 
         probs = kept_distribution_reference(logits[b], temperature=float(temperature[b]),
                                             top_p=float(top_p[b]), top_k=int(top_k[b]), allowed=allowed[b],
                                             min_p=0.0 if min_p is None else float(min_p[b]))
-        u = philox_uniform(int(seed[b]), int(step[b]), vocab).double()
+        token = torch.arange(vocab, dtype=torch.int64)
+        u = philox_uniform(torch.full_like(token, int(seed[b])), torch.full_like(token, int(step[b])), token).double()
         key = torch.where(probs > 0, probs.log() - (-u.log()).log(), float("-inf"))
         out[b] = key.argmax()
     return out.to(logits.device)

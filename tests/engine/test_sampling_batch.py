@@ -8,6 +8,7 @@ import torch
 from lightllm_struct.engine import sampler as torch_sampler
 from lightllm_struct.engine.sampling_batch import MIN_TOKENS_BIAS, build_sampling_tensors, penalty_entries
 from lightllm_struct.engine.sequence import Sequence
+from lightllm_struct.kernels import reference
 from lightllm_struct.request import Request, SamplingParams
 
 EOS = frozenset({2})
@@ -46,7 +47,7 @@ def test_repetition_penalty_matches_transformers():
     logits = 3 * torch.randn(1, 40, generator=g)
     seq = _seq([3, 4, 5], [5, 9, 9], repetition_penalty=1.7, temperature=0)
     params = build_sampling_tensors([seq], eos_token_ids=EOS, device=torch.device("cpu"))
-    ours = torch_sampler.apply_penalties_reference(logits.clone(), params.penalties)
+    ours = reference.apply_penalties(logits.clone(), params.penalties)
     theirs = RepetitionPenaltyLogitsProcessor(1.7)(torch.tensor([seq.req.all_token_ids]), logits.clone())
     assert torch.allclose(ours, theirs)
 

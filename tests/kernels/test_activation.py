@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lightllm_struct.kernels._common import KernelArgumentError
-from lightllm_struct.kernels.activation import silu_and_mul, silu_and_mul_reference
+from lightllm_struct.kernels.activation import silu_and_mul
+from lightllm_struct.kernels.reference import silu_and_mul as silu_and_mul_reference
 from tests.kernels.conftest import rel_err
 
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from lightllm_struct.kernels._common import KernelArgumentError
-from lightllm_struct.kernels.penalties import SparsePenalties, apply_penalties, apply_penalties_reference
+from lightllm_struct.kernels.penalties import apply_penalties
+from lightllm_struct.kernels.reference import SparsePenalties
+from lightllm_struct.kernels.reference import apply_penalties as apply_penalties_reference
 
 
 def _dense_reference(logits, counts, seen, bias, rep, freq, pres):

@@ -1,18 +1,18 @@
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 
 from lightllm_struct.kernels._common import KernelArgumentError
-from lightllm_struct.kernels.rope import (
-    apply_rotary, apply_rotary_reference, cos_sin_cache, rope_inv_freq,
-)
+from lightllm_struct.kernels.reference import apply_rotary as apply_rotary_reference
+from lightllm_struct.kernels.rope import apply_rotary
+from lightllm_struct.models.config import RopeScaling
+from lightllm_struct.models.layers import RotaryEmbedding
 from tests.kernels.conftest import rel_err
 
-LLAMA3_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                  "original_max_position_embeddings": 8192}
+LLAMA3_SCALING = RopeScaling(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                             original_max_position_embeddings=8192)
 
 
 def test_rotary_matches_reference(mode):
@@ -20,24 +20,12 @@ def test_rotary_matches_reference(mode):
     g = torch.Generator().manual_seed(0)
     qkv = torch.randn(tokens, hq + 2 * hkv, d, generator=g).to(mode.device, mode.dtype)
     q, k = qkv[:, :hq], qkv[:, hq:hq + hkv]  # strided views, as a fused QKV projection yields
-    cos, sin = cos_sin_cache(4096, rope_inv_freq(d, 500000.0, LLAMA3_SCALING))
     pos = torch.randint(0, 4096, (tokens,), generator=g)
-    cos, sin = cos[pos].to(mode.device), sin[pos].to(mode.device)
+    cos, sin = RotaryEmbedding(d, 500000.0, LLAMA3_SCALING)(pos, 4096)
+    cos, sin = cos.to(mode.device), sin.to(mode.device)
     q_out, k_out = apply_rotary(q, k, cos, sin)
     q_ref, k_ref = apply_rotary_reference(q, k, cos, sin)
     assert rel_err(q_out, q_ref) < mode.rel_tol() and rel_err(k_out, k_ref) < mode.rel_tol()
-
-
-def test_llama3_scaling_keeps_high_and_divides_low_frequencies():
-    plain = rope_inv_freq(128, 500000.0)
-    scaled = rope_inv_freq(128, 500000.0, LLAMA3_SCALING)
-    wavelen = 2 * math.pi / plain
-    high = wavelen < 8192 / 4.0
-    low = wavelen > 8192 / 1.0
-    assert torch.equal(scaled[high], plain[high])
-    assert torch.allclose(scaled[low], plain[low] / 8.0)
-    mid = ~high & ~low
-    assert bool(((scaled[mid] <= plain[mid]) & (scaled[mid] >= plain[mid] / 8.0)).all())
 
 
 def test_rotary_rejects_bad_cos_shape():

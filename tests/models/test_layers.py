@@ -161,6 +161,21 @@ def test_llama3_inv_freq_matches_transformers():
     assert not torch.allclose(got, rope_inv_freq(config.head_dim, config.rope_theta, None))
 
 
+def test_linear_inv_freq_matches_transformers():
+    """Linear scaling divides every frequency by the factor (positions / factor), as transformers does."""
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    rope = {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}
+    hf = LlamaConfig(hidden_size=512, num_attention_heads=8, max_position_embeddings=8192, rope_parameters=rope)
+    want, _ = ROPE_INIT_FUNCTIONS["linear"](hf, "cpu")
+    config = ModelConfig.from_hf_dict({**hf.to_dict(), "architectures": ["LlamaForCausalLM"]})
+    assert config.rope_scaling is not None and config.rope_scaling.rope_type == "linear"
+    got = rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling)
+    assert torch.allclose(got, want, rtol=1e-6, atol=0)
+    assert torch.allclose(got * 4.0, rope_inv_freq(config.head_dim, config.rope_theta, None), rtol=1e-6)
+
+
 def test_rotary_tables_grow_and_match_transformers():
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
