@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class ScanNode:
         self.children: dict[tuple, ScanNode] = {}
         self._lock = threading.Lock()
 
-    def child(self, index: int, lexer: UnionLexer, scanner) -> "ScanNode":
+    def child(self, index: int, lexer: UnionLexer, scanner: Scanner) -> "ScanNode":
         key = (index, lexer.signature[0])
         node = self.children.get(key)
         if node is None:
@@ -66,6 +67,19 @@ class ScanNode:
 def _positions(groups, lexer: UnionLexer, state: int) -> list[tuple[int, object]]:
     pos_of = {t: i for i, t in enumerate(lexer.alive_terms[state])}
     return [(pos_of[term], frontier) for term, frontier in groups]
+
+
+@runtime_checkable
+class Scanner(Protocol):
+    """The contract of the three scanners (``SCANNERS``): a lexer run of the vocabulary, as a scan node.
+
+    ``root`` scans every token from lexer state ``state``; ``resume`` continues the tokens of a group's
+    ``frontier`` (where an earlier scan left them) from the start state of the next lexer.
+    """
+
+    def root(self, lexer: UnionLexer, state: int) -> ScanNode: ...
+
+    def resume(self, lexer: UnionLexer, frontier) -> ScanNode: ...
 
 
 class TrieScanner:
@@ -115,7 +129,7 @@ class MatrixScanner:
 class ScanCache:
     """Root scan nodes of one vocabulary, shared by all its grammars (LRU, thread-safe)."""
 
-    def __init__(self, scanner, *, capacity: int = 4096) -> None:
+    def __init__(self, scanner: Scanner, *, capacity: int = 4096) -> None:
         self.scanner = scanner
         self._roots: OrderedDict = OrderedDict()
         self._capacity = capacity
