@@ -115,12 +115,14 @@ def serve(args: argparse.Namespace) -> None:
 
     config = engine_config(args)
     if config.tensor_parallel_size > 1:
-        from lightllm_struct.distributed.tp_model import EXIT_ON_FAILURE_ENV, run_worker_if_torchrun
+        from lightllm_struct.distributed.tp_model import run_worker_if_torchrun
 
         if run_worker_if_torchrun(config):  # torchrun rank > 0: a worker of rank 0's server, not a server
             return
-        # A server cannot go on without one of its ranks: report it and exit rather than hang.
-        os.environ.setdefault(EXIT_ON_FAILURE_ENV, "1")
+        # A server cannot go on without one of its ranks: report it and exit rather than hang (unless the
+        # flag or LLMS_TP_EXIT_ON_FAILURE says otherwise).
+        if args.tp_exit_on_failure is None and ENV_PREFIX + "TP_EXIT_ON_FAILURE" not in os.environ:
+            config = dataclasses.replace(config, tp_exit_on_failure=True)
     policy = access_policy(args)
     app = build_app(config, served_model_name=args.served_model_name, max_pending=args.max_pending,
                     policy=policy)

@@ -57,6 +57,11 @@ class EngineConfig:
     kv_cache_memory_gb:
         Memory given to the KV pool when ``num_kv_slots`` is None; None = 0.5 GB on CPU and
         ``gpu_memory_utilization`` of the free GPU memory on CUDA.
+    tp_timeout_s:
+        Deadline of the tensor-parallel ranks' start-up and of each collective: a hung rank becomes an error.
+    tp_exit_on_failure:
+        When a tensor-parallel rank fails, end this process (what ``serve`` wants: it cannot go on without
+        the rank) instead of raising ``RankFailure`` from the next step.
     enable_prefix_caching:
         Share KV of common prompt prefixes through a radix tree.
     enable_chunked_prefill:
@@ -98,6 +103,8 @@ class EngineConfig:
     kv_cache_memory_gb: float | None = None
     gpu_memory_utilization: float = 0.85
     tensor_parallel_size: int = 1
+    tp_timeout_s: float = 120.0
+    tp_exit_on_failure: bool = False
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
     enable_cuda_graphs: bool = True
@@ -127,6 +134,7 @@ class EngineConfig:
             (self.kv_cache_memory_gb is None or self.kv_cache_memory_gb > 0, "kv_cache_memory_gb", "must be > 0"),
             (0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]"),
             (self.tensor_parallel_size >= 1, "tensor_parallel_size", "must be >= 1"),
+            (self.tp_timeout_s > 0, "tp_timeout_s", "must be > 0"),
             (self.cuda_graph_tokens_per_seq >= 1, "cuda_graph_tokens_per_seq", "must be >= 1"),
             (self.grammar_compile_threads >= 1, "grammar_compile_threads", "must be >= 1"),
             (self.grammar_compile_timeout_s > 0, "grammar_compile_timeout_s", "must be > 0"),

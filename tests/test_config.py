@@ -57,3 +57,11 @@ def test_device_and_dtype_resolve_from_the_config():
     assert EngineConfig().resolve_dtype(cpu) == torch.float32
     assert EngineConfig().resolve_dtype(torch.device("cuda")) == torch.bfloat16
     assert EngineConfig(dtype="float16").resolve_dtype(cpu) == torch.float16
+
+
+def test_tensor_parallel_deadline_and_exit_policy_are_config_fields():
+    config = EngineConfig.from_env({"LLMS_TP_TIMEOUT_S": "30", "LLMS_TP_EXIT_ON_FAILURE": "1"})
+    assert config.tp_timeout_s == 30.0 and config.tp_exit_on_failure is True
+    assert EngineConfig().tp_exit_on_failure is False  # in-process: a rank failure raises, the caller decides
+    with pytest.raises(ConfigError, match="tp_timeout_s"):
+        EngineConfig(tp_timeout_s=0)

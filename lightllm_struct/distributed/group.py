@@ -27,7 +27,7 @@ MULTICAST_OFF_ENV = {
     "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
     "NVSHMEM_DISABLE_NVLS": "1",
 }
-DEFAULT_TIMEOUT_S = float(os.environ.get("LLMS_TP_TIMEOUT_S", "120"))
+DEFAULT_TIMEOUT_S = 120.0  # EngineConfig.tp_timeout_s passes the configured one
 # Long enough for any idle period of a server; a dead peer is still noticed at once (closed socket).
 IDLE_TIMEOUT = datetime.timedelta(days=365)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -11,7 +11,6 @@ import atexit
 import functools
 import logging
 import multiprocessing.connection
-import os
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -29,7 +28,6 @@ from lightllm_struct.distributed.worker import channel_for
 from lightllm_struct.models.ops import TORCH_OPS, LayerOps
 
 log = logging.getLogger(__name__)
-EXIT_ON_FAILURE_ENV = "LLMS_TP_EXIT_ON_FAILURE"
 
 
 class TensorParallelModel:
@@ -169,7 +167,7 @@ class TensorParallelModel:
 def load_tp_model(path_or_none: str | Path | None = None, *, tensor_parallel_size: int,
                   device: str = "cpu", dtype: torch.dtype = torch.float32, attn_backend: str = "auto",
                   ops: LayerOps = TORCH_OPS, timeout_s: float = DEFAULT_TIMEOUT_S,
-                  exit_on_failure: bool | None = None):
+                  exit_on_failure: bool = False):
     """``load_model`` over ``tensor_parallel_size`` ranks; returns ``(model, config, model_dir)``.
 
     With size 1 this is ``load_model``. Otherwise ranks 1..N-1 are spawned (or, under torchrun, joined),
@@ -178,7 +176,7 @@ def load_tp_model(path_or_none: str | Path | None = None, *, tensor_parallel_siz
     Parameters
     ----------
     exit_on_failure:
-        See :class:`TensorParallelModel`; None reads ``LLMS_TP_EXIT_ON_FAILURE`` (set by ``serve``).
+        See :class:`TensorParallelModel` (``EngineConfig.tp_exit_on_failure``; ``serve`` sets it).
 
     Raises
     ------
@@ -189,8 +187,6 @@ def load_tp_model(path_or_none: str | Path | None = None, *, tensor_parallel_siz
     """
     from lightllm_struct.models.loader import load_model, resolve_model_dir
 
-    if exit_on_failure is None:
-        exit_on_failure = os.environ.get(EXIT_ON_FAILURE_ENV, "0").lower() in ("1", "true", "yes", "on")
     if tensor_parallel_size == 1:
         return load_model(path_or_none, device=device, dtype=dtype, ops=ops,
                           attn_backend=attn_backend)
@@ -233,4 +229,4 @@ def run_worker_if_torchrun(config) -> bool:
     spec = ShardSpec(model_dir=str(resolve_model_dir(config.model)), device=device.type,
                      dtype=str(config.resolve_dtype(device)).removeprefix("torch."))
     runner: Callable = functools.partial(shard_main, spec=spec)
-    return run_rank_from_env(runner, device=device.type)
+    return run_rank_from_env(runner, device=device.type, timeout_s=config.tp_timeout_s)

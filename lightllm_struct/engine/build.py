@@ -22,7 +22,8 @@ def load(config: EngineConfig, loaded: tuple | None, backends: Backends, device:
         # tensor_parallel_size 1 is plain load_model; more starts the other ranks (TensorParallelModel).
         loaded = load_tp_model(config.model, tensor_parallel_size=config.tensor_parallel_size,
                                device=device.type, dtype=config.resolve_dtype(device), ops=backends.layer_ops,
-                               attn_backend=backends.attention)
+                               attn_backend=backends.attention, timeout_s=config.tp_timeout_s,
+                               exit_on_failure=config.tp_exit_on_failure)
     model, model_config, model_dir = loaded
     return model, model_config, Tokenizer(model_dir)
 
