@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-pending", type=int, default=512,
                        help="requests in flight beyond which the server answers 503")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--engine-process", action=argparse.BooleanOptionalAction, default=None,
+                       help="run the engine core in its own process, apart from HTTP (default: on, except with "
+                            "tensor parallelism, whose ranks are started by torchrun)")
+    serve.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
+                       help="warm the kernels and the grammar machinery up before serving")
     _add_server_limits(serve)
     _add_engine_flags(serve)
     return parser
@@ -124,8 +129,9 @@ def serve(args: argparse.Namespace) -> None:
         if args.tp_exit_on_failure is None and ENV_PREFIX + "TP_EXIT_ON_FAILURE" not in os.environ:
             config = dataclasses.replace(config, tp_exit_on_failure=True)
     policy = access_policy(args)
+    engine_process = config.tensor_parallel_size == 1 if args.engine_process is None else args.engine_process
     app = build_app(config, served_model_name=args.served_model_name, max_pending=args.max_pending,
-                    policy=policy)
+                    policy=policy, engine_process=engine_process, warmup=args.warmup)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 timeout_keep_alive=args.timeout_keep_alive, limit_concurrency=args.limit_concurrency,
                 h11_max_incomplete_event_size=_MAX_HEADER_BYTES)

@@ -118,8 +118,7 @@ class AsyncEngine:
                 raise EngineOverloadedError(
                     f"the server is busy ({len(self._streams)} requests in flight); retry later")
             self._streams[request.request_id] = stream
-        self._inbox.put(request)
-        self._wake.set()
+        self._submit(request)
         finished = False
         try:
             while not finished:
@@ -137,6 +136,10 @@ class AsyncEngine:
                 self.abort(request.request_id)
             with self._lock:
                 self._streams.pop(request.request_id, None)
+
+    def _submit(self, request: Request) -> None:
+        self._inbox.put(request)
+        self._wake.set()
 
     # ------------------------------------------------------------ engine thread
     def _run(self) -> None:

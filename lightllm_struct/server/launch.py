@@ -22,17 +22,35 @@ def model_name_of(config: EngineConfig) -> str:
 
 
 def build_app(config: EngineConfig, *, served_model_name: str | None = None, max_pending: int = 512,
-              policy: AccessPolicy | None = None) -> FastAPI:
-    """Load the model and wrap its engine in the HTTP app (the engine thread starts with the app).
+              policy: AccessPolicy | None = None, engine_process: bool = False, warmup: bool = True) -> FastAPI:
+    """Load the model and wrap its engine in the HTTP app.
+
+    With ``engine_process`` the engine core runs in its own process (``EngineClient``), started here and
+    stopped with the app; otherwise in a thread of this one (``AsyncEngine``), started with the app. Either
+    way the engine is built (CUDA graphs captured) and, with ``warmup``, warmed up before this returns, so
+    the server answers ``/health`` only once no request pays a compile.
 
     Raises
     ------
     LightLLMStructError
         If the model cannot be loaded or the configuration is invalid.
     """
+    name = served_model_name or model_name_of(config)
+    if engine_process:
+        from lightllm_struct.engine.tokenizer import Tokenizer
+        from lightllm_struct.server.engine_client import EngineClient
+
+        client = EngineClient(config, max_pending=max_pending, warmup=warmup)
+        info = client.start_process()
+        return create_app(client, tokenizer=Tokenizer(info["model_dir"]), model_name=name,
+                          max_model_len=info["max_model_len"], policy=policy,
+                          tool_call_format=config.tool_call_format)
     from lightllm_struct.engine.engine import Engine
 
     engine = Engine(config)
-    return create_app(AsyncEngine(engine, max_pending=max_pending), tokenizer=engine.tokenizer,
-                      model_name=served_model_name or model_name_of(config), max_model_len=engine.max_model_len,
-                      policy=policy, tool_call_format=config.tool_call_format)
+    if warmup:
+        from lightllm_struct.engine.warmup import warm_up
+
+        warm_up(engine)
+    return create_app(AsyncEngine(engine, max_pending=max_pending), tokenizer=engine.tokenizer, model_name=name,
+                      max_model_len=engine.max_model_len, policy=policy, tool_call_format=config.tool_call_format)
