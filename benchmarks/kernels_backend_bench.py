@@ -23,9 +23,10 @@ Needs only what the engine needs (torch, triton, safetensors, tokenizers, numpy)
 from __future__ import annotations
 
 import argparse
+import gc
 import json
-import sys
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,23 +34,16 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 
+from benchmarks.gpu_bench_parts import SHAPES as GPU_SHAPES
 from lightllm_struct.config import EngineConfig
 from lightllm_struct.engine.engine import Engine
-from lightllm_struct.models.config import ModelConfig, RopeScaling
+from lightllm_struct.models.config import ModelConfig
 from lightllm_struct.models.llama import LlamaForCausalLM
 from lightllm_struct.models.ops import TORCH_OPS, triton_ops
 from lightllm_struct.request import Request, SamplingParams
 
-_LLAMA3_ROPE = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                    original_max_position_embeddings=8192)
 SHAPES = {
-    "llama-3.2-1b": ModelConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_layers=16,
-                                num_heads=32, num_kv_heads=8, head_dim=64, rope_theta=500000.0,
-                                rope_scaling=RopeScaling(**_LLAMA3_ROPE), tie_word_embeddings=True,
-                                max_position_embeddings=131072),
-    "llama-3-8b": ModelConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_layers=32,
-                              num_heads=32, num_kv_heads=8, head_dim=128, rope_theta=500000.0,
-                              max_position_embeddings=8192),
+    **GPU_SHAPES,  # llama-3.2-1b, llama-3-8b, smollm2-135m
     "tiny": ModelConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
                         num_kv_heads=2, head_dim=16, rope_theta=10000.0, max_position_embeddings=1024),
 }
@@ -118,7 +112,9 @@ def check_greedy(cfg, tok_dir, args) -> dict:
         engine = make_engine(cfg, variant, tok_dir, device=args.device, dtype=torch.float32, seed=args.seed,
                              max_batch=4, slots=4 * 80 + 64)
         outs[variant], _ = run(engine, ids, max_tokens=args.check_tokens)
-        release(engine)
+        engine.shutdown()
+        del engine
+        release()
     ref = outs["torch"]
     result = {"equal": all(o == ref for o in outs.values()), "tokens": args.check_tokens}
     for variant, out in outs.items():
@@ -144,15 +140,19 @@ def time_variant(cfg, variant, tok_dir, args) -> list[dict]:
                      "ms_median": 1e3 * statistics.median(timed), "ms_mean": 1e3 * statistics.fmean(timed),
                      "steps": len(timed)})
         print(json.dumps(rows[-1]), flush=True)
-    release(engine)
+    engine.shutdown()
+    del engine
+    release()
     return rows
 
 
-def release(engine: Engine) -> None:
-    engine.shutdown()
-    del engine
+def release() -> None:
+    """Free the last engine's model: Engine gc.freeze()s what exists at its start, cycles included."""
+    gc.unfreeze()
+    gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+        print(f"after release: {torch.cuda.memory_allocated() / 2**30:.1f} GiB allocated", flush=True)
 
 
 def markdown(results: dict) -> str:
