@@ -32,6 +32,14 @@ def test_env_fills_what_flags_leave_out(monkeypatch):
     assert engine_config(build_parser().parse_args(["serve", "--max-num-seqs", "9"])).max_num_seqs == 9
 
 
+def test_kernels_flag_and_env_choose_the_backend(monkeypatch):
+    assert engine_config(build_parser().parse_args(["serve", "--kernels", "torch"])).kernels == "torch"
+    monkeypatch.setenv("LLMS_KERNELS", "triton")
+    assert engine_config(build_parser().parse_args(["serve"])).kernels == "triton"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--kernels", "cuda"])
+
+
 def test_bad_values_are_rejected():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--max-num-seqs", "many"])
