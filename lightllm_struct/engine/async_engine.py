@@ -199,7 +199,7 @@ class AsyncEngine:
         for request_id in ids:
             try:
                 self.engine.abort_request(request_id)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 -- the engine is already broken: every caller still gets its error
                 logger.debug("abort after failed step", exc_info=True)
             self._publish(request_id, EngineStepError(f"the engine failed: {type(exc).__name__}: {exc}"))
 
