@@ -53,7 +53,8 @@ def random_init(model: torch.nn.Module, seed: int = 0) -> None:
         p.copy_(vals.to(p.dtype))
 
 
-def build_model(cfg: ModelConfig, *, max_batch: int, max_context: int, kv_budget_bytes: float):
+def build_model(cfg: ModelConfig, *, max_batch: int, max_context: int, kv_budget_bytes: float,
+                batch_sizes: tuple[int, ...] = (1, 8, 32, 128)):
     model = LlamaForCausalLM(cfg, ops=triton_ops(), attn_backend="triton", device="cuda", dtype=BF16)
     for p in model.parameters():  # random weights on the GPU: fast even for 8B
         torch.nn.init.normal_(p, std=0.02)
@@ -65,7 +66,7 @@ def build_model(cfg: ModelConfig, *, max_batch: int, max_context: int, kv_budget
     for buf in kv.k_buffers + kv.v_buffers:  # never time attention on zeros
         buf.normal_()
     runner = CUDAGraphRunner(model, kv, scratch_slot=num_slots - 1, max_context=max_context,
-                             batch_sizes=(1, 8, 32, 128))
+                             batch_sizes=batch_sizes)
     runner.capture()
     return model, kv, runner
 
