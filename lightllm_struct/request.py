@@ -193,6 +193,21 @@ class RequestStatus(enum.IntEnum):
         }.get(self)
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token's log-probability and the ``top`` most likely tokens (``(token_id, logprob)``, best first)
+    at its position."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+def choice_seed(seed: int, index: int) -> int:
+    """The seed of choice ``index`` of an ``n > 1`` request: distinct per choice, fixed by ``seed``, in int64."""
+    return (seed + index * 0x9E3779B97F4A7C15 + 2**63) % 2**64 - 2**63
+
+
 _ids = itertools.count()
 
 
@@ -216,6 +231,8 @@ class Request:
     arrival_time: float = field(default_factory=time.monotonic)
     first_token_time: float | None = None
     num_cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+    output_logprobs: list[TokenLogprob] | None = None  # one per output token, when sampling.logprobs asks
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # one per prompt token (the first None)
 
     @property
     def all_token_ids(self) -> list[int]:
@@ -245,3 +262,5 @@ class RequestOutput:
     # The typed error behind ``error``: the snapshot carries it to other threads (the server's), which never
     # read the engine-owned Request.
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    logprobs: list[TokenLogprob] | None = None  # of the output tokens, when asked for
+    prompt_logprobs: list[TokenLogprob | None] | None = None  # of the prompt tokens, when asked for

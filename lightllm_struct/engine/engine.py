@@ -15,6 +15,7 @@ from lightllm_struct.config import EngineConfig
 from lightllm_struct.engine.inflight import InflightTokens
 from lightllm_struct.engine.grammar_manager import GrammarManager
 from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
+from lightllm_struct.engine.logprobs import record_prompt_logprobs, record_sample_logprobs
 from lightllm_struct.engine.model_runner import ModelRunner
 from lightllm_struct.engine.output_processor import append_token, make_output
 from lightllm_struct.engine.prefix_cache import PrefixCache
@@ -135,6 +136,8 @@ class Engine:
         outputs = self._update_and_stream() if self.overlap else []
         bitmask = self.grammar.fill_bitmask(batch.sampled)
         self._inflight = self._sample(logits.logits, batch, bitmask)
+        for seq, first, prompt_logits in logits.prompt_logits:
+            record_prompt_logprobs(seq, first, prompt_logits)
         return outputs if self.overlap else self._update_and_stream()
 
     @property
@@ -180,10 +183,17 @@ class Engine:
         """Queue the sampling of ``batch``'s rows; the tokens stay on the device until read."""
         if logits is None:
             return None
-        params = sampling_tensors(batch.sampled, logits.device, eos_token_ids=self.eos_token_ids)
+        seqs = batch.sampled
+        params = sampling_tensors(seqs, logits.device, eos_token_ids=self.eos_token_ids)
         if bitmask is not None:
             bitmask = bitmask.to(logits.device, non_blocking=True)
-        return InflightTokens.start(batch, self.sampler(logits, params, bitmask))
+        rows = [i for i, s in enumerate(seqs) if s.req.sampling.logprobs is not None and not s.finished]
+        raw = logits[rows].clone() if rows else None  # the sampler penalises ``logits`` in place
+        tokens = self.sampler(logits, params, bitmask)
+        if rows:  # reads the device: only steps with a request that asks pay for it
+            record_sample_logprobs(seqs, rows, logits=logits, raw=raw, params=params, bitmask=bitmask,
+                                   tokens=tokens)
+        return InflightTokens.start(batch, tokens)
 
     def _update_and_stream(self) -> list[RequestOutput]:
         """Record each sampled token in flight, finish what stops, and snapshot every request that moved."""
@@ -198,6 +208,8 @@ class Engine:
                 self._process_token(seq, token)
             if seq.finished:
                 self._release(seq)
+            elif keep:
+                self.scheduler.cache_prompt(seq)
             if keep or seq.finished:
                 outputs.append(make_output(seq))
         return outputs
@@ -205,7 +217,9 @@ class Engine:
     def _process_token(self, seq: Sequence, token: int) -> None:
         try:
             self._accept(seq, token)
-            if self.jump_forward and seq.matcher is not None and not seq.finished:
+            # A forced token has no sampled distribution to report: requests asking for logprobs sample all.
+            if self.jump_forward and seq.matcher is not None and not seq.finished \
+                    and seq.req.sampling.logprobs is None:
                 # Tokens the grammar forces are appended without sampling; the next step computes them all.
                 for forced in seq.matcher.forced_tokens():
                     self._accept(seq, forced)

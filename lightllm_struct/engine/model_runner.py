@@ -6,7 +6,8 @@ filled on the CPU meanwhile; ``LogitsFuture.result()`` is where the host first w
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -23,6 +24,8 @@ class LogitsFuture:
 
     logits: torch.Tensor | None  # float32 [num sampling rows, V]; None when no row samples
     done: torch.cuda.Event | None = None
+    # (sequence, first position, logits [n, V] of positions first...) of prompts that asked for logprobs
+    prompt_logits: list[tuple[Any, int, torch.Tensor]] = field(default_factory=list)
 
     def result(self) -> torch.Tensor | None:
         if self.done is not None:
@@ -59,15 +62,17 @@ class ModelRunner:
         if batch.empty:
             return LogitsFuture(None)
         rows = batch.sample_rows
+        wanted = _prompt_logit_spans(batch)
         seq_lens = [start + n for start, n in zip(batch.starts, batch.lens)]
         patch_rows, sources = inflight.patches(batch) if inflight is not None else ([], [])
         patch = None
-        if self.graphs is not None and self.graphs.can_run(len(batch.seqs), max(batch.lens), max(seq_lens)):
+        if self.graphs is not None and not wanted and \
+                self.graphs.can_run(len(batch.seqs), max(batch.lens), max(seq_lens)):
             # Decode steps (forced tokens included): one graph replay replaces hundreds of launches.
             size, k = self.graphs.padded_shape(len(batch.seqs), max(batch.lens))
             if patch_rows:
                 patch = self._patch([i * k + k - 1 for i in patch_rows], sources, inflight)
-            logits = self._replay(batch, max(seq_lens), size, k, patch)
+            logits, prompt = self._replay(batch, max(seq_lens), size, k, patch), []
             if len(rows) != len(batch.seqs):
                 logits = logits[torch.tensor(rows, device=self.device)]
         else:
@@ -76,8 +81,10 @@ class ModelRunner:
                 ends = [start + n for start, n in zip([0, *itertools.accumulate(batch.lens)], batch.lens)]
                 input_ids.index_copy_(0, *self._patch([ends[i] - 1 for i in patch_rows], sources, inflight))
             hidden = self.model.forward(input_ids, positions, meta=meta, kv_cache=self.kv_cache)
+            prompt = [(batch.seqs[i], first, self.model.compute_logits(hidden[lo:hi]).float())
+                      for i, first, lo, hi in wanted]
             if not rows:
-                return LogitsFuture(None)
+                return LogitsFuture(None, prompt_logits=prompt)
             last = meta.query_start_loc[1:].long()[torch.tensor(rows, device=self.device)] - 1
             logits = self.model.compute_logits(hidden[last]).float()
         if not rows:
@@ -86,7 +93,7 @@ class ModelRunner:
         if logits.is_cuda:
             done = torch.cuda.Event()
             done.record()
-        return LogitsFuture(logits, done)
+        return LogitsFuture(logits, done, prompt_logits=prompt)
 
     def _patch(self, positions: list[int], sources: list[int], inflight) -> tuple[torch.Tensor, torch.Tensor]:
         """``(positions, ids)`` on the device: where in the step's input ids the in-flight tokens go."""
@@ -123,3 +130,15 @@ def _new_tokens(batch: ScheduledBatch) -> list[list[int]]:
         toks = seq.token_ids(start, n)
         out.append(toks if len(toks) == n else toks + [0] * (n - len(toks)))
     return out
+
+
+def _prompt_logit_spans(batch: ScheduledBatch) -> list[tuple[int, int, int, int]]:
+    """``(index, first position, lo, hi)``: rows ``lo:hi`` of the step's hidden states hold positions
+    ``first...`` of a prompt that asked for logprobs, up to the one before its last token."""
+    spans, offset = [], 0
+    for i, (seq, start, n) in enumerate(zip(batch.seqs, batch.starts, batch.lens)):
+        last = min(start + n, len(seq.req.prompt_token_ids) - 1)  # logits at p score token p + 1
+        if seq.req.sampling.prompt_logprobs is not None and start < last:
+            spans.append((i, start, offset, offset + last - start))
+        offset += n
+    return spans

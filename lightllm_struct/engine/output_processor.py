@@ -85,4 +85,6 @@ def make_output(seq: Sequence) -> RequestOutput:
         error=None if req.error is None else str(req.error),
         stop_reason=seq.stop_reason,
         exception=req.error,
+        logprobs=None if req.output_logprobs is None else req.output_logprobs[:len(req.output_token_ids)],
+        prompt_logprobs=None if req.prompt_logprobs is None else list(req.prompt_logprobs),
     )

@@ -120,6 +120,24 @@ class Scheduler:
             self.history.append(seq.num_output)
         self._release(seq, keep_kv=seq.req.status != RequestStatus.FINISHED_ERROR)
 
+    def cache_prompt(self, seq: Sequence) -> None:
+        """Hand ``seq``'s computed prompt to the prefix cache while it still runs, so that requests with the
+        same prompt (the other choices of an ``n > 1`` request, a shared system prompt) reuse its KV now rather
+        than after it finishes. ``seq`` keeps the prompt locked, exactly as if it had matched it on admission."""
+        prompt = seq.req.prompt_token_ids
+        if self.prefix_cache is None or seq.row < 0 or not seq.num_cached < len(prompt) <= seq.num_computed:
+            return
+        slots = self.table.slots_of(seq.row, len(prompt))
+        known = self.prefix_cache.insert(prompt, slots)
+        # What the tree already held beyond our cached part is a duplicate: ours goes, the tree's takes its place.
+        self.allocator.free(slots[seq.num_cached:known])
+        cached, node = self.prefix_cache.match(prompt)
+        self.prefix_cache.lock(node)
+        if seq.cache_node is not None:
+            self.prefix_cache.unlock(seq.cache_node)
+        self.table.write(seq.row, 0, cached)
+        seq.cache_node, seq.num_cached = node, cached.numel()
+
     def num_reclaimable(self) -> int:
         """Slots free now or freeable at once by evicting unused prefix-cache entries."""
         evictable = self.prefix_cache.num_evictable if self.prefix_cache else 0
@@ -165,7 +183,8 @@ class Scheduler:
         return 0
 
     def _match_prefix(self, seq: Sequence):
-        if self.prefix_cache is None:
+        if self.prefix_cache is None or seq.req.sampling.prompt_logprobs is not None:
+            # Prompt logprobs need the logits of every prompt position: nothing may come from the cache.
             return torch.empty(0, dtype=torch.int64), None
         # At least the last token is computed, so that the step has logits to sample from.
         return self.prefix_cache.match(seq.all_token_ids[:-1])
