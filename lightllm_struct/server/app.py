@@ -15,6 +15,7 @@ from lightllm_struct.server.metrics import CONTENT_TYPE, ServerMetrics
 from lightllm_struct.server.protocol import ModelCard, ModelList
 from lightllm_struct.server.security import AccessPolicy, install_access_policy, read_body
 from lightllm_struct.server.serving import ServerState
+from lightllm_struct.server.tokenize import DetokenizeResponse, TokenizeResponse, detokenize, tokenize
 from lightllm_struct.server.turns import TurnSupport
 
 
@@ -73,6 +74,14 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         return await create_completion(state, await body_of(request), request)
+
+    @app.post("/tokenize")
+    async def tokenize_route(request: Request) -> TokenizeResponse:
+        return tokenize(state, parse_json_body(await request.body()))
+
+    @app.post("/detokenize")
+    async def detokenize_route(request: Request) -> DetokenizeResponse:
+        return detokenize(state, parse_json_body(await request.body()))
 
     @app.get("/v1/models")
     async def models() -> ModelList:

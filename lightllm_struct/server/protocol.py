@@ -3,7 +3,7 @@
 Requests are validated here, at the edge: a wrong type or an out-of-range value becomes a 400 in OpenAI's
 error shape (see ``errors.py``) before anything reaches the engine. Unknown fields are ignored, as OpenAI's
 own clients send fields (``user``, ``metadata``) that change nothing for us; fields we *cannot* honour
-(``n > 1``, ``logprobs``, ``echo``...) are rejected explicitly instead of being silently dropped.
+(``best_of``, ``suffix``) are rejected explicitly instead of being silently dropped.
 """
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from lightllm_struct.errors import InvalidRequestError
+
+
+MAX_N = 16  # choices of one prompt
+MAX_CHOICES = 64  # choices of one request, over all its prompts
 
 
 class _Request(BaseModel):
@@ -131,7 +135,9 @@ class _SamplingRequest(_Request):
     stop: StrictStr | list[StrictStr] | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: StrictInt = Field(default=1, ge=1, le=1)
+    n: StrictInt = Field(default=1, ge=1, le=MAX_N)
+    best_of: StrictInt | None = None
+    logprobs_mode: Literal["processed_logprobs", "raw_logprobs"] = "processed_logprobs"
     response_format: ResponseFormat | None = None
     structured_outputs: StructuredOutputs | None = None
     ignore_eos: StrictBool = False
@@ -148,6 +154,13 @@ class _SamplingRequest(_Request):
         if self.structured_outputs is not None and self.response_format is not None \
                 and self.response_format.type != "text":
             raise ValueError("give either response_format or structured_outputs, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _no_best_of(self) -> _SamplingRequest:
+        if self.best_of is not None and self.best_of != self.n:
+            raise InvalidRequestError("best_of is not supported; ask for n choices and rank them yourself "
+                                      "(with logprobs)", param="best_of")
         return self
 
     @model_validator(mode="after")
@@ -174,10 +187,20 @@ class ChatCompletionRequest(_SamplingRequest):
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: StrictBool = True
-    logprobs: Literal[False] | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
     # Reasoning models: a bound on the reasoning section (see grammar/structural/markers.py for its unit).
     max_reasoning_tokens: StrictInt | None = Field(default=None, ge=1, le=1 << 16)
     chat_template_kwargs: dict[str, Any] | None = None  # e.g. {"enable_thinking": false} for Qwen3
+
+    @model_validator(mode="after")
+    def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequestError("top_logprobs needs logprobs set to true", param="top_logprobs")
+        return self
+
+    def num_logprobs(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @model_validator(mode="after")
     def _tools_consistent(self) -> ChatCompletionRequest:
@@ -200,18 +223,26 @@ class ChatCompletionRequest(_SamplingRequest):
 
 
 class CompletionRequest(_SamplingRequest):
-    prompt: StrictStr | list[StrictStr] | list[StrictInt] = Field(min_length=1)
+    prompt: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(min_length=1)
     max_tokens: StrictInt = Field(default=16, ge=1)
-    echo: Literal[False] = False
-    logprobs: None = None
-    suffix: None = None
+    echo: StrictBool = False
+    logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
+    suffix: StrictStr | None = None
 
     @model_validator(mode="after")
-    def _single_prompt(self) -> CompletionRequest:
-        if isinstance(self.prompt, list) and self.prompt and isinstance(self.prompt[0], str):
-            if len(self.prompt) != 1:
-                raise InvalidRequestError("only one prompt per request is supported", param="prompt")
+    def _no_suffix(self) -> CompletionRequest:
+        if self.suffix is not None:
+            raise InvalidRequestError("suffix (fill-in-the-middle) is not supported", param="suffix")
+        if len(self.prompts()) * self.n > MAX_CHOICES:
+            raise InvalidRequestError(f"prompts times n must be at most {MAX_CHOICES}", param="prompt")
         return self
+
+    def prompts(self) -> list[str | list[int]]:
+        """One entry a prompt: its text or its token ids."""
+        p = self.prompt
+        if isinstance(p, str) or (p and isinstance(p[0], int)):
+            return [p]
+        return list(p)
 
 
 # ---------------------------------------------------------------- responses
@@ -243,11 +274,33 @@ class AssistantMessage(_Response):
     tool_calls: list[ToolCall] | None = None
 
 
+class TopLogprob(_Response):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class ChatTokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(_Response):
+    content: list[ChatTokenLogprob] | None
+    refusal: list[ChatTokenLogprob] | None = None
+
+
+class CompletionLogprobs(_Response):
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
 class ChatChoice(_Response):
     index: int = 0
     message: AssistantMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletion(_Response):
@@ -282,7 +335,7 @@ class ChatChunkChoice(_Response):
     index: int = 0
     delta: ChatDelta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletionChunk(_Response):
@@ -298,7 +351,7 @@ class CompletionChoice(_Response):
     index: int = 0
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(_Response):

@@ -8,6 +8,7 @@ status rather than a broken stream.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from lightllm_struct.engine.async_engine import AsyncEngine
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError, PromptTooLongError
 from lightllm_struct.request import Request, RequestOutput, SamplingParams
 from lightllm_struct.server.constraints import ConstraintSpec, blame
+from lightllm_struct.server.logprobs import TokenTexts
 from lightllm_struct.server.metrics import RequestTracker, ServerMetrics
 from lightllm_struct.server.protocol import _SamplingRequest
 
@@ -57,9 +59,14 @@ class ServerState:
     metrics: ServerMetrics
     turns: Any = None  # TurnSupport: tool-call format, reasoning, tracking grammars (see turns.py)
 
+    @functools.cached_property
+    def token_texts(self) -> TokenTexts:
+        return TokenTexts(self.tokenizer)
+
 
 def sampling_params(req: _SamplingRequest, *, max_tokens: int | None, prompt_len: int, max_model_len: int,
-                    prompt_param: str) -> SamplingParams:
+                    prompt_param: str, logprobs: int | None = None,
+                    prompt_logprobs: int | None = None) -> SamplingParams:
     """SamplingParams of ``req``; with no max_tokens given, the rest of the context is the limit.
 
     Raises
@@ -90,6 +97,9 @@ def sampling_params(req: _SamplingRequest, *, max_tokens: int | None, prompt_len
         frequency_penalty=req.frequency_penalty or 0.0,
         repetition_penalty=1.0 if req.repetition_penalty is None else req.repetition_penalty,
         logit_bias=req.logit_bias_ids(),
+        logprobs=logprobs,
+        prompt_logprobs=prompt_logprobs,
+        logprobs_mode=req.logprobs_mode,
     )
 
 

@@ -22,11 +22,12 @@ def test_chat_request_accepts_openai_fields_and_ignores_unknown_ones():
 
 @pytest.mark.parametrize("patch", [
     {"max_tokens": 0}, {"max_tokens": -3}, {"max_tokens": "5"}, {"max_tokens": 2.5}, {"temperature": "hot"},
-    {"temperature": -1}, {"top_p": 0}, {"n": 2}, {"messages": []}, {"messages": "hi"}, {"stream": "yes"},
+    {"temperature": -1}, {"top_p": 0}, {"n": 0}, {"n": 17}, {"best_of": 3}, {"messages": []}, {"messages": "hi"}, {"stream": "yes"},
     {"response_format": {"type": "xml"}}, {"response_format": {"type": "json_schema"}},
     {"structured_outputs": {"regex": "a", "choice": ["a"]}}, {"structured_outputs": {"choice": []}},
     {"presence_penalty": 2.5}, {"frequency_penalty": -3}, {"repetition_penalty": 0}, {"min_p": 1.5},
-    {"min_tokens": -1}, {"logit_bias": {"x": 1}}, {"logit_bias": {"5": "up"}}, {"logprobs": True},
+    {"min_tokens": -1}, {"logit_bias": {"x": 1}}, {"logit_bias": {"5": "up"}}, {"logprobs": "yes"},
+    {"top_logprobs": 2}, {"logprobs": True, "top_logprobs": 21}, {"logprobs_mode": "raw"},
 ])
 def test_bad_chat_values_fail_validation(patch):
     with pytest.raises((ValidationError, InvalidRequestError)):
@@ -51,10 +52,15 @@ def test_tools_rules():
 def test_completion_prompt_forms():
     assert CompletionRequest.model_validate({"prompt": "a"}).max_tokens == 16
     assert CompletionRequest.model_validate({"prompt": [1, 2, 3]}).prompt == [1, 2, 3]
+    assert CompletionRequest.model_validate({"prompt": ["a", "b"]}).prompts() == ["a", "b"]
+    assert CompletionRequest.model_validate({"prompt": [[1, 2], [3]]}).prompts() == [[1, 2], [3]]
+    with pytest.raises(InvalidRequestError) as err:
+        CompletionRequest.model_validate({"prompt": "a", "suffix": "b"})
+    assert err.value.param == "suffix"
     with pytest.raises(InvalidRequestError):
-        CompletionRequest.model_validate({"prompt": ["a", "b"]})
+        CompletionRequest.model_validate({"prompt": ["a"] * 5, "n": 16})
     with pytest.raises(ValidationError):
-        CompletionRequest.model_validate({"prompt": "a", "echo": True})
+        CompletionRequest.model_validate({"prompt": "a", "logprobs": 21})
 
 
 def test_sampling_fields_reach_sampling_params():
