@@ -37,7 +37,7 @@ CASES = {
     "messages not a list": ({"messages": "hi"}, "messages", None),
     "unknown role": ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", None),
     "prompt too long": ({"prompt": "hello " * 9000, "max_tokens": 4}, None, "context"),
-    "n above one": ({"messages": MSG, "n": 3}, "n", None),
+    "n above the limit": ({"messages": MSG, "n": 99}, "n", None),
 }
 
 
