@@ -1,6 +1,6 @@
 """lightllm-struct: LLM inference and serving built for structured generation.
 
-The public face: ``LLM`` (offline engine), ``SamplingParams``, and ``generate`` (the client, in-process or over
+The public face: ``LLM`` (offline engine), ``SamplingParams``, ``Constraint``, and ``generate`` (the client, in-process or over
 HTTP). Imports are lazy so that ``import lightllm_struct`` stays cheap for the grammar engine alone.
 """
 from __future__ import annotations

@@ -105,6 +105,18 @@ def build_call(prompt: Prompt, *, schema: Any = None, regex: str | None = None, 
     return _Call(messages=messages, body=body, constraint=constraint, parse_as=parse_as)
 
 
+def to_constraint(*, schema: Any = None, regex: str | None = None, grammar: str | None = None,
+                  choices: Sequence[str] | None = None) -> Constraint | None:
+    """The engine Constraint of at most one of the arguments (as ``generate`` takes them), or None.
+
+    Raises
+    ------
+    InvalidRequestError
+        More than one argument, or a schema that is neither a dict, JSON text nor a pydantic class.
+    """
+    return build_call("", schema=schema, regex=regex, grammar=grammar, choices=choices, sampling={}).constraint
+
+
 def _closed(node: Any) -> Any:
     """Copy of a schema whose objects admit no keys beyond their ``properties`` unless they say otherwise."""
     if isinstance(node, list):

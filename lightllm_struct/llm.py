@@ -37,7 +37,9 @@ class LLM:
         return self.engine.tokenizer
 
     def generate(self, prompts: Prompt | Seq[Prompt], sampling_params: SamplingParams | Seq[SamplingParams] | None
-                 = None, *, constraints: Constraint | Seq[Constraint | None] | None = None) -> list[RequestOutput]:
+                 = None, *, schema: Any = None, regex: str | None = None, grammar: str | None = None,
+                 choices: Seq[str] | None = None, constraints: Constraint | Seq[Constraint | None] | None = None
+                 ) -> list[RequestOutput]:
         """Generate for every prompt (all batched together); outputs come back in the prompts' order.
 
         Parameters
@@ -46,28 +48,42 @@ class LLM:
             A string, a list of token ids, or a list of either.
         sampling_params:
             One for all prompts or one per prompt; default ``SamplingParams()``.
+        schema, regex, grammar, choices:
+            At most one, for every prompt: a JSON schema (a dict, a JSON string or a pydantic class), a regular
+            expression, a Lark grammar, or the allowed strings (as :func:`lightllm_struct.generate` takes them).
         constraints:
-            One grammar constraint for all prompts or one (or None) per prompt.
+            The general form instead: one :class:`~lightllm_struct.Constraint` for all prompts or one (or None)
+            per prompt.
 
         Raises
         ------
         InvalidRequestError
-            On a mismatched list length or a request the engine refuses (nothing is left running).
+            On more than one constraint, a mismatched list length or a request the engine refuses (nothing is
+            left running).
         """
         single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int))
         prompt_list: list[Prompt] = [prompts] if single else list(prompts)
         params = _per_prompt(sampling_params or SamplingParams(), len(prompt_list), SamplingParams, "sampling_params")
+        constraints = _one_constraint(constraints, schema=schema, regex=regex, grammar=grammar, choices=choices)
         cons = _per_prompt(constraints, len(prompt_list), Constraint, "constraints")
         requests = [self._request(p, sp, c) for p, sp, c in zip(prompt_list, params, cons)]
         return self._run(requests)
 
     def chat(self, messages: list[dict] | Seq[list[dict]], sampling_params: SamplingParams | Seq[SamplingParams]
-             | None = None, *, tools: list[dict] | None = None,
+             | None = None, *, tools: list[dict] | None = None, schema: Any = None, regex: str | None = None,
+             grammar: str | None = None, choices: Seq[str] | None = None,
              constraints: Constraint | Seq[Constraint | None] | None = None) -> list[RequestOutput]:
         """Generate replies to one conversation (a list of message dicts) or to a list of them.
 
-        The model's chat template renders each conversation with the assistant turn opened.
+        The model's chat template renders each conversation with the assistant turn opened; the constraint
+        arguments are those of :meth:`generate`.
+
+        Raises
+        ------
+        InvalidRequestError
+            As :meth:`generate`, or a conversation the chat template refuses.
         """
+        constraints = _one_constraint(constraints, schema=schema, regex=regex, grammar=grammar, choices=choices)
         single = bool(messages) and isinstance(messages[0], dict)
         conversations = [messages] if single else list(messages)
         prompts = [self.tokenizer.apply_chat_template(m, tools) for m in conversations]
@@ -103,6 +119,18 @@ class LLM:
                 self.engine.step()  # drain the aborts' outputs so the next call starts clean
             raise
         return [finals[r.request_id] for r in requests]
+
+
+def _one_constraint(constraints: Any, **shorthand: Any) -> Any:
+    """``constraints``, or the Constraint of the one shorthand argument given (converted as ``generate()``
+    converts it)."""
+    from lightllm_struct.client import to_constraint
+
+    given = to_constraint(**shorthand)
+    if given is not None and constraints is not None:
+        raise InvalidRequestError("give either constraints or one of schema, regex, grammar, choices",
+                                  param="constraints")
+    return constraints if given is None else given
 
 
 def _per_prompt(value: Any, n: int, kind: type, name: str) -> list:

@@ -74,3 +74,37 @@ def test_extreme_values_never_fail_a_step(llm):
     outs = llm.generate(["Hello"] * len(extremes), extremes)
     assert [o.finish_reason for o in outs] == ["length"] * len(extremes)
     assert all(o.num_output_tokens == 3 for o in outs)
+
+
+def test_generate_and_chat_take_schema_regex_grammar_choices(llm):
+    import json
+    import re
+
+    import jsonschema
+    from lark import Lark
+    from pydantic import BaseModel, Field
+
+    from lightllm_struct import Constraint
+
+    class City(BaseModel):
+        name: str = Field(max_length=16)
+        population: int = Field(ge=0, le=10**9)
+
+    sp = SamplingParams(temperature=0, max_tokens=60)
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+              "additionalProperties": False}
+    for given in (schema, json.dumps(schema)):
+        jsonschema.validate(json.loads(llm.generate("Answer:", sp, schema=given)[0].text), schema)
+    city = llm.chat([{"role": "user", "content": "A city as JSON."}], sp, schema=City)[0]
+    City.model_validate_json(city.text)
+    assert re.fullmatch(r"[0-9]{3}", llm.generate(["Digits:"], sp, regex=r"[0-9]{3}")[0].text)
+    grammar = 'start: "a" | "b" "c"'
+    Lark(grammar).parse(llm.generate("x", sp, grammar=grammar)[0].text)
+    outs = llm.chat([[{"role": "user", "content": "yes or no?"}]] * 2, sp, choices=["yes", "no"])
+    assert all(o.text in ("yes", "no") for o in outs)
+    general = llm.generate("Answer:", sp, constraints=Constraint(kind="regex", spec="(yes|no)"))[0]
+    assert general.text in ("yes", "no")
+    with pytest.raises(InvalidRequestError):
+        llm.generate("x", sp, regex="a", choices=["a"])
+    with pytest.raises(InvalidRequestError):
+        llm.generate("x", sp, regex="a", constraints=Constraint(kind="regex", spec="b"))

@@ -1,6 +1,7 @@
 """The FastAPI app: OpenAI-compatible routes over one ``AsyncEngine``, plus /health and /metrics."""
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,11 +78,11 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
 
     @app.post("/tokenize")
     async def tokenize_route(request: Request) -> TokenizeResponse:
-        return tokenize(state, parse_json_body(await request.body()))
+        return await asyncio.to_thread(tokenize, state, await body_of(request))
 
     @app.post("/detokenize")
     async def detokenize_route(request: Request) -> DetokenizeResponse:
-        return detokenize(state, parse_json_body(await request.body()))
+        return await asyncio.to_thread(detokenize, state, await body_of(request))
 
     @app.get("/v1/models")
     async def models() -> ModelList:
