@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
 from lightllm_struct.request import Constraint
+from lightllm_struct.shorthand import is_model_class, to_constraint
 
 Prompt = str | Sequence[dict[str, Any]]
 _SAMPLING_KEYS = {"max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "ignore_eos"}
@@ -60,8 +61,7 @@ class _Call:
     parse_as: Any               # None (text), "json", or a pydantic model class
 
 
-def _is_model_class(obj: Any) -> bool:
-    return isinstance(obj, type) and issubclass(obj, BaseModel)
+_STRUCTURED_KEY = {"regex": "regex", "lark": "grammar", "choice": "choice"}  # vLLM's structured_outputs
 
 
 def build_call(prompt: Prompt, *, schema: Any = None, regex: str | None = None, grammar: str | None = None,
@@ -73,10 +73,7 @@ def build_call(prompt: Prompt, *, schema: Any = None, regex: str | None = None, 
     InvalidRequestError
         Zero or more than one constraint, a schema that is not JSON, an unknown sampling option.
     """
-    given = [name for name, v in (("schema", schema), ("regex", regex), ("grammar", grammar),
-                                  ("choices", choices)) if v is not None]
-    if len(given) > 1:
-        raise InvalidRequestError(f"give at most one of schema, regex, grammar, choices (got {given})")
+    constraint = to_constraint(schema=schema, regex=regex, grammar=grammar, choices=choices)
     unknown = set(sampling) - _SAMPLING_KEYS
     if unknown:
         raise InvalidRequestError(f"unknown sampling option(s) {sorted(unknown)}; known: {sorted(_SAMPLING_KEYS)}")
@@ -85,64 +82,15 @@ def build_call(prompt: Prompt, *, schema: Any = None, regex: str | None = None, 
     else:
         messages = [dict(m) for m in prompt]
     body: dict[str, Any] = dict(sampling)
-    constraint, parse_as = None, None
-    if schema is not None:
-        parse_as = schema if _is_model_class(schema) else "json"
-        schema_dict = _schema_dict(schema)
-        name = schema.__name__ if _is_model_class(schema) else "response"
+    parse_as = None
+    if constraint is not None and constraint.kind == "json_schema":
+        parse_as = schema if is_model_class(schema) else "json"
+        name = schema.__name__ if is_model_class(schema) else "response"
         body["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": name, "schema": schema_dict, "strict": True}}
-        constraint = Constraint("json_schema", schema_dict)
-    elif regex is not None:
-        body["structured_outputs"] = {"regex": regex}
-        constraint = Constraint("regex", regex)
-    elif grammar is not None:
-        body["structured_outputs"] = {"grammar": grammar}
-        constraint = Constraint("lark", grammar)
-    elif choices is not None:
-        body["structured_outputs"] = {"choice": list(choices)}
-        constraint = Constraint("choice", list(choices))
+                                   "json_schema": {"name": name, "schema": constraint.spec, "strict": True}}
+    elif constraint is not None:
+        body["structured_outputs"] = {_STRUCTURED_KEY[constraint.kind]: constraint.spec}
     return _Call(messages=messages, body=body, constraint=constraint, parse_as=parse_as)
-
-
-def to_constraint(*, schema: Any = None, regex: str | None = None, grammar: str | None = None,
-                  choices: Sequence[str] | None = None) -> Constraint | None:
-    """The engine Constraint of at most one of the arguments (as ``generate`` takes them), or None.
-
-    Raises
-    ------
-    InvalidRequestError
-        More than one argument, or a schema that is neither a dict, JSON text nor a pydantic class.
-    """
-    return build_call("", schema=schema, regex=regex, grammar=grammar, choices=choices, sampling={}).constraint
-
-
-def _closed(node: Any) -> Any:
-    """Copy of a schema whose objects admit no keys beyond their ``properties`` unless they say otherwise."""
-    if isinstance(node, list):
-        return [_closed(x) for x in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _closed(v) for k, v in node.items()}
-    if "properties" in out and "additionalProperties" not in out and "patternProperties" not in out:
-        out["additionalProperties"] = False
-    return out
-
-
-def _schema_dict(schema: Any) -> Any:
-    if _is_model_class(schema):
-        # Pydantic drops unknown keys when parsing, so letting the model write them only wastes tokens (and
-        # invites small models to wander off into extra keys until max_tokens): close the objects.
-        return _closed(schema.model_json_schema())
-    if isinstance(schema, str):
-        try:
-            return json.loads(schema)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"schema is a string but not JSON: {exc}", param="schema") from None
-    if isinstance(schema, (dict, bool)):
-        return schema
-    raise InvalidRequestError(f"schema must be a dict, a JSON string or a pydantic model class, "
-                              f"got {type(schema).__name__}", param="schema")
 
 
 def parse_output(call: _Call, text: str, finish_reason: str | None) -> Any:

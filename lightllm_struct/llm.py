@@ -8,6 +8,7 @@ from lightllm_struct.config import EngineConfig
 from lightllm_struct.engine.engine import Engine
 from lightllm_struct.errors import InvalidRequestError
 from lightllm_struct.request import Constraint, Request, RequestOutput, SamplingParams
+from lightllm_struct.shorthand import to_constraint
 
 Prompt = str | list[int]
 
@@ -124,8 +125,6 @@ class LLM:
 def _one_constraint(constraints: Any, **shorthand: Any) -> Any:
     """``constraints``, or the Constraint of the one shorthand argument given (converted as ``generate()``
     converts it)."""
-    from lightllm_struct.client import to_constraint
-
     given = to_constraint(**shorthand)
     if given is not None and constraints is not None:
         raise InvalidRequestError("give either constraints or one of schema, regex, grammar, choices",

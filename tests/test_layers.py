@@ -13,7 +13,7 @@ PACKAGE = Path(lightllm_struct.__file__).parent
 # A layer may import its own modules and those of every layer with a lower rank. The data model and the
 # configuration sit under everything; the public face (llm, client, cli) over everything.
 RANKS = {
-    "errors": 0, "config": 1, "request": 1, "registry": 1,
+    "errors": 0, "config": 1, "request": 1, "registry": 1, "shorthand": 2,
     "kernels": 2, "grammar": 2, "models": 3, "distributed": 4, "engine": 5, "server": 6,
     "llm": 7, "client": 8, "cli": 9, "__init__": 9,
 }
