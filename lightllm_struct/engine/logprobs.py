@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from lightllm_struct.engine.sampler import SamplingTensors, apply_bitmask, filter_top_k_top_p
+from lightllm_struct.engine.sampler import SamplingTensors, filter_top_k_top_p
+from lightllm_struct.grammar.bitmask import apply_token_bitmask_inplace
 from lightllm_struct.request import TokenLogprob
 
 LOGPROB_FLOOR = -9999.0
@@ -34,7 +35,7 @@ def processed_logprobs(logits: torch.Tensor, params, bitmask: torch.Tensor | Non
     """``log_softmax`` of the sampled-from distribution of each row of ``logits`` (already penalised)."""
     z = logits.float().clone()
     if bitmask is not None:
-        z = apply_bitmask(z, bitmask)
+        apply_token_bitmask_inplace(z, bitmask)
     greedy = params.temperature <= 0
     z = z / torch.where(greedy, 1.0, params.temperature)[:, None]
     min_p = params.min_p if params.min_p is not None else torch.zeros_like(params.temperature)

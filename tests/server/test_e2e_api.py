@@ -11,7 +11,8 @@ import openai
 import pytest
 import torch
 
-from lightllm_struct.kernels.penalties import SparsePenalties, apply_penalties_reference
+from lightllm_struct.kernels.reference import SparsePenalties
+from lightllm_struct.kernels.reference import apply_penalties as apply_penalties_reference
 from tests.support import transformers_default_model
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
