@@ -67,7 +67,10 @@ class EngineConfig:
     enable_chunked_prefill:
         Split prompts longer than the step's remaining budget across steps.
     grammar_compile_threads, grammar_compile_timeout_s, grammar_cache_size:
-        The grammar compile pool: its threads, each compile's deadline, and the LRU size of compiled grammars.
+        The grammar compile pool: its worker processes, each compile's deadline, and the LRU size of compiled grammars.
+    grammar_compile_memory_mb:
+        Memory a compile worker process may add to its set-up; a compile needing more fails with a 413-type
+        error (None: unlimited).
     grammar_mask_budget_s:
         Longest one request's token mask may take in a step; a request over it fails with a 413-type error
         instead of stalling every other request of the batch at each token.
@@ -115,6 +118,7 @@ class EngineConfig:
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128
     grammar_mask_budget_s: float = 1.0
+    grammar_compile_memory_mb: int | None = 4096
     num_threads: int | None = None
     output_history_size: int = 200
     tool_call_format: str = "auto"
@@ -140,6 +144,8 @@ class EngineConfig:
             (self.grammar_compile_timeout_s > 0, "grammar_compile_timeout_s", "must be > 0"),
             (self.grammar_cache_size >= 1, "grammar_cache_size", "must be >= 1"),
             (self.grammar_mask_budget_s > 0, "grammar_mask_budget_s", "must be > 0"),
+            (self.grammar_compile_memory_mb is None or self.grammar_compile_memory_mb >= 64,
+             "grammar_compile_memory_mb", "must be >= 64"),
             (self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1"),
             (self.output_history_size >= 1, "output_history_size", "must be >= 1"),
             (self.tool_call_format in TOOL_CALL_FORMATS, "tool_call_format", f"must be one of {TOOL_CALL_FORMATS}"),

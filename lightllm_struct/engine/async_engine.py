@@ -14,6 +14,7 @@ import queue
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -90,6 +91,10 @@ class AsyncEngine:
         kv = self.engine.kv
         stats.update(num_in_flight=len(self._streams), kv_reclaimable_slots=kv.num_reclaimable)
         return stats
+
+    def offload(self, fn: Any, *args: Any) -> Any:
+        """A ``concurrent.futures.Future`` of ``fn(*args)`` run where grammars compile (a worker process)."""
+        return self.engine.grammar.offload(fn, *args)
 
     def abort(self, request_id: str) -> None:
         self._aborts.put(request_id)

@@ -77,7 +77,8 @@ class Engine:
                                       threads=config.grammar_compile_threads,
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
                                       pin_memory=self.device.type == "cuda", mask_budget_s=config.grammar_mask_budget_s,
-                                      max_model_len=self.max_model_len)
+                                      max_model_len=self.max_model_len,
+                                      memory_mb=config.grammar_compile_memory_mb)
         self.sampler = self.backends.sampler
         self.jump_forward = config.enable_jump_forward is not False  # see EngineConfig.enable_jump_forward
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)

@@ -1,13 +1,15 @@
 """The engine's grammar hook: compile constraints off the step loop, fill the batch bitmask, advance matchers.
 
-Compiles run in a thread pool with an LRU cache keyed by the canonical constraint (sorted-keys JSON) and the
-tokenizer, so the batch never stalls on a new schema; the request waits in WAITING_FOR_GRAMMAR meanwhile. A
-compile that fails or overruns its deadline fails that request alone, with the compiler's typed error.
+Compiles run in worker processes (``CompilePool``: killed at their deadline, never holding the engine's
+GIL) with an LRU cache keyed by the canonical constraint (sorted-keys JSON) and the tokenizer, so the batch
+never stalls on a new schema; the request waits in WAITING_FOR_GRAMMAR meanwhile. A compile that fails or
+overruns its deadline fails that request alone, with the compiler's typed error.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import gc
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -18,11 +20,15 @@ import torch
 
 from lightllm_struct.engine.budget import check_budget, tokens_left
 from lightllm_struct.engine.matcher_like import MatcherLike, SampledTokenRejected
+from lightllm_struct.engine.compile_pool import CompilePool
+from lightllm_struct.engine.compile_worker import WorkerInit
 from lightllm_struct.engine.sequence import Sequence
-from lightllm_struct.errors import InvalidRequestError, LightLLMStructError
+from lightllm_struct.errors import LightLLMStructError
 from lightllm_struct.engine.step_guard import fail_request
-from lightllm_struct.grammar.errors import CompileTimeout, GrammarTooComplex, InvalidTokenError
+from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, GrammarTooComplex, InvalidTokenError
 from lightllm_struct.request import CONSTRAINT_KINDS, Constraint, RequestStatus
+
+logger = logging.getLogger(__name__)
 
 # Constraint kind -> how the grammar compiler compiles it; one entry a CONSTRAINT_KINDS member.
 _COMPILE: dict[str, Callable[[Any, Constraint], Any]] = {
@@ -36,8 +42,17 @@ assert set(_COMPILE) == set(CONSTRAINT_KINDS)
 
 
 def compile_constraint(compiler: Any, c: Constraint) -> Any:
-    """Run the grammar compiler for ``c`` (in a pool thread)."""
+    """Run the grammar compiler for ``c``."""
     return _COMPILE[c.kind](compiler, c)
+
+
+def compile_and_warm(compiler: Any, c: Constraint) -> Any:
+    """Compile ``c`` and build the tables its first steps need, off the step loop (in a compile worker)."""
+    grammar = compile_constraint(compiler, c)
+    warm = getattr(grammar, "min_output_tokens", None)
+    if warm is not None:
+        warm()  # the shortest-finish tables of budget-aware masks
+    return grammar
 
 
 class GrammarManager:
@@ -50,13 +65,15 @@ class GrammarManager:
     vocab_size:
         Width of the model's logits; the bitmask covers ``ceil(vocab_size / 32)`` words.
     threads, timeout_s, cache_size:
-        Compile pool size, each compile's deadline and the number of compiled grammars kept.
+        Compile worker processes, each compile's deadline and the number of compiled grammars kept.
+    memory_mb:
+        Address space a compile worker may add to its set-up (MemoryError, a typed 413, beyond).
     mask_budget_s:
         Longest one request's token mask may take in a step; a request over it is finished with
         ``GrammarTooComplex`` so that it cannot stall the batch token after token.
     compiler, matcher_cls:
-        A ready ``GrammarCompiler`` and the matcher class for its grammars (tests); by default the grammar
-        engine's, the compiler built from the tokenizer on first use.
+        A ready ``GrammarCompiler`` and the matcher class for its grammars (tests), run in threads of this
+        process; by default the grammar engine's, compiled in worker processes.
     pin_memory:
         Keep the batch bitmask in page-locked memory, so its copy to the GPU does not block the host.
     max_model_len:
@@ -66,20 +83,27 @@ class GrammarManager:
     def __init__(self, tokenizer: Any, *, vocab_size: int, threads: int = 2, timeout_s: float = 30.0,
                  cache_size: int = 128, compiler: Any = None,
                  matcher_cls: Callable[[Any], MatcherLike] | None = None, pin_memory: bool = False,
-                 mask_budget_s: float = 1.0, max_model_len: int | None = None) -> None:
+                 mask_budget_s: float = 1.0, max_model_len: int | None = None,
+                 memory_mb: int | None = 4096) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
         self.max_model_len = max_model_len
-        self.mask_budget_s = mask_budget_s
+        self.mask_budget_s, self.memory_mb = mask_budget_s, memory_mb
         self._pin = pin_memory
         self._masks = torch.empty(0, (vocab_size + 31) // 32, dtype=torch.int32)
         self.cache_size = cache_size
         self._compiler, self._compiler_lock = compiler, threading.Lock()
         self._matcher_cls = matcher_cls
-        self._pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="llms-grammar")
+        self._workers = CompilePool(self._worker_init, lambda: self._get_compiler().tokenizer,
+                                    workers=threads) if compiler is None else None
+        self._pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="llms-grammar") if compiler else None
         self._cache: OrderedDict[str, cf.Future] = OrderedDict()
         self._pending: dict[str, tuple[Sequence, cf.Future, float]] = {}
-        self.stats = {"grammar_compiles_total": 0, "grammar_cache_hits_total": 0,
+        self._stats = {"grammar_compiles_total": 0, "grammar_cache_hits_total": 0,
                       "grammar_compile_seconds_total": 0.0}
+
+    @property
+    def stats(self) -> dict[str, float]:
+        return {**self._stats, **(self._workers.stats if self._workers is not None else {})}
 
     @property
     def num_pending(self) -> int:
@@ -92,9 +116,9 @@ class GrammarManager:
         future = self._cache.get(key)
         if future is not None:
             self._cache.move_to_end(key)
-            self.stats["grammar_cache_hits_total"] += 1
+            self._stats["grammar_cache_hits_total"] += 1
         else:
-            future = self._pool.submit(self._compile, seq.req.constraint)
+            future = self._start_compile(seq.req.constraint)
             self._cache[key] = future
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -103,7 +127,9 @@ class GrammarManager:
             seq.place(RequestStatus.WAITING)
             return True
         seq.place(RequestStatus.WAITING_FOR_GRAMMAR)
-        self._pending[seq.request_id] = (seq, future, time.monotonic() + self.timeout_s)
+        # Worker compiles end by themselves (the pool kills at the deadline); threads cannot be stopped.
+        deadline = time.monotonic() + self.timeout_s if self._workers is None else float("inf")
+        self._pending[seq.request_id] = (seq, future, deadline)
         return False
 
     def poll(self) -> tuple[list[Sequence], list[tuple[Sequence, LightLLMStructError]]]:
@@ -191,34 +217,59 @@ class GrammarManager:
         if not accepted:
             raise SampledTokenRejected(f"the grammar rejected sampled token {token_id}")
 
+    def offload(self, fn: Callable, *args: Any) -> cf.Future:
+        """Run ``fn(*args)`` where compiles run (a worker process), under the compile deadline.
+
+        For conversions a request needs before it has a constraint (tool schemas to a Lark grammar);
+        ``fn`` must be importable by name and its arguments picklable.
+        """
+        if self._workers is None:
+            return self._pool.submit(fn, *args)
+        return self._workers.call(fn, *args, timeout_s=self.timeout_s)
+
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._workers is not None:
+            self._workers.shutdown()
+        else:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _compile(self, constraint: Constraint) -> Any:
+    def _start_compile(self, constraint: Constraint) -> cf.Future:
+        self._stats["grammar_compiles_total"] += 1
         start = time.perf_counter()
-        try:
-            grammar = compile_constraint(self._get_compiler(), constraint)
-            warm = getattr(grammar, "min_output_tokens", None)
-            if warm is not None:
-                warm()  # the shortest-finish tables are built here, off the step loop
-            return grammar
-        finally:
-            self.stats["grammar_compiles_total"] += 1
-            self.stats["grammar_compile_seconds_total"] += time.perf_counter() - start
+        if self._workers is None:
+            future = self._pool.submit(lambda: compile_and_warm(self._get_compiler(), constraint))
+        else:
+            future = self._workers.compile(constraint, timeout_s=self.timeout_s)
+
+        def done(_: cf.Future) -> None:
+            self._stats["grammar_compile_seconds_total"] += time.perf_counter() - start
+
+        future.add_done_callback(done)
+        return future
+
+    def _worker_init(self) -> WorkerInit:
+        vocab, eos, special = self._vocab_tables()
+        return WorkerInit(vocab=vocab, eos_token_ids=eos, special_token_ids=special,
+                          compiler_options={"compile_timeout_s": self.timeout_s}, mask_budget_s=self.mask_budget_s,
+                          memory_mb=self.memory_mb)
+
+    def _vocab_tables(self) -> tuple[list[bytes], list[int], list[int]]:
+        from lightllm_struct.grammar.vocab.huggingface import vocab_from_huggingface
+
+        vocab, _, special = vocab_from_huggingface(self.tokenizer.backend)
+        # The engine's EOS ids (tokenizer config + generation config) are the ones it stops on.
+        eos = list(self.tokenizer.eos_token_ids)
+        return list(vocab), eos, [t for t in special if t not in eos]
 
     def _get_compiler(self) -> Any:
         with self._compiler_lock:
             if self._compiler is None:
                 from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
-                from lightllm_struct.grammar.vocab.huggingface import vocab_from_huggingface
 
-                vocab, _, special = vocab_from_huggingface(self.tokenizer.backend)
-                # The engine's EOS ids (tokenizer config + generation config) are the ones it stops on.
-                eos = list(self.tokenizer.eos_token_ids)
-                info = TokenizerInfo.from_vocab(vocab, eos_token_ids=eos,
-                                                special_token_ids=[t for t in special if t not in eos])
+                vocab, eos, special = self._vocab_tables()
+                info = TokenizerInfo.from_vocab(vocab, eos_token_ids=eos, special_token_ids=special)
                 self._compiler = GrammarCompiler(info, compile_timeout_s=self.timeout_s)
                 gc.freeze()  # the vocabulary tables live as long as the engine: out of every full collection
             return self._compiler
@@ -263,4 +314,5 @@ def output_bound(constraint: Constraint, grammar: Any) -> int | None:
 def _as_typed(exc: BaseException) -> LightLLMStructError:
     if isinstance(exc, LightLLMStructError):
         return exc
-    return InvalidRequestError(f"grammar compilation failed: {type(exc).__name__}: {exc}")
+    logger.error("grammar compilation failed unexpectedly", exc_info=exc)
+    return GrammarError("grammar compilation failed (see the server log)")

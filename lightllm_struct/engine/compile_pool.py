@@ -1,0 +1,187 @@
+"""A pool of compile worker processes, each killed at its job's deadline and replaced.
+
+One thread per worker hands it a job, waits on its pipe up to the deadline (plus a grace for the worker's
+own alarm to answer first), and on silence kills the process and starts another. Every job's future ends:
+with the grammar, the worker's typed error, ``CompileTimeout``, or ``CompileWorkerDied``; never a hang.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import pickle
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from collections.abc import Callable
+from typing import Any
+
+from lightllm_struct.engine.compile_worker import (CompileWorkerDied, WorkerInit, load_grammar, unpack_error,
+                                                   worker_main)
+from lightllm_struct.grammar.errors import CompileTimeout
+
+logger = logging.getLogger(__name__)
+
+# The worker's own alarm answers at the deadline; the kill comes only if it cannot (stuck outside Python).
+KILL_GRACE_S = 2.0
+STARTUP_TIMEOUT_S = 300.0  # imports and vocabulary set-up on a loaded machine
+
+
+class _Worker:
+    """One worker process (``python -m lightllm_struct.engine.compile_worker``) and its end of a socket pair.
+
+    A fresh interpreter rather than multiprocessing's spawn, which re-runs the parent's ``__main__`` (a user's
+    script without a main guard would start an engine in every worker); never fork, which copies the engine's
+    torch threads and held locks.
+    """
+
+    def __init__(self, init: WorkerInit) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen([sys.executable, "-m", "lightllm_struct.engine.compile_worker",
+                                             str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                                            stdin=subprocess.DEVNULL)
+        self.conn = Connection(ours.detach())
+        self.conn.send_bytes(pickle.dumps(init, protocol=pickle.HIGHEST_PROTOCOL))
+        if not self.conn.poll(STARTUP_TIMEOUT_S):
+            self.kill()
+            raise CompileWorkerDied(f"a compile worker did not start within {STARTUP_TIMEOUT_S:g} s")
+        try:
+            pickle.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            self.kill()
+            raise CompileWorkerDied(f"a compile worker died while starting (exit {self.exitcode})") from None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
+    def run(self, job: tuple, timeout_s: float) -> tuple[str, Any]:
+        """Send ``job``; its reply, or ("timeout", None) if none came within ``timeout_s`` + the grace."""
+        self.conn.send_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+        if not self.conn.poll(timeout_s + KILL_GRACE_S):
+            return "timeout", None
+        return pickle.loads(self.conn.recv_bytes())  # EOFError: it died
+
+    def kill(self) -> None:
+        self.process.kill()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            logger.error("compile worker %d did not exit after SIGKILL", self.process.pid)
+        self.conn.close()
+
+
+class CompilePool:
+    """Compile constraints (and run conversion calls) in worker processes.
+
+    Parameters
+    ----------
+    init:
+        A callable returning the ``WorkerInit`` (the vocabulary is read once, in the background).
+    tokenizer:
+        A callable returning the engine-side ``TokenizerInfo`` that arriving grammars are attached to.
+    workers:
+        Number of worker processes.
+    """
+
+    def __init__(self, init: Callable[[], WorkerInit], tokenizer: Callable[[], Any], *, workers: int) -> None:
+        self._init_fn, self._tokenizer_fn = init, tokenizer
+        self._init: WorkerInit | None = None
+        self._init_lock = threading.Lock()
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopping = False
+        self.stats = {"grammar_compile_worker_restarts_total": 0, "grammar_transfer_seconds_total": 0.0}
+        self._threads = [threading.Thread(target=self._serve, name=f"llms-compile-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def compile(self, constraint: Any, *, timeout_s: float) -> cf.Future:
+        """A future of the ``CompiledGrammar`` of ``constraint`` (or its typed error)."""
+        return self._submit(("compile", constraint, timeout_s))
+
+    def call(self, fn: Callable, *args: Any, timeout_s: float) -> cf.Future:
+        """A future of ``fn(*args)`` run in a worker (``fn`` and ``args`` picklable, ``fn`` by reference)."""
+        return self._submit(("call", fn, args, timeout_s))
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _submit(self, job: tuple) -> cf.Future:
+        future: cf.Future = cf.Future()
+        self._jobs.put((job, future))
+        return future
+
+    def _worker_init(self) -> WorkerInit:
+        with self._init_lock:
+            if self._init is None:
+                self._init = self._init_fn()
+            return self._init
+
+    def _serve(self) -> None:
+        worker: _Worker | None = None
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                if worker is not None:
+                    worker.kill()
+                return
+            job, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            if worker is None:  # started on first use: an engine that never compiles never pays for it
+                worker = self._start(future)
+                if worker is None:
+                    continue
+            worker = self._run(worker, job, future)
+            if worker is None and not self._stopping:
+                worker = self._start(None)  # the replacement starts now, not when the next job waits for it
+
+    def _start(self, future: cf.Future | None) -> _Worker | None:
+        try:
+            return _Worker(self._worker_init())
+        except Exception as exc:  # noqa: BLE001 -- the job learns why; the next one tries again
+            logger.error("cannot start a compile worker", exc_info=exc)
+            if future is not None:
+                future.set_exception(exc if isinstance(exc, CompileWorkerDied) else
+                                     CompileWorkerDied("no compile worker could be started"))
+            return None
+
+    def _run(self, worker: _Worker, job: tuple, future: cf.Future) -> _Worker | None:
+        """Run ``job`` on ``worker``; returns the worker still usable, or None after killing it."""
+        timeout_s = job[-1]
+        try:
+            kind, payload = worker.run(job, timeout_s)
+        except (EOFError, OSError):
+            code = worker.exitcode
+            worker.kill()
+            self.stats["grammar_compile_worker_restarts_total"] += 1
+            future.set_exception(CompileWorkerDied(
+                f"the compile worker died (exit {code}) on this constraint: it may need more memory than "
+                "grammar_compile_memory_mb allows"))
+            return None
+        if kind == "timeout":
+            worker.kill()
+            self.stats["grammar_compile_worker_restarts_total"] += 1
+            future.set_exception(CompileTimeout(f"grammar compilation exceeded its deadline of {timeout_s:g} s"))
+            return None
+        if kind == "error":
+            future.set_exception(unpack_error(payload))
+        elif kind == "grammar":
+            try:
+                tokenizer = self._tokenizer_fn()  # the engine's own vocabulary tables, built once
+                start = time.perf_counter()
+                future.set_result(load_grammar(payload, tokenizer))
+                self.stats["grammar_transfer_seconds_total"] += time.perf_counter() - start
+            except Exception as exc:  # noqa: BLE001 -- a grammar that cannot be attached fails its request
+                logger.error("a compiled grammar could not be loaded", exc_info=exc)
+                future.set_exception(CompileWorkerDied("the compiled grammar could not be loaded"))
+        else:
+            future.set_result(payload)
+        return worker

@@ -1,0 +1,215 @@
+"""The compile worker process: set up once per vocabulary, then compile constraints until told to stop.
+
+A compile runs here, not in the engine's interpreter, so its CPU time never holds the engine's GIL and the
+pool can kill it at its deadline (a thread cannot be stopped). What comes back is the whole
+``CompiledGrammar`` (LR tables, DFAs, product lexers and the first mask, which the worker computes as a
+probe), pickled with the vocabulary-wide objects (``TokenizerInfo`` and its shared scan caches) replaced by
+references: both processes built them from the same vocabulary, so they are never sent per compile.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightllm_struct.errors import LightLLMStructError
+from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, GrammarTooComplex
+from lightllm_struct.grammar.lexing.lexer import UnionLexer, row_arrays
+
+logger = logging.getLogger(__name__)
+
+_LOCK, _RLOCK = type(threading.Lock()), type(threading.RLock())
+
+
+class CompileWorkerDied(GrammarError):
+    """A compile worker process ended without answering (killed for memory, crashed); it was replaced."""
+
+    http_status = 422
+    code = "grammar_compile_failed"
+
+
+@dataclass(frozen=True)
+class WorkerInit:
+    """What a worker needs once: the vocabulary, the compiler's options and its limits."""
+
+    vocab: list[bytes]
+    eos_token_ids: list[int]
+    special_token_ids: list[int]
+    compiler_options: dict = field(default_factory=dict)
+    mask_budget_s: float = 1.0
+    memory_mb: int | None = None
+
+
+class _VocabPickler(pickle.Pickler):
+    """Pickles a grammar with the vocabulary's objects as references and its locks as fresh ones."""
+
+    def __init__(self, file, tokenizer) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._refs = {id(tokenizer): ("tokenizer",)}
+        self._refs.update({id(obj): ("shared", key) for key, obj in tokenizer._shared.items()})
+        if tokenizer._trie is not None:
+            self._refs[id(tokenizer._trie)] = ("trie",)
+
+    def persistent_id(self, obj: Any) -> Any:
+        return self._refs.get(id(obj))
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _LOCK):
+            return threading.Lock, ()
+        if isinstance(obj, _RLOCK):
+            return threading.RLock, ()
+        if isinstance(obj, threading.local):  # per-thread scratch: starts empty in the engine
+            return type(obj), ()
+        if type(obj) is UnionLexer:  # its row arrays and sink table are derived: rebuilt on arrival
+            return _union_lexer, (obj.uid, obj.terminals, obj.table, obj.accept, obj.accept_list, obj.signature,
+                                  obj.alive_terms, obj.mask_base)
+        return NotImplemented
+
+
+def _union_lexer(uid, terminals, table, accept, accept_list, signature, alive_terms, mask_base) -> UnionLexer:
+    lexer = UnionLexer(uid, terminals, table, accept, row_arrays(table), accept_list, signature, alive_terms)
+    lexer.mask_base = mask_base
+    return lexer
+
+
+class _VocabUnpickler(pickle.Unpickler):
+    def __init__(self, file, tokenizer) -> None:
+        super().__init__(file)
+        self._tokenizer = tokenizer
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid == ("tokenizer",):
+            return self._tokenizer
+        if pid == ("trie",):
+            return self._tokenizer.trie
+        return self._tokenizer._shared[pid[1]]
+
+
+def dump_grammar(grammar: Any, tokenizer: Any) -> bytes:
+    buf = io.BytesIO()
+    _VocabPickler(buf, tokenizer).dump(grammar)
+    return buf.getvalue()
+
+
+def load_grammar(data: bytes, tokenizer: Any) -> Any:
+    return _VocabUnpickler(io.BytesIO(data), tokenizer).load()
+
+
+def pack_error(exc: BaseException) -> tuple[type, dict]:
+    """A typed error as (class, attributes): exceptions with keyword options do not survive plain pickling."""
+    if not isinstance(exc, LightLLMStructError):
+        logger.error("grammar compilation failed unexpectedly", exc_info=exc)
+        exc = GrammarError("grammar compilation failed (see the server log)")
+    return type(exc), dict(vars(exc))
+
+
+def unpack_error(packed: tuple[type, dict]) -> LightLLMStructError:
+    cls, state = packed
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, state.get("message", ""))
+    exc.__dict__.update(state)
+    return exc
+
+
+class _Alarm:
+    """Raise ``error`` in this (the worker's main) thread after ``seconds``: pure-Python loops stop too."""
+
+    def __init__(self, seconds: float, error: LightLLMStructError) -> None:
+        self.seconds, self.error = seconds, error
+
+    def _fire(self, *_: Any) -> None:
+        raise self.error
+
+    def __enter__(self) -> None:
+        signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *_: Any) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)  # an alarm already delivered must not fire later
+
+
+def _limit_memory(memory_mb: int | None) -> None:
+    """Cap the address space at what the set-up uses plus ``memory_mb``: a runaway compile gets MemoryError."""
+    if memory_mb is None:
+        return
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * resource.getpagesize()
+        limit = used + (memory_mb << 20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (OSError, ValueError, ImportError):
+        logger.warning("compile workers run without a memory limit on this platform")
+
+
+def _setup(init: WorkerInit) -> tuple[Any, Any]:
+    from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
+
+    info = TokenizerInfo.from_vocab(init.vocab, eos_token_ids=init.eos_token_ids,
+                                    special_token_ids=init.special_token_ids)
+    return info, GrammarCompiler(info, **init.compiler_options)
+
+
+def _probe_first_mask(grammar: Any, info: Any, budget_s: float) -> None:
+    """The first mask, computed here under the per-step budget: a grammar whose masks alone would stall the
+    batch is refused now, and the cached mask travels with the grammar."""
+    import torch
+
+    from lightllm_struct.grammar import Matcher
+
+    mask = torch.empty(1, info.num_words, dtype=torch.int32)
+    error = GrammarTooComplex(f"the grammar's first token mask takes over {budget_s:g} s to compute "
+                              "(grammar_mask_budget_s): simplify the constraint")
+    with _Alarm(budget_s, error):
+        Matcher(grammar).fill_next_token_bitmask(mask, index=0)
+
+
+def compile_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple[str, Any]:
+    """Run one job: ("compile", constraint, timeout_s) or ("call", fn, args, timeout_s)."""
+    from lightllm_struct.engine.grammar_manager import compile_and_warm
+
+    timeout = job[-1]
+    try:
+        with _Alarm(timeout, CompileTimeout(f"grammar compilation exceeded its deadline of {timeout:g} s")):
+            if job[0] == "call":
+                return "value", job[1](*job[2])
+            grammar = compile_and_warm(compiler, job[1])
+        _probe_first_mask(grammar, info, init.mask_budget_s)
+        return "grammar", dump_grammar(grammar, info)
+    except MemoryError:
+        return "error", pack_error(GrammarTooComplex("grammar compilation ran out of its memory budget"))
+    except RecursionError:
+        return "error", pack_error(GrammarTooComplex("the constraint nests too deeply to compile"))
+    except Exception as exc:  # noqa: BLE001 -- every failure goes back typed; the worker lives on
+        return "error", pack_error(exc)
+
+
+def worker_main(conn: Any) -> None:
+    """The worker's loop: read its ``WorkerInit``, answer ("ready",), then one reply per job until EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops the pool
+    init = pickle.loads(conn.recv_bytes())
+    info, compiler = _setup(init)
+    _limit_memory(init.memory_mb)
+    conn.send_bytes(pickle.dumps(("ready",)))
+    while True:
+        try:
+            job = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        conn.send_bytes(pickle.dumps(compile_job(compiler, info, init, job), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+if __name__ == "__main__":
+    import sys
+    from multiprocessing.connection import Connection
+
+    # Through the package's module, not this __main__ copy: what the worker pickles must name importable code.
+    from lightllm_struct.engine import compile_worker
+
+    compile_worker.worker_main(Connection(int(sys.argv[1])))
