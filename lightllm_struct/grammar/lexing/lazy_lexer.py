@@ -1,6 +1,6 @@
 """Product lexers made on demand, for terminal sets that hold a lazily built DFA (``lazy_dfa.py``).
 
-Same semantics and the same interface as ``lexer.UnionLexer``: the matcher steps ``rows``, token scans
+Same semantics and the same interface (``lexer.Lexer``) as ``lexer.UnionLexer``: the matcher steps ``rows``, token scans
 read ``sink_table``/``table``/``accept`` from a state after reading its ``signature``. Two tables:
 
 * ``rows[q]``: exact transitions, made when the matcher first steps from ``q``;

@@ -10,7 +10,9 @@ State 0 is the fresh start and is never re-entered, so "at a terminal boundary" 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -61,6 +63,38 @@ class UnionLexer:
 
     def prepare(self, q: int) -> None:
         """Make what a token scan from ``q`` reads: nothing to do, every row is made (see LazyUnionLexer)."""
+
+
+@runtime_checkable
+class Lexer(Protocol):
+    """The contract :class:`UnionLexer`, ``LazyUnionLexer`` and ``FoldedLexer`` share: per-state sequences the
+    matcher steps and token scans read. Read ``signature[q]`` (or call ``prepare(q)``) before a scan from ``q``:
+    a lazy lexer makes the rows the scan walks then.
+
+    ``rows[q][b]``: next state or -1; ``accept_list[q]``: the terminal id ``q`` ends, or -1; ``has_out[q]``:
+    some byte continues the lexeme; ``alive_terms[q]``: the terminal ids of ``signature[q]``'s entries;
+    ``mask_base[q]``: the mask cache id the grammar's TokenMasker gives ``q``; ``table``/``sink_table``/
+    ``accept``: the scan arrays (``sink_table`` is ``table`` flat plus an all-dead row).
+    """
+
+    uid: int
+    terminals: frozenset[int]
+    rows: Sequence
+    accept_list: list[int]
+    signature: Sequence
+    alive_terms: list[tuple[int, ...]]
+    mask_base: list
+    has_out: Sequence
+    sink_table: np.ndarray
+    accept: np.ndarray
+
+    @property
+    def num_states(self) -> int: ...
+
+    @property
+    def table(self) -> np.ndarray: ...
+
+    def prepare(self, q: int) -> None: ...
 
 
 def rank_key(term: Terminal) -> tuple:

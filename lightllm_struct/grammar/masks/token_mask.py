@@ -28,7 +28,7 @@ import numpy as np
 
 from lightllm_struct.grammar.bitmask import pack_token_ids
 from lightllm_struct.grammar.parsing.dpda import Stack, Touch
-from lightllm_struct.grammar.lexing.lexer import UnionLexer
+from lightllm_struct.grammar.lexing.lexer import Lexer, UnionLexer
 from lightllm_struct.grammar.masks.scan_jit import AVAILABLE as JIT_AVAILABLE
 from lightllm_struct.grammar.masks.scan_jit import PreorderTrie, jit_scan
 from lightllm_struct.grammar.masks.scan_matrix import matrix_scan
@@ -77,9 +77,9 @@ class Scanner(Protocol):
     ``frontier`` (where an earlier scan left them) from the start state of the next lexer.
     """
 
-    def root(self, lexer: UnionLexer, state: int) -> ScanNode: ...
+    def root(self, lexer: Lexer, state: int) -> ScanNode: ...
 
-    def resume(self, lexer: UnionLexer, frontier) -> ScanNode: ...
+    def resume(self, lexer: Lexer, frontier) -> ScanNode: ...
 
 
 class TrieScanner:
