@@ -23,8 +23,8 @@ def warm_up(engine, *, timeout_s: float = 120.0) -> float:
     pending = grammar_warm_up() if grammar_warm_up is not None else None
     token = 1 % engine.model_config.vocab_size
     long = engine.device.type == "cuda" and engine.max_model_len > _LONG_PROMPT + 2
-    requests = [Request(prompt_token_ids=[token] * 4, sampling=SamplingParams(max_tokens=2, ignore_eos=True),
-                        request_id="warmup-free"),
+    requests = [Request(prompt_token_ids=[token] * 4, request_id="warmup-free",  # the penalties kernel too
+                        sampling=SamplingParams(max_tokens=2, ignore_eos=True, presence_penalty=0.5)),
                 Request(prompt_token_ids=[token] * 4, sampling=SamplingParams(max_tokens=3, temperature=0.7, seed=0),
                         constraint=Constraint("json_object"), request_id="warmup-constrained")]
     if long:
