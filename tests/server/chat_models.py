@@ -39,4 +39,6 @@ def write_chat_model(path: Path, template: str) -> Path:
     size = max(max(vocab["model"]["vocab"].values()), *(t["id"] for t in vocab.get("added_tokens", []))) + 1
     write_tiny_llama(path, hidden=32, intermediate=64, num_heads=2, num_kv_heads=2, num_layers=1, vocab=size,
                      tie=True)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2048}))  # room for tools
     return path

@@ -101,6 +101,6 @@ def test_auto_gives_text_or_a_valid_call_and_none_gives_text(server, openai_clie
     if auto.message.tool_calls:
         _check_calls(auto.message, auto.finish_reason)
     else:
-        assert auto.message.content and not auto.message.content.startswith("<")
+        assert auto.message.content  # free text may start with any character, "<" included
     none = openai_client.chat.completions.create(**_request(server.model, PROMPTS[0], "none", 0.0)).choices[0]
     assert none.message.tool_calls is None and none.finish_reason in ("stop", "length")

@@ -173,7 +173,8 @@ def _calls_rules(b: _Builder) -> None:
 def _answer_rule(b: _Builder) -> str:
     spec = b.spec
     if spec.mode == "required":
-        gap = b.term("GAP", r"\s+", MARKER) + "? " if spec.reasoning else ""
+        # bounded: the blank line models write after reasoning, not a place to idle in
+        gap = b.term("GAP", r"\s{1,4}", MARKER) + "? " if spec.reasoning else ""
         return f"{gap}llms_calls"
     if spec.answer is None or spec.interleave:
         text = b.term("TEXT", text_without(spec.triggers) if spec.triggers else r"[\s\S]+", CONTENT)
