@@ -133,7 +133,7 @@ class CUDAGraphRunner:
 
     def _backend(self, rows: int):
         attn = getattr(self.model, "attn_backend", None)
-        if type(attn).__name__ != "TritonAttentionBackend":
+        if not getattr(attn, "supports_cuda_graphs", False):
             return attn  # the torch backend (eager tests): nothing to fix for replays
         from lightllm_struct.models.attention_triton import TritonAttentionBackend
         from lightllm_struct.kernels.attention_decode import default_num_splits
