@@ -71,3 +71,21 @@ def test_triton_where_it_cannot_run_is_refused(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ConfigError, match="kernels='triton' needs"):
         resolve_backends("triton", CPU)
+
+
+def test_no_code_chooses_by_a_class_name():
+    """Capabilities (``supports_cuda_graphs``) decide, never ``type(x).__name__ == "..."`` tests."""
+    import ast
+    from pathlib import Path
+
+    import lightllm_struct
+
+    root = Path(lightllm_struct.__file__).parent
+    found = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare) and any(
+                    isinstance(side, ast.Attribute) and side.attr == "__name__" and isinstance(side.value, ast.Call)
+                    for side in [node.left, *node.comparators]):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []
