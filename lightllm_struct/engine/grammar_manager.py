@@ -12,7 +12,6 @@ import gc
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from lightllm_struct.engine.compile_worker import WorkerInit
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import LightLLMStructError
 from lightllm_struct.engine.step_guard import fail_request
+from lightllm_struct.grammar.cache import LRU
 from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, GrammarTooComplex, InvalidTokenError
 from lightllm_struct.request import CONSTRAINT_KINDS, Constraint, RequestStatus
 
@@ -96,7 +96,7 @@ class GrammarManager:
         self._workers = CompilePool(self._worker_init, lambda: self._get_compiler().tokenizer,
                                     workers=threads) if compiler is None else None
         self._pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="llms-grammar") if compiler else None
-        self._cache: OrderedDict[str, cf.Future] = OrderedDict()
+        self._cache: LRU[str, cf.Future] = LRU(cache_size)
         self._pending: dict[str, tuple[Sequence, cf.Future, float]] = {}
         self._stats = {"grammar_compiles_total": 0, "grammar_cache_hits_total": 0,
                       "grammar_compile_seconds_total": 0.0}
@@ -112,16 +112,12 @@ class GrammarManager:
     def submit(self, seq: Sequence) -> bool:
         """Start compiling ``seq``'s constraint and place ``seq``: True (WAITING) if the grammar is ready at once
         (cached), else False (WAITING_FOR_GRAMMAR until :meth:`poll` reports it)."""
-        key = f"{getattr(self.tokenizer, 'model_dir', '')}|{seq.req.constraint.canonical()}"
-        future = self._cache.get(key)
+        future = self._cache.get(self._key(seq.req.constraint))
         if future is not None:
-            self._cache.move_to_end(key)
             self._stats["grammar_cache_hits_total"] += 1
         else:
             future = self._start_compile(seq.req.constraint)
-            self._cache[key] = future
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            self._cache.put(self._key(seq.req.constraint), future)
         if future.done() and future.exception() is None and self._fits(seq, future.result()):
             self._attach(seq, future.result())
             seq.place(RequestStatus.WAITING)
@@ -149,7 +145,7 @@ class GrammarManager:
                     seq.transition(RequestStatus.WAITING)
                     ready.append(seq)
                 else:
-                    self._forget(future)
+                    self._forget(seq.req.constraint, future)
                     failed.append((seq, _as_typed(exc)))
             elif now > deadline:
                 del self._pending[rid]
@@ -290,11 +286,14 @@ class GrammarManager:
         seq.matcher = self._matcher_cls(grammar)
         seq.output_bound = output_bound(seq.req.constraint, grammar)
 
-    def _forget(self, future: cf.Future) -> None:
+    def _key(self, constraint: Constraint) -> str:
+        return f"{getattr(self.tokenizer, 'model_dir', '')}|{constraint.canonical()}"
+
+    def _forget(self, constraint: Constraint, future: cf.Future) -> None:
         """Drop a failed compile from the cache so a transient failure (a timeout) is retried next time."""
-        for key, f in list(self._cache.items()):
-            if f is future:
-                del self._cache[key]
+        key = self._key(constraint)
+        if self._cache.get(key) is future:
+            self._cache.pop(key)
 
 
 def output_bound(constraint: Constraint, grammar: Any) -> int | None:

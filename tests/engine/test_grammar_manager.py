@@ -30,6 +30,7 @@ class FakeCompiler:
         return {int(c) for c in choices}
 
     def compile_json_schema(self, schema, **_):
+        self.calls += 1
         raise SchemaError("bad type", pointer="/properties/x")
 
 
@@ -99,6 +100,9 @@ def test_failed_and_timed_out_compiles_fail_only_their_request():
     manager.submit(bad)
     ready, failed = _poll_until(manager)
     assert failed[0][0] is bad and isinstance(failed[0][1], SchemaError) and "/properties/x" in str(failed[0][1])
+    again = _seq(Constraint("json_schema", {"type": "nope"}))
+    assert manager.submit(again) is False
+    assert _poll_until(manager)[1][0][0] is again and compiler.calls == 2  # a failed compile is not cached
     compiler.gate.clear()
     slow = _seq(Constraint("choice", ["5"]))
     manager.submit(slow)
