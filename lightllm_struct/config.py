@@ -68,6 +68,10 @@ class EngineConfig:
         Split prompts longer than the step's remaining budget across steps.
     grammar_compile_threads, grammar_compile_timeout_s, grammar_cache_size:
         The grammar compile pool: its worker processes, each compile's deadline, and the LRU size of compiled grammars.
+    grammar_max_spec_bytes, grammar_max_choices, grammar_max_enum_values, grammar_max_schema_depth, \
+    grammar_max_schema_nodes:
+        Size limits a constraint must meet before compiling starts (413 beyond): its text in bytes, choice
+        entries, one enum's values, schema nesting and schema objects (``engine/constraint_limits.py``).
     grammar_compile_memory_mb:
         Memory a compile worker process may add to its set-up; a compile needing more fails with a 413-type
         error (None: unlimited).
@@ -119,6 +123,11 @@ class EngineConfig:
     grammar_cache_size: int = 128
     grammar_mask_budget_s: float = 1.0
     grammar_compile_memory_mb: int | None = 4096
+    grammar_max_spec_bytes: int = 1 << 20
+    grammar_max_choices: int = 4096
+    grammar_max_enum_values: int = 4096
+    grammar_max_schema_depth: int = 64
+    grammar_max_schema_nodes: int = 20_000
     num_threads: int | None = None
     output_history_size: int = 200
     tool_call_format: str = "auto"
@@ -144,6 +153,9 @@ class EngineConfig:
             (self.grammar_compile_timeout_s > 0, "grammar_compile_timeout_s", "must be > 0"),
             (self.grammar_cache_size >= 1, "grammar_cache_size", "must be >= 1"),
             (self.grammar_mask_budget_s > 0, "grammar_mask_budget_s", "must be > 0"),
+            (min(self.grammar_max_spec_bytes, self.grammar_max_choices, self.grammar_max_enum_values,
+                 self.grammar_max_schema_depth, self.grammar_max_schema_nodes) >= 1, "grammar_max_spec_bytes",
+             "and the other grammar_max_* limits must be >= 1"),
             (self.grammar_compile_memory_mb is None or self.grammar_compile_memory_mb >= 64,
              "grammar_compile_memory_mb", "must be >= 64"),
             (self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1"),

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightllm_struct.engine.constraint_limits import ConstraintLimits, check_limits
 from lightllm_struct.errors import LightLLMStructError
 from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, GrammarTooComplex
 from lightllm_struct.grammar.lexing.lexer import UnionLexer, row_arrays
@@ -42,6 +43,7 @@ class WorkerInit:
     compiler_options: dict = field(default_factory=dict)
     mask_budget_s: float = 1.0
     memory_mb: int | None = None
+    limits: ConstraintLimits = field(default_factory=ConstraintLimits)
 
 
 class _VocabPickler(pickle.Pickler):
@@ -179,6 +181,7 @@ def compile_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple
         with _Alarm(timeout, CompileTimeout(f"grammar compilation exceeded its deadline of {timeout:g} s")):
             if job[0] == "call":
                 return "value", job[1](*job[2])
+            check_limits(job[1], init.limits)
             grammar = compile_and_warm(compiler, job[1])
         _probe_first_mask(grammar, info, init.mask_budget_s)
         return "grammar", dump_grammar(grammar, info)

@@ -23,6 +23,7 @@ from lightllm_struct.engine.scheduler import ScheduledBatch, Scheduler
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.engine.backends import resolve_backends
 from lightllm_struct.engine.build import build_cuda_graphs, build_kv, load
+from lightllm_struct.engine.constraint_limits import constraint_limits
 from lightllm_struct.engine.step_guard import fail_request, sampling_tensors
 from lightllm_struct.errors import InvalidRequestError, PromptTooLongError
 from lightllm_struct.request import Constraint, Request, RequestOutput, RequestStatus
@@ -78,7 +79,7 @@ class Engine:
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
                                       pin_memory=self.device.type == "cuda", mask_budget_s=config.grammar_mask_budget_s,
                                       max_model_len=self.max_model_len,
-                                      memory_mb=config.grammar_compile_memory_mb)
+                                      memory_mb=config.grammar_compile_memory_mb, limits=constraint_limits(config))
         self.sampler = self.backends.sampler
         self.jump_forward = config.enable_jump_forward is not False  # see EngineConfig.enable_jump_forward
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)

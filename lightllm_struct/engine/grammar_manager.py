@@ -21,11 +21,13 @@ from lightllm_struct.engine.budget import check_budget, tokens_left
 from lightllm_struct.engine.matcher_like import MatcherLike, SampledTokenRejected
 from lightllm_struct.engine.compile_pool import CompilePool
 from lightllm_struct.engine.compile_worker import WorkerInit
+from lightllm_struct.engine.constraint_limits import ConstraintLimits
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import LightLLMStructError
 from lightllm_struct.engine.step_guard import fail_request
 from lightllm_struct.grammar.cache import LRU
-from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, GrammarTooComplex, InvalidTokenError
+from lightllm_struct.grammar.errors import (CompileTimeout, EmptyLanguageError, GrammarError, GrammarTooComplex,
+                                            InvalidTokenError)
 from lightllm_struct.request import CONSTRAINT_KINDS, Constraint, RequestStatus
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,10 @@ def compile_and_warm(compiler: Any, c: Constraint) -> Any:
     """Compile ``c`` and build the tables its first steps need, off the step loop (in a compile worker)."""
     grammar = compile_constraint(compiler, c)
     warm = getattr(grammar, "min_output_tokens", None)
-    if warm is not None:
-        warm()  # the shortest-finish tables of budget-aware masks
+    # The shortest-finish tables of budget-aware masks; no shortest sentence means no sentence at all.
+    if warm is not None and warm() < 0:
+        raise EmptyLanguageError(f"the {c.kind} constraint admits no finite output: no answer could ever "
+                                 "satisfy it")
     return grammar
 
 
@@ -68,6 +72,8 @@ class GrammarManager:
         Compile worker processes, each compile's deadline and the number of compiled grammars kept.
     memory_mb:
         Address space a compile worker may add to its set-up (MemoryError, a typed 413, beyond).
+    limits:
+        Size limits checked in the worker before any compile work (``ConstraintLimits``; defaults if None).
     mask_budget_s:
         Longest one request's token mask may take in a step; a request over it is finished with
         ``GrammarTooComplex`` so that it cannot stall the batch token after token.
@@ -84,10 +90,11 @@ class GrammarManager:
                  cache_size: int = 128, compiler: Any = None,
                  matcher_cls: Callable[[Any], MatcherLike] | None = None, pin_memory: bool = False,
                  mask_budget_s: float = 1.0, max_model_len: int | None = None,
-                 memory_mb: int | None = 4096) -> None:
+                 memory_mb: int | None = 4096, limits: ConstraintLimits | None = None) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
         self.max_model_len = max_model_len
         self.mask_budget_s, self.memory_mb = mask_budget_s, memory_mb
+        self.limits = limits or ConstraintLimits()
         self._pin = pin_memory
         self._masks = torch.empty(0, (vocab_size + 31) // 32, dtype=torch.int32)
         self.cache_size = cache_size
@@ -249,7 +256,7 @@ class GrammarManager:
         vocab, eos, special = self._vocab_tables()
         return WorkerInit(vocab=vocab, eos_token_ids=eos, special_token_ids=special,
                           compiler_options={"compile_timeout_s": self.timeout_s}, mask_budget_s=self.mask_budget_s,
-                          memory_mb=self.memory_mb)
+                          memory_mb=self.memory_mb, limits=self.limits)
 
     def _vocab_tables(self) -> tuple[list[bytes], list[int], list[int]]:
         from lightllm_struct.grammar.vocab.huggingface import vocab_from_huggingface

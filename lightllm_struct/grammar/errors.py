@@ -35,6 +35,11 @@ class GrammarConflictError(GrammarError):
     """A grammar the LR construction cannot make deterministic (LALR/LR(1) conflict)."""
 
 
+class EmptyLanguageError(GrammarError):
+    """A constraint that no finite output satisfies (``start: start "a"``, ``[^\s\S]``, a schema whose every
+    instance is infinite): refused at compile time instead of failing mid-generation."""
+
+
 class GrammarTooComplex(GrammarError):
     """Compilation exceeded a size limit (states, rules, DFA size)."""
 

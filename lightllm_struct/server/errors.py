@@ -32,6 +32,7 @@ _CODES: dict[type, str] = {
     grammar_errors.GrammarSyntaxError: "invalid_grammar",
     grammar_errors.GrammarConflictError: "grammar_conflict",
     grammar_errors.GrammarTooComplex: "grammar_too_complex",
+    grammar_errors.EmptyLanguageError: "empty_language",
     grammar_errors.CompileTimeout: "grammar_compile_timeout",
     grammar_errors.GrammarError: "invalid_constraint",
     EngineOverloadedError: "server_overloaded",

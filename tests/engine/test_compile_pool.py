@@ -91,3 +91,13 @@ def test_a_grammar_whose_first_mask_is_too_slow_is_refused_in_the_worker(local):
             pool.compile(Constraint("json_schema", PERSON), timeout_s=60).result(timeout=400)
     finally:
         pool.shutdown()
+
+
+@pytest.mark.parametrize("constraint", [
+    Constraint("lark", 'start: start "a"'), Constraint("regex", r"[^\s\S]"),
+    Constraint("json_schema", {"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]})])
+def test_a_constraint_with_no_finite_output_is_an_empty_language_error(pool, constraint):
+    from lightllm_struct.grammar.errors import EmptyLanguageError
+
+    with pytest.raises(EmptyLanguageError):
+        pool.compile(constraint, timeout_s=60).result(timeout=400)

@@ -59,3 +59,14 @@ def test_wrong_model_oversized_body_and_lone_surrogate_are_clean_4xx(server):
     r = httpx.post(url, content=raw, headers={"content-type": "application/json"}, timeout=30)
     assert r.status_code == 400 and "surrogate" in r.json()["error"]["message"]
     assert server.health()["status"] == "ok"
+
+
+def test_empty_languages_and_oversized_constraints_are_4xx_before_any_token(server):
+    url = server.base_url + "/completions"
+    for so, code in [({"grammar": 'start: start "a"'}, "empty_language"), ({"regex": r"[^\s\S]"}, "empty_language"),
+                     ({"choice": ["x" * 700_000, "y" * 700_000]}, "grammar_too_complex")]:
+        r = httpx.post(url, json={"prompt": "hi", "max_tokens": 4, "structured_outputs": so}, timeout=120)
+        err = r.json()["error"]
+        assert r.status_code == (413 if code == "grammar_too_complex" else 400) and err["code"] == code, r.text
+        assert err["param"].startswith("structured_outputs"), err
+    assert server.health()["status"] == "ok"

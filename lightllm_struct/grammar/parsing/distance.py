@@ -61,7 +61,7 @@ class StackDistance:
     @property
     def start_cost(self) -> float:
         """The shortest sentence of the grammar, in bytes."""
-        return self.minlen[self._start_nt]
+        return self.minlen.get(self._start_nt, INF)  # absent: no finite derivation (an empty language)
 
     def of(self, stack: Stack) -> float:
         """Fewest terminal bytes after which ``stack`` is accepted (0: it already is)."""
@@ -69,7 +69,7 @@ class StackDistance:
         if top == self.lr.end_state:
             return 0.0
         if stack[2] is None and top == self.lr.start_state:
-            return self.minlen[self._start_nt]
+            return self.minlen.get(self._start_nt, INF)  # absent: no finite derivation (an empty language)
         best = INF
         for origin, j, rest in self._kernels[top]:
             cell = stack
