@@ -73,7 +73,7 @@ def test_two_threads_reaping_one_rank_both_learn_how_it_ended():
         proc = multiprocessing.get_context("spawn").Process(target=_exit_with_3)
         proc.start()
         seen: list[str] = []
-        threads = [threading.Thread(target=lambda: (reap(proc), seen.append(describe_exit(1, proc))))
+        threads = [threading.Thread(target=lambda: (reap(proc, timeout_s=30), seen.append(describe_exit(1, proc))))
                    for _ in range(2)]
         for t in threads:
             t.start()
