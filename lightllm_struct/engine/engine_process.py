@@ -2,14 +2,13 @@
 
 The HTTP server (``server/engine_client.py``) sends ``("add", Request)``, ``("abort", id)`` and
 ``("shutdown",)``; this loop answers ``("ready", info)`` or ``("failed", error)`` once at start, then per step
-``("outputs", [(RequestOutput, error)])`` and every ``STATS_INTERVAL_S`` ``("stats", dict)``. Errors cross
+``("outputs", [(output delta, error)])`` (``output_delta.py``) and every ``STATS_INTERVAL_S`` ``("stats", dict)``. Errors cross
 as :func:`portable_error` tuples, rebuilt with their class by :func:`rebuild_error`. The process ignores
 SIGINT (a terminal's Ctrl-C reaches the whole group: the server stops it in order) and exits when its
 server goes away (end of file on the pipe).
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 import signal
@@ -18,6 +17,7 @@ from multiprocessing.connection import Connection
 
 import torch
 
+from lightllm_struct.engine.output_delta import DeltaEncoder
 from lightllm_struct.errors import EngineDeadError, LightLLMStructError
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class _EngineLoop:
     def __init__(self, engine, requests: Connection, outputs: Connection) -> None:
         self.engine, self.requests, self.outputs = engine, requests, outputs
         self.in_flight: set[str] = set()  # ids of the requests added and not yet finished
+        self.deltas = DeltaEncoder()
         self.stopping = False
         self.last_stats = 0.0
 
@@ -124,12 +125,10 @@ class _EngineLoop:
                 self.stopping = True
 
     def _portable(self, out) -> tuple:
-        """``(output without its exception, the exception as a portable tuple or None)``."""
+        """``(the output as a delta, its exception as a portable tuple or None)``."""
         if out.finished:
             self.in_flight.discard(out.request_id)
-        if out.exception is None:
-            return out, None
-        return dataclasses.replace(out, exception=None), portable_error(out.exception)
+        return self.deltas.encode(out), None if out.exception is None else portable_error(out.exception)
 
     def _fail_all(self, exc: Exception) -> None:
         from lightllm_struct.engine.async_engine import EngineStepError

@@ -16,6 +16,7 @@ import time
 
 from lightllm_struct.engine.async_engine import AsyncEngine
 from lightllm_struct.engine.engine_process import rebuild_error, run_engine_process
+from lightllm_struct.engine.output_delta import DeltaDecoder
 from lightllm_struct.errors import EngineDeadError, LightLLMStructError
 from lightllm_struct.request import Request
 
@@ -51,6 +52,7 @@ class EngineClient(AsyncEngine):
         self._send_lock = threading.Lock()
         self._stats: dict[str, float] = {"num_running": 0, "num_waiting": 0, "num_waiting_for_grammar": 0}
         self.info: dict = {}
+        self._deltas = DeltaDecoder()
         self._thread = threading.Thread(target=self._read, name="llms-engine-reader", daemon=True)
 
     def start_process(self, *, timeout_s: float = 1800.0) -> dict:
@@ -127,7 +129,8 @@ class EngineClient(AsyncEngine):
             while True:
                 kind, *args = self._outputs.recv()
                 if kind == "outputs":
-                    for out, error in args[0]:
+                    for delta, error in args[0]:
+                        out = self._deltas.decode(delta)
                         if error is not None:
                             out = _with_exception(out, rebuild_error(error))
                         self._publish(out.request_id, out)
