@@ -1,7 +1,9 @@
 """Tiny random-weight chat models that carry real chat templates (``templates/``), for tool-format tests.
 
-The tokenizer is the default model's (so every template's markers tokenize); the weights are a tiny random
-Llama over its vocabulary, so outputs are random but every constrained one is well-formed.
+``write_tokenizer`` gives the default model's tokenizer with a template (prompt tests); ``write_chat_model``
+a loadable model: a byte-level BPE of a few hundred tokens trained here on the templates' own text (so token
+masks are cheap and every marker tokenizes), and tiny random Llama weights over it. Outputs are random, but
+every constrained one is well-formed.
 """
 from __future__ import annotations
 
@@ -30,13 +32,28 @@ def write_tokenizer(path: Path, template: str | None) -> Path:
     return path
 
 
+def _small_bpe(path: Path) -> int:
+    """Train a byte-level BPE on the templates and some JSON; returns its vocabulary size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [p.read_text() for p in sorted(TEMPLATES.glob("*.jinja"))]
+    corpus += ['{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}', "The weather is sunny."] * 20
+    trainer = trainers.BpeTrainer(vocab_size=640, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    tok.save(str(path / "tokenizer.json"))
+    return tok.get_vocab_size(with_added_tokens=True)
+
+
 def write_chat_model(path: Path, template: str) -> Path:
-    """A loadable model folder: tiny random weights, the default tokenizer, ``template``."""
+    """A loadable model folder: tiny random weights, a small BPE tokenizer, ``template``."""
     from tests.distributed.tiny_model import write_tiny_llama
 
     write_tokenizer(path, template)
-    vocab = json.loads((path / "tokenizer.json").read_text())
-    size = max(max(vocab["model"]["vocab"].values()), *(t["id"] for t in vocab.get("added_tokens", []))) + 1
+    size = _small_bpe(path)
     write_tiny_llama(path, hidden=32, intermediate=64, num_heads=2, num_kv_heads=2, num_layers=1, vocab=size,
                      tie=True)
     config = json.loads((path / "config.json").read_text())

@@ -38,7 +38,7 @@ def client(request, tmp_path_factory):
 
     path = write_chat_model(tmp_path_factory.mktemp(request.param), request.param)
     app = build_app(EngineConfig(model=str(path), device="cpu", max_num_seqs=4, num_kv_slots=4096,
-                                 enable_cuda_graphs=False), served_model_name="m")
+                                 enable_cuda_graphs=False), served_model_name="m", warmup=False)
     with TestClient(app) as http:
         yield request.param, OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=http,
                                     max_retries=0)
@@ -89,7 +89,7 @@ def _whole(message, reason) -> dict:
 
 def test_required_gives_one_valid_call_and_stream_equals_whole(client):
     name, openai = client
-    for seed in (1, 2):
+    for seed in (1,):
         kw = dict(tool_choice="required", parallel_tool_calls=False, seed=seed, max_reasoning_tokens=6)
         got = _ask(openai, **kw).choices[0]
         assert got.finish_reason == "tool_calls" and len(got.message.tool_calls) == 1, got
@@ -111,7 +111,7 @@ def test_named_and_parallel_calls(client):
 
 def test_auto_and_none(client):
     name, openai = client
-    for seed in (3, 4):
+    for seed in (3,):
         got = _ask(openai, tool_choice="auto", seed=seed, max_tokens=24, max_reasoning_tokens=6).choices[0]
         if got.message.tool_calls and got.finish_reason == "tool_calls":
             _check_calls(name, got.message)
@@ -135,7 +135,7 @@ def test_reasoning_section_is_bounded_and_apart(client):
     name, openai = client
     if name != "qwen3":
         pytest.skip("only Qwen3's template reasons")
-    for seed in (1, 2, 3):
+    for seed in (1, 2):
         got = _ask(openai, tool_choice="required", max_reasoning_tokens=5, seed=seed, max_tokens=160).choices[0]
         reasoning = got.message.reasoning_content or ""
         assert "</think>" not in reasoning and "<think>" not in reasoning
@@ -143,6 +143,11 @@ def test_reasoning_section_is_bounded_and_apart(client):
         _check_calls(name, got.message)
     plain = _ask(openai, tools=None, max_reasoning_tokens=4, max_tokens=24, seed=9).choices[0]
     assert plain.message.tool_calls is None and "</think>" not in (plain.message.content or "")
+    schema = SCHEMAS["add"]  # response_format applies to the answer after the reasoning, not to the reasoning
+    shaped = _ask(openai, tools=None, max_reasoning_tokens=4, max_tokens=64, seed=3,
+                  response_format={"type": "json_schema", "json_schema": {"name": "add", "schema": schema}}).choices[0]
+    assert shaped.finish_reason == "stop", shaped
+    jsonschema.validate(json.loads(shaped.message.content), schema)
 
 
 def test_structural_tag_request_field(client):

@@ -2,6 +2,7 @@
 from known parts back into exactly those parts, however the bytes are chunked."""
 from __future__ import annotations
 
+import functools
 import json
 import random
 
@@ -49,9 +50,14 @@ def _compose(fmt: str, content: str, calls: list[tuple[str, str]], reasoning: st
     return text
 
 
+@functools.lru_cache(maxsize=64)
+def _lark(grammar: str) -> lark.Lark:
+    return lark.Lark(grammar, parser="lalr")
+
+
 def _lark_accepts(grammar: str, text: str) -> bool:
     try:
-        lark.Lark(grammar, parser="lalr").parse(text)
+        _lark(grammar).parse(text)
         return True
     except lark.exceptions.LarkError:
         return False
