@@ -14,6 +14,10 @@ Llama 3 vocabulary (quicktok) in two kinds of runs per schema:
     .venv/bin/python benchmarks/grammar_runtime_bench.py
     .venv/bin/python benchmarks/grammar_runtime_bench.py --exact   # the runtime memos off, for comparison
     .venv/bin/python benchmarks/grammar_runtime_bench.py --schemas person,gpu_bench --batch 8 --profile
+    .venv/bin/python benchmarks/grammar_runtime_bench.py --budget 48   # budget-aware masks (max_tokens 48)
+
+With ``--budget N`` every fill passes the tokens a request of ``max_tokens=N`` has left (what the engine
+does), and a decode request that reaches N tokens must be complete (then it starts over).
 """
 from __future__ import annotations
 
@@ -56,11 +60,18 @@ class Timer:
         self.samples.setdefault(kind, []).append(max(end_ns - start_ns - self.cost, 0) / 1000.0)
 
 
+BUDGET: int | None = None  # --budget: max_tokens of every request
+
+
+def tokens_left(matcher) -> int | None:
+    return None if BUDGET is None else max(BUDGET - matcher.num_accepted_tokens, 1)
+
+
 def step(timer: Timer, matcher, mask, token: int, *, fill: bool) -> tuple[bool, bool]:
     clock = time.perf_counter_ns
     if fill:
         t0 = clock()
-        matcher.fill_next_token_bitmask(mask, index=0)
+        matcher.fill_next_token_bitmask(mask, index=0, max_tokens_left=tokens_left(matcher))
         timer.add("fill", t0, clock())
     t0 = clock()
     ok = matcher.accept_token(token)
@@ -98,13 +109,17 @@ def decode(grammar, rng: random.Random, timer: Timer, batch: int, steps: int) ->
     for _ in range(steps):
         for i, matcher in enumerate(matchers):
             t0 = clock()
-            matcher.fill_next_token_bitmask(mask, index=i)
+            matcher.fill_next_token_bitmask(mask, index=i, max_tokens_left=tokens_left(matcher))
             timer.add("fill", t0, clock())
         tokens = [pick(words[i], rng) for i in range(batch)]
         for matcher, token in zip(matchers, tokens):
             ok, done = step(timer, matcher, None, token, fill=False)
             assert ok, f"allowed token {token} rejected"
-            if done:
+            out_of_budget = BUDGET is not None and matcher.num_accepted_tokens >= BUDGET
+            # guaranteed from the shortest answer's bytes up (below it: best effort)
+            assert done or not out_of_budget or matcher.is_complete() or BUDGET < grammar.distances.start, \
+                "a request ran out of budget unfinished"
+            if done or out_of_budget:
                 matcher.reset()
 
 
@@ -141,7 +156,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the warm replays and decode runs")
     parser.add_argument("--exact", action="store_true",
                         help="no runtime memos (CompiledGrammar.memoize = False): the plain definitions")
+    parser.add_argument("--budget", type=int, default=None, help="max_tokens of every request (budget-aware masks)")
     args = parser.parse_args()
+    global BUDGET
+    BUDGET = args.budget
 
     from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo, allocate_token_bitmask
     from lightllm_struct.grammar.vocab.quicktok import load_quicktok_vocab

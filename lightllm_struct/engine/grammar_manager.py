@@ -51,8 +51,9 @@ def compile_constraint(compiler: Any, c: Constraint) -> Any:
 def compile_and_warm(compiler: Any, c: Constraint) -> Any:
     """Compile ``c`` and build the tables its first steps need, off the step loop (in a compile worker)."""
     grammar = compile_constraint(compiler, c)
+    getattr(grammar, "budget_masks", None)  # the shortest-finish tables of budget-aware masks, built here
     warm = getattr(grammar, "min_output_tokens", None)
-    # The shortest-finish tables of budget-aware masks; no shortest sentence means no sentence at all.
+    # No shortest sentence means no sentence at all.
     if warm is not None and warm() < 0:
         raise EmptyLanguageError(f"the {c.kind} constraint admits no finite output: no answer could ever "
                                  "satisfy it")

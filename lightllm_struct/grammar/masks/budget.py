@@ -26,21 +26,27 @@ from lightllm_struct.grammar.bitmask import pack_token_ids, unpack_bitmask
 from lightllm_struct.grammar.lexing.lexer import UnionLexer
 from lightllm_struct.grammar.parsing.distance import INF
 
-_SCANS = 64  # token scans kept per grammar (each ~12 bytes a vocabulary token)
-_VALUES = 16  # per-configuration distance arrays kept (4 bytes a vocabulary token)
+_SCANS = 128  # token scans kept per grammar (each 4 bytes a vocabulary token)
+_VALUES = 32  # per-configuration distance arrays kept (4 bytes a vocabulary token)
 _REMAINDERS = 1 << 14
 
 
 class TokenEnds:
-    """Where each text token ends when lexed from one lexer state (independent of the stack)."""
+    """Where each text token (a row of :class:`ByteColumns`) ends when lexed from one lexer state.
 
-    __slots__ = ("inner_ids", "states", "inverse", "fresh_ids", "cross_ids", "cross_cols", "cross_terms")
+    ``code[row]``: an index into ``states`` (the token stays inside the lexeme and ends there), ``DEAD``,
+    ``FRESH`` (its first byte ends the lexeme) or ``CROSS`` (it ends the lexeme further in: at
+    ``cross_cols``, as terminal ``cross_terms``, for the rows ``cross_rows``). Independent of the stack.
+    """
 
-    def __init__(self, inner_ids, inner_states, fresh_ids, cross_ids, cross_cols, cross_terms) -> None:
-        self.inner_ids = inner_ids  # tokens that stay inside the lexeme
-        self.states, self.inverse = np.unique(inner_states, return_inverse=True)
-        self.fresh_ids = fresh_ids  # tokens whose first byte already ends the lexeme
-        self.cross_ids, self.cross_cols, self.cross_terms = cross_ids, cross_cols, cross_terms
+    __slots__ = ("code", "states", "cross_rows", "cross_cols", "cross_terms")
+
+    def __init__(self, code, states, cross_rows, cross_cols, cross_terms) -> None:
+        self.code, self.states = code, states
+        self.cross_rows, self.cross_cols, self.cross_terms = cross_rows, cross_cols, cross_terms
+
+
+DEAD, FRESH, CROSS = -1, -2, -3
 
 
 class BudgetMasks:
@@ -56,6 +62,7 @@ class BudgetMasks:
         self.grammar = grammar
         self.dist = grammar.distances
         self._tok = grammar.tokenizer
+        byte_columns(self._tok)  # once per vocabulary, here (the compile thread) rather than in a step
         self._scans: OrderedDict = OrderedDict()
         self._values: OrderedDict = OrderedDict()
         self._remainders: dict = {}
@@ -66,58 +73,58 @@ class BudgetMasks:
 
         Returns ``words`` itself when nothing is dropped. EOS bits are kept: EOS ends a whole sentence.
         """
-        values, worst = self.values(config, words)
+        rows, values, worst = self.values(config, words)
         if worst <= left - 1:
             return words
-        drop = np.flatnonzero(values > left - 1)
-        out = words & ~pack_token_ids(drop, self._tok.num_words)
-        eos = self.grammar.masker.eos_mask
-        if not (out & ~eos).any() and not (out & eos).any():
-            # only reachable if a distance was underestimated: the closest tokens, never an empty row
-            allowed = unpack_bitmask(words, self._tok.vocab_size)
-            best = values[allowed].min() if allowed.any() else INF
-            out = words & pack_token_ids(np.flatnonzero(values == best), self._tok.num_words)
+        tokens = byte_columns(self._tok).row_token
+        out = words & ~pack_token_ids(tokens[rows[values > left - 1]], self._tok.num_words)
+        if not out.any():  # only reachable if a distance was underestimated: the closest, never an empty row
+            out = words & pack_token_ids(tokens[rows[values == values.min()]], self._tok.num_words)
         return out
 
-    def values(self, config, words: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-        """Shortest finish after each token (``INF`` where not followed), and the largest among ``words``."""
+    def values(self, config, words: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """The text tokens ``words`` allows (default: the configuration's mask), as ascending rows of
+        :class:`ByteColumns`; the shortest finish after each (``INF`` where not followed); the largest."""
         stack, lexer, q = config
         key = (id(stack), lexer.uid, q)
         hit = self._values.get(key)
         if hit is not None and hit[0] is stack:
-            return hit[1], hit[2]
+            return hit[1]
         if words is None:
             words = self.grammar.masker.mask(config)
-        allowed = unpack_bitmask(words, self._tok.vocab_size)
-        values = self._compute(config, allowed)
-        text = allowed.copy()
-        text[list(self._tok.eos_token_ids)] = False
-        worst = float(values[text].max()) if text.any() else 0.0
+        cols = byte_columns(self._tok)
+        ids = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")[:self._tok.vocab_size])
+        rows = cols.row_of_token[ids]
+        rows = np.sort(rows[rows >= 0])
+        values = self._compute(config, rows)
+        got = (rows, values, float(values.max()) if len(values) else 0.0)
         with self._lock:
-            self._values[key] = (stack, values, worst)
+            self._values[key] = (stack, got)
             while len(self._values) > _VALUES:
                 self._values.popitem(last=False)
-        return values, worst
+        return got
 
-    def _compute(self, config, allowed: np.ndarray) -> np.ndarray:
+    def _compute(self, config, rows: np.ndarray) -> np.ndarray:
         stack, lexer, q = config
         ends = self._ends(lexer, q)
-        values = np.full(self._tok.vocab_size, INF, dtype=np.float32)
-        for eos in self._tok.eos_token_ids:
-            values[eos] = 0.0
-        inner = np.array([self._from_state(stack, lexer, int(u)) for u in ends.states.tolist()], dtype=np.float32)
-        if len(inner):
-            values[ends.inner_ids] = inner[ends.inverse]
-        fresh = ends.fresh_ids[allowed[ends.fresh_ids]]
+        inner = np.array([self._from_state(stack, lexer, u) for u in ends.states.tolist()] + [INF], dtype=np.float32)
+        code = ends.code[rows]
+        values = inner[np.where(code >= 0, code, len(inner) - 1)]  # dead and crossing rows: INF for now
+        fresh = np.flatnonzero(code == FRESH)
         if len(fresh):
             after = self.grammar.end_terminal(stack, lexer.accept_list[q])
             if after is not None:
-                sub, _ = self.values((after, self.grammar.lexer_for(after), 0))
-                values[fresh] = sub[fresh]
-        picked = allowed[ends.cross_ids]
-        for tid, col, term in zip(ends.cross_ids[picked].tolist(), ends.cross_cols[picked].tolist(),
-                                  ends.cross_terms[picked].tolist()):
-            values[tid] = self._remainder(stack, term, self._tok.vocab[tid][col:])
+                sub_rows, sub_values, _ = self.values((after, self.grammar.lexer_for(after), 0))
+                at = np.minimum(np.searchsorted(sub_rows, rows[fresh]), max(len(sub_rows) - 1, 0))
+                if len(sub_rows):
+                    values[fresh] = np.where(sub_rows[at] == rows[fresh], sub_values[at], INF)
+        cross = np.flatnonzero(code == CROSS)
+        if len(cross):
+            at = np.searchsorted(ends.cross_rows, rows[cross])
+            row_token = byte_columns(self._tok).row_token
+            for i, row, col, term in zip(cross.tolist(), rows[cross].tolist(), ends.cross_cols[at].tolist(),
+                                         ends.cross_terms[at].tolist()):
+                values[i] = self._remainder(stack, term, self._tok.vocab[int(row_token[row])][col:])
         return values
 
     def _remainder(self, stack, term: int, data: bytes) -> float:
@@ -155,7 +162,7 @@ class BudgetMasks:
 
 
 class ByteColumns:
-    """Text tokens as uint8 byte columns, rows sorted by length (one per vocabulary, ~1 byte a token byte)."""
+    """Text tokens as uint8 byte columns ``[width, rows]``, rows sorted by length (one per vocabulary)."""
 
     def __init__(self, tok) -> None:
         ids = sorted(tok.text_ids, key=lambda i: len(tok.vocab[i]))
@@ -163,9 +170,13 @@ class ByteColumns:
         self.row_len = np.array([len(tok.vocab[i]) for i in ids], dtype=np.int64)
         width = int(self.row_len.max()) if ids else 1
         flat = np.zeros((len(ids), width), dtype=np.uint8)
-        for row, i in enumerate(ids):
-            flat[row, :len(tok.vocab[i])] = np.frombuffer(tok.vocab[i], dtype=np.uint8)
+        starts = np.repeat(np.cumsum(self.row_len) - self.row_len, self.row_len)
+        rows = np.repeat(np.arange(len(ids)), self.row_len)
+        data = np.frombuffer(b"".join(tok.vocab[i] for i in ids), dtype=np.uint8)
+        flat[rows, np.arange(len(data)) - starts] = data
         self.columns = np.ascontiguousarray(flat.T)
+        self.row_of_token = np.full(tok.vocab_size, -1, dtype=np.int64)
+        self.row_of_token[self.row_token] = np.arange(len(ids))
 
 
 def byte_columns(tok) -> ByteColumns:
@@ -176,13 +187,12 @@ def token_ends(matrix: ByteColumns, lexer, q: int) -> TokenEnds:
     """Run ``lexer`` from ``q`` over every text token at once (one numpy step per byte column)."""
     n = len(matrix.row_token)
     state = np.full(n, q, dtype=np.int64)
-    alive = np.ones(n, dtype=bool)
     stuck_col = np.full(n, -1, dtype=np.int64)
     stuck_term = np.full(n, -1, dtype=np.int64)
     accept = np.asarray(lexer.accept, dtype=np.int64) if isinstance(lexer, UnionLexer) else None
+    idx = np.arange(n)  # rows still inside the lexeme, ascending (so by length: ended rows are a prefix)
     for col in range(matrix.columns.shape[0]):
-        first = int(np.searchsorted(matrix.row_len, col, side="right"))
-        idx = first + np.flatnonzero(alive[first:])
+        idx = idx[np.searchsorted(idx, np.searchsorted(matrix.row_len, col, side="right")):]
         if not len(idx):
             break
         cur = state[idx]
@@ -190,16 +200,20 @@ def token_ends(matrix: ByteColumns, lexer, q: int) -> TokenEnds:
         stuck = nxt < 0
         if stuck.any():
             rows = idx[stuck]
-            alive[rows] = False
             stuck_col[rows] = col
             stuck_term[rows] = _accepts(lexer, accept, cur[stuck])
-        state[idx[~stuck]] = nxt[~stuck]
-    inner = np.flatnonzero(alive)
+            idx, nxt = idx[~stuck], nxt[~stuck]
+        state[idx] = nxt
+    code = np.full(n, DEAD, dtype=np.int32)
+    inner = np.flatnonzero(stuck_col < 0)
+    states, inverse = np.unique(state[inner], return_inverse=True)
+    code[inner] = inverse
     stuck = np.flatnonzero(stuck_term >= 0)
-    fresh = stuck[stuck_col[stuck] == 0]
+    code[stuck[stuck_col[stuck] == 0]] = FRESH
     cross = stuck[stuck_col[stuck] > 0]
-    return TokenEnds(matrix.row_token[inner], state[inner], matrix.row_token[fresh], matrix.row_token[cross],
-                     stuck_col[cross], stuck_term[cross])
+    code[cross] = CROSS
+    return TokenEnds(code, states, cross.astype(np.int32), stuck_col[cross].astype(np.int32),
+                     stuck_term[cross].astype(np.int32))
 
 
 def _step(lexer, states: np.ndarray, data: np.ndarray) -> np.ndarray:

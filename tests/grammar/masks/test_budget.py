@@ -147,3 +147,25 @@ def test_whitespace_is_bounded(make):
             run += 1
         # flexible: at most two runs of FLEX_WS (two spaces, a newline, 40 of indent) between two tokens
         assert run <= (0 if make == "json_object" else 2 * (2 + 1 + 40)), (prefix, run)
+
+
+def test_tool_call_turn_in_auto_mode_finishes_the_started_call():
+    """A turn grammar is one grammar: once the walk has opened a call, the arguments close in time."""
+    from lightllm_struct.grammar.structural import CallSpec, TurnSpec, turn_grammar
+
+    args = SCHEMAS["strings"]
+    head = '<tool_call>\n{"name": "save", "arguments": '
+    spec = TurnSpec(calls=(CallSpec("save", head, args, "}\n</tool_call>"),), mode="auto", separator="\n",
+                    triggers=("<tool_call>",))
+    turn = turn_grammar(spec)
+    tok = small_tokenizer()
+    grammar = GrammarCompiler(tok).compile_lark(turn.lark)
+    rng = random.Random(11)
+    for budget in (34, 45, 60):
+        matcher = Matcher(grammar)
+        opened = head.encode() + b'{"name": "'
+        assert matcher.accept_bytes(opened)  # the model started a call, then writes as long as it may
+        text = opened + _walk(matcher, tok.vocab, set(tok.eos_token_ids), budget, rng, greedy=0.8)
+        body = text.decode()[len(head):-len("}\n</tool_call>")]
+        jsonschema.validate(json.loads(body), args)
+        assert lark.Lark(turn.lark, parser="lalr").parse(text.decode())
