@@ -47,12 +47,16 @@ class FinishDistance:
         stack, lexer, q = config
         if q == 0:
             return max(self.stack.of(stack), 1.0)
+        return max(self.in_lexeme(stack, lexer, q), 1.0)
+
+    def in_lexeme(self, stack, lexer, q: int) -> float:
+        """The shortest finish from lexer state ``q > 0``: end the lexeme as some terminal, then the stack."""
         best = INF
         for length, term in self.lexeme_ends(lexer, q):
             if length >= best:
                 break
             best = min(best, length + self.after_terminal(stack, term))
-        return max(best, 1.0)
+        return best
 
     def after_terminal(self, stack, term: int) -> float:
         """The stack's shortest completion once terminal ``term`` ends on it."""

@@ -107,7 +107,7 @@ class BudgetMasks:
     def _compute(self, config, rows: np.ndarray) -> np.ndarray:
         stack, lexer, q = config
         ends = self._ends(lexer, q)
-        inner = np.array([self._from_state(stack, lexer, u) for u in ends.states.tolist()] + [INF], dtype=np.float32)
+        inner = np.array([self.dist.in_lexeme(stack, lexer, u) for u in ends.states.tolist()] + [INF], dtype=np.float32)
         code = ends.code[rows]
         values = inner[np.where(code >= 0, code, len(inner) - 1)]  # dead and crossing rows: INF for now
         fresh = np.flatnonzero(code == FRESH)
@@ -140,14 +140,6 @@ class BudgetMasks:
             self._remainders = {}
         self._remainders[key] = (stack, value)
         return value
-
-    def _from_state(self, stack, lexer, u: int) -> float:
-        best = INF
-        for length, term in self.dist.lexeme_ends(lexer, u):
-            if length >= best:
-                break
-            best = min(best, length + self.dist.after_terminal(stack, term))
-        return best
 
     def _ends(self, lexer, q: int) -> TokenEnds:
         key = (lexer.uid, q)
