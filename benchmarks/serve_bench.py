@@ -6,7 +6,8 @@ the tokenizer of ``--tokenizer-dir`` (default: the default model's) is written t
 ``--model DIR`` is served as it is; ``default`` = the default model), the server is started on it and, for
 each client count and mix (free / constrained / mixed), every client streams ``--requests-per-client`` chat
 completions one after another. Reported per row: output tokens/s over the wall time, TTFT and TPOT p50/p99,
-and how many constrained answers validate under ``jsonschema``. Then the server is stopped and, on CUDA, the
+and how many constrained answers validate under ``jsonschema``; for the first plan also a schema of long
+forced keys with jump-forward on and off (a second server). Then the server is stopped and, on CUDA, the
 captured decode step (graph replay + sampling kernel) of the same shape is timed at each client count beside
 its floor (weights + KV read / measured copy bandwidth). One command, results in ``$OUT``::
 
@@ -35,11 +36,20 @@ from benchmarks.gpu_bench_parts import SCHEMA, SHAPES
 from benchmarks.serve_load import run_load
 
 DECODE_CONTEXT = 256  # a chat prompt plus about half the answer: where the timed decode steps sit
+# Long required keys and a closed object: most of every answer is forced tokens (jump-forward's case).
+FORCED_SCHEMA = {"type": "object", "properties": {
+    "customer_identification_number": {"type": "integer", "minimum": 0, "maximum": 9999},
+    "preferred_contact_method_for_notifications": {"enum": ["electronic_mail", "telephone_call"]},
+    "is_eligible_for_the_loyalty_rewards_program": {"type": "boolean"},
+    "free_text_comment": {"type": "string", "maxLength": 10}},
+    "required": ["customer_identification_number", "preferred_contact_method_for_notifications",
+                 "is_eligible_for_the_loyalty_rewards_program", "free_text_comment"],
+    "additionalProperties": False}
 
 
-def _validator():
+def _validator(schema: dict = SCHEMA):
     import jsonschema
-    check = jsonschema.Draft202012Validator(SCHEMA)
+    check = jsonschema.Draft202012Validator(schema)
 
     def valid(text: str) -> bool:
         try:
@@ -120,7 +130,25 @@ def captured_steps(model_dir: Path, batches: list[int], *, ctx: int) -> list[dic
     return rows
 
 
-def run_plan(shape: str, clients: list[int], args, tmp: Path, out: Path) -> dict:
+def _compile_first(url: str, name: str, schema: dict, args) -> None:
+    """One untimed constrained request: the schema's compile is not a load row's TTFT (a served schema is
+    cached; its cold cost is grammar_bench's subject)."""
+    run_load(url, name, clients=1, mix="constrained", requests_per_client=1, max_tokens=args.max_tokens,
+             constrained_max_tokens=args.constrained_max_tokens, schema=schema, validate=_validator(schema))
+
+
+def _forced_row(url: str, name: str, args, *, jump_forward: bool) -> dict:
+    _compile_first(url, name, FORCED_SCHEMA, args)
+    row = run_load(url, name, clients=args.jump_forward_clients, mix="constrained",
+                   requests_per_client=args.requests_per_client, max_tokens=args.max_tokens,
+                   constrained_max_tokens=args.constrained_max_tokens, schema=FORCED_SCHEMA,
+                   validate=_validator(FORCED_SCHEMA))
+    row["mix"] = f"forced keys, jump-forward {'on' if jump_forward else 'off'}"
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def run_plan(shape: str, clients: list[int], args, tmp: Path, out: Path, *, compare_jump_forward: bool) -> dict:
     model_dir: Path | None
     if shape == "default":
         model_dir, served_model = None, None
@@ -137,6 +165,7 @@ def run_plan(shape: str, clients: list[int], args, tmp: Path, out: Path) -> dict
     with served(served_model, device=args.device, max_num_seqs=max(clients), log_path=out / f"server_{Path(shape).name}.log",
                 extra=args.server_arg) as (url, name, startup):
         print(f"[{shape}] server ready in {startup:.0f} s", flush=True)
+        _compile_first(url, name, SCHEMA, args)
         for n in clients:
             for mix in args.mixes.split(","):
                 row = run_load(url, name, clients=n, mix=mix, requests_per_client=args.requests_per_client,
@@ -144,6 +173,12 @@ def run_plan(shape: str, clients: list[int], args, tmp: Path, out: Path) -> dict
                                schema=SCHEMA, validate=_validator())
                 rows.append(row)
                 print(json.dumps({"shape": shape, **row}), flush=True)
+        if compare_jump_forward:
+            rows.append(_forced_row(url, name, args, jump_forward=True))
+    if compare_jump_forward:
+        with served(served_model, device=args.device, max_num_seqs=max(clients), extra=[
+                *args.server_arg, "--no-enable-jump-forward"], log_path=out / "server_no_jump.log") as (url, name, _):
+            rows.append(_forced_row(url, name, args, jump_forward=False))
     steps = []
     if args.device == "cuda" and model_dir is not None:
         steps = captured_steps(model_dir, clients, ctx=DECODE_CONTEXT)
@@ -164,7 +199,7 @@ def markdown(results: list[dict]) -> str:
                   "| clients | mix | out tok/s | TTFT p50/p99 ms | TPOT p50/p99 ms | captured step ms | floor ms | "
                   "TPOT p50 / step | valid |", "|---|---|---|---|---|---|---|---|---|"]
         for r in res["load"]:
-            s = step.get(r["clients"])
+            s = step.get(r["clients"]) if r["mix"] in ("free", "constrained", "mixed") else None
             ratio = r["tpot_p50_ms"] / s["graph_ms"] if s and r["tpot_p50_ms"] else None
             lines.append(f"| {r['clients']} | {r['mix']} | {_fmt(r['out_tokens_per_s'])} | {_fmt(r['ttft_p50_ms'])} / "
                          f"{_fmt(r['ttft_p99_ms'])} | {_fmt(r['tpot_p50_ms'])} / {_fmt(r['tpot_p99_ms'])} | "
@@ -184,6 +219,8 @@ def main() -> None:
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--constrained-max-tokens", type=int, default=160)
+    parser.add_argument("--jump-forward-clients", type=int, default=8,
+                        help="clients of the forced-keys schema, jump-forward on vs off (first plan; 0 = skip)")
     parser.add_argument("--server-arg", action="append", default=[], help="passed on to serve (repeatable)")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args()
@@ -192,8 +229,9 @@ def main() -> None:
     plans = [p.split("=") for p in (args.plan or ["llama-3.2-1b=1,8,32,64,128"])]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for shape, clients in plans:
-            results.append(run_plan(shape, [int(c) for c in clients.split(",")], args, Path(tmp), out))
+        for i, (shape, clients) in enumerate(plans):
+            results.append(run_plan(shape, [int(c) for c in clients.split(",")], args, Path(tmp), out,
+                                    compare_jump_forward=i == 0 and args.jump_forward_clients > 0))
             with open(out / "serve_bench.json", "w") as f:  # after every plan: a later failure keeps these
                 json.dump(dict(argv=sys.argv, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                results=results), f, indent=1)
