@@ -72,3 +72,25 @@ def test_cuda_engine_matches_cpu_engine(tiny_dir):
         assert gpu == cpu
         for out in constrained:
             jsonschema.validate(json.loads(out.text), SCHEMA)
+
+
+def test_graphs_overlap_and_jump_forward_give_the_plain_cuda_tokens(tiny_dir):
+    """Multi-token graph steps for forced tokens and the overlapped loop vs the eager, plain CUDA engine."""
+    def constrained_tokens(**options):
+        llm = LLM(str(tiny_dir), device="cuda", dtype="float32", num_kv_slots=8192, max_num_seqs=16, **options)
+        try:
+            outs = llm.generate(PROMPTS, SamplingParams(temperature=0.8, max_tokens=40, seed=5),
+                                constraints=[Constraint("json_schema", SCHEMA), None] * 4)
+            llm.engine.flush_prefix_cache()
+            assert llm.engine.kv.num_free == llm.engine.kv.num_total
+            return outs, llm.engine.overlap, llm.engine.runner.graphs
+        finally:
+            llm.engine.shutdown()
+
+    plain, overlap, graphs = constrained_tokens(enable_cuda_graphs=False, overlap=False)
+    assert not overlap and graphs is None
+    fast, overlap, graphs = constrained_tokens()  # the defaults: graphs for k = 1..8 tokens, overlap on
+    assert overlap and graphs is not None and (16, 8) in graphs.shapes
+    assert [o.token_ids for o in fast] == [o.token_ids for o in plain]
+    for out in fast[::2]:
+        jsonschema.validate(json.loads(out.text), SCHEMA)
