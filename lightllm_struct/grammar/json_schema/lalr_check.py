@@ -1,6 +1,7 @@
 """Checks of generated grammar text against what the core engine needs.
 
-1. LALR(1) with no conflict at all (lark's analysis in strict mode: shift/reduce conflicts count too).
+1. LALR(1) with no conflict at all (strict: shift/reduce conflicts count too); the tables are built directly
+   (``parsing/lalr.py``) for text in the frontend's Lark subset, by lark's analysis otherwise.
 2. No two terminals that one LR state can see match a common string. The core lexes by longest match without
    backtracking, so such a pair would make it guess, and a wrong guess loses valid continuations. Unions of
    schemas are where this happens (two object branches that both accept extra keys, say).
@@ -24,10 +25,17 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_constants as sre_c  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
-from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
+from lightllm_struct.grammar.deadline import Deadline
+from lightllm_struct.grammar.errors import GrammarConflictError, GrammarError, RegexError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.strings import literal_spelling
-from lightllm_struct.grammar.parsing.lr import remember_tables
+from lightllm_struct.grammar.lexing.dfa_cache import dfas_intersect, first_bytes, terminal_dfa
+from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
+from lightllm_struct.grammar.parsing.lr import LRTables, remember_tables, subset_tables, tables_from_analysis
 
+# The compiler's defaults, so that it finds these DFAs in the cache; the deadline bounds one DFA (this check
+# runs before the compile deadline starts).
+_MAX_DFA_STATES = 20_000
+_DFA_SECONDS = 10.0
 _MESSAGE = "the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide"
 
 
@@ -35,28 +43,62 @@ def check_grammar(text: str, union_pointers: list[str]) -> None:
     """Raise UnsupportedSchemaFeature (at the first anyOf/oneOf with several structured branches) if not fit."""
     where = union_pointers[0] if union_pointers else ""
     try:
+        built = subset_tables(text, strict=True)
+    except GrammarConflictError as exc:
+        raise UnsupportedSchemaFeature(f"{_MESSAGE}: {str(exc).splitlines()[0]}", pointer=where) from exc
+    if built is None:  # text outside the subset read directly: lark's own analysis
+        built = _lark_tables(text, where)
+    tables, n_rules = built
+    regex = [t.pattern for t in tables.terminals]
+    checked: set[tuple[int, int]] = set()
+    for actions in tables.actions:
+        ids = sorted(t for t in actions if t < len(regex))
+        for a, b in itertools.combinations(ids, 2):
+            if (a, b) not in checked:
+                checked.add((a, b))
+                if overlap(regex[a], regex[b]):
+                    raise UnsupportedSchemaFeature(f"{_MESSAGE}: terminals {tables.terminals[a].name} and "
+                                                   f"{tables.terminals[b].name} can match the same text",
+                                                   pointer=where)
+    # the compiler analyses this very text next: it takes these tables instead of building them again
+    remember_tables(text, tables, n_rules)
+
+
+def _lark_tables(text: str, where: str) -> tuple[LRTables, int]:
+    try:
         grammar, _ = load_grammar(text, "<json-schema>", (), False)
         terminals, rules, ignore = grammar.compile(["start"], set())
         analyzer = LALR_Analyzer(ParserConf(rules, None, ["start"]), strict=True)
         analyzer.compute_lalr()
     except lark.exceptions.GrammarError as exc:
         raise UnsupportedSchemaFeature(f"{_MESSAGE}: {str(exc).splitlines()[0]}", pointer=where) from exc
-    regex = {t.name: t.pattern.to_regexp() for t in terminals}
-    checked: set[tuple[str, str]] = set()
-    for actions in analyzer.parse_table.states.values():
-        names = sorted(n for n in actions if n in regex)
-        for a, b in itertools.combinations(names, 2):
-            if (a, b) not in checked:
-                checked.add((a, b))
-                if overlap(regex[a], regex[b]):
-                    raise UnsupportedSchemaFeature(f"{_MESSAGE}: terminals {a} and {b} can match the same text",
-                                                   pointer=where)
-    # the compiler analyses this very text next: it takes these tables instead of running lark again
-    remember_tables(text, terminals, ignore, analyzer.parse_table, len(rules))
+    return tables_from_analysis(terminals, ignore, analyzer.parse_table), len(rules)
 
 
 def overlap(a: str, b: str) -> bool:
-    """Whether some string fully matches both regexes."""
+    """Whether some string fully matches both regexes.
+
+    Decided on the terminals' byte DFAs (built into the process-wide cache the compiler takes them from
+    next); lazily built DFAs, or regexes the DFA builder refuses, go through Python's ``re`` and interegular.
+    """
+    try:
+        da, db = (terminal_dfa(r, None, max_states=_MAX_DFA_STATES, deadline=Deadline(_DFA_SECONDS)) for r in (a, b))
+    except GrammarError:
+        return _overlap_by_regex(a, b)
+    if isinstance(da, LazyDFA) or isinstance(db, LazyDFA):
+        return _overlap_by_regex(a, b)
+    if not first_bytes(da) & first_bytes(db) and not (da.accepting[0] and db.accepting[0]):
+        return False
+    for lit, other in ((literal_spelling(a), db), (literal_spelling(b), da)):
+        if lit is not None:  # a literal (a known key, a punctuation mark): one match decides
+            return other.fullmatch(lit.encode("utf-8", "surrogatepass"))
+    try:
+        return dfas_intersect(da, db)
+    except RegexError:
+        return _overlap_by_regex(a, b)
+
+
+def _overlap_by_regex(a: str, b: str) -> bool:
     first_a, first_b = _first_chars(a), _first_chars(b)
     if first_a is not None and first_b is not None and not first_a & first_b:
         return False

@@ -1,4 +1,7 @@
-"""LALR(1) tables and terminals of a Lark grammar, taken from lark's own analysis.
+"""LALR(1) tables and terminals of a Lark grammar.
+
+Text inside the Lark subset the JSON-schema frontend writes is read and analysed directly (``cfg.py``,
+``lalr.py``); any other text goes through lark's grammar loader and LALR analysis.
 
 Terminals and nonterminals become small integers; ``actions[state]`` maps a terminal id to
 ``(SHIFT, dest)`` or ``(REDUCE, rule id)``; ``gotos[state]`` maps a nonterminal id to the destination.
@@ -19,8 +22,8 @@ from lightllm_struct.grammar.errors import GrammarConflictError, GrammarSyntaxEr
 
 SHIFT, REDUCE = 0, 1
 
-# Tables by grammar text. The JSON-schema frontend runs lark's LALR analysis anyway (to check the text);
-# it leaves the tables here, so compiling the text does not load the grammar and analyse it again.
+# Tables by grammar text. The JSON-schema frontend builds the tables anyway (to check the text); it leaves
+# them here, so compiling the text does not analyse it again.
 _TABLES: OrderedDict = OrderedDict()
 _TABLES_SIZE = 64
 _TABLES_LOCK = threading.Lock()
@@ -82,6 +85,9 @@ def build_lr_tables(text: str, *, max_states: int = 20_000, max_rules: int = 20_
         tables, n_rules = known
         _check_limits(n_rules, len(tables.actions), max_rules, max_states)
         return tables
+    direct = subset_tables(text, strict=False, max_states=max_states, max_rules=max_rules)
+    if direct is not None:
+        return direct[0]
     try:
         parser = lark.Lark(text, parser="lalr", lexer=_NoLexer, start="start")
     except UnexpectedInput as exc:
@@ -100,13 +106,31 @@ def build_lr_tables(text: str, *, max_states: int = 20_000, max_rules: int = 20_
     return tables_from_analysis(parser.terminals, parser.ignore_tokens, table)
 
 
-def remember_tables(text: str, terminals, ignore_names, table, n_rules: int) -> None:
-    """Keep the tables of a grammar text that lark already analysed (see ``build_lr_tables``).
+def subset_tables(text: str, *, strict: bool, max_states: int = 20_000,
+                  max_rules: int = 20_000) -> tuple[LRTables, int] | None:
+    """(tables, rule count) built without lark when ``text`` stays inside ``cfg.read_lark_subset``'s part
+    of Lark; None otherwise.
 
-    ``terminals``, ``ignore_names`` and ``n_rules`` are what ``lark.load_grammar``'s ``compile`` gives,
-    ``table`` the ``IntParseTable`` of lark's LALR analysis of those rules.
+    Raises
+    ------
+    GrammarConflictError
+        Not LALR(1) (with ``strict``, shift/reduce conflicts count).
+    GrammarTooComplex
+        More rules or LR states than the limits.
     """
-    tables = tables_from_analysis(terminals, ignore_names, table)
+    # imported here: cfg and lalr build on this module's Terminal and LRTables
+    from lightllm_struct.grammar.parsing.cfg import read_lark_subset
+    from lightllm_struct.grammar.parsing.lalr import build_lalr
+
+    grammar = read_lark_subset(text)
+    if grammar is None:
+        return None
+    _check_limits(len(grammar.rules), 0, max_rules, max_states)
+    return build_lalr(grammar, strict=strict, max_states=max_states), len(grammar.rules)
+
+
+def remember_tables(text: str, tables: LRTables, n_rules: int) -> None:
+    """Keep the tables of a grammar text that were already built (see ``build_lr_tables``)."""
     with _TABLES_LOCK:
         _TABLES[text] = (tables, n_rules)
         while len(_TABLES) > _TABLES_SIZE:
