@@ -1,32 +1,19 @@
 """GrammarCompiler: Lark grammars, regexes, choices and JSON schemas -> CompiledGrammar."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 
-from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, literal_dfa, minimize
-from lightllm_struct.grammar.lexing.regex_dfa import lazy_regex_dfa, regex_dfa, wants_lazy
+from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, minimize
+from lightllm_struct.grammar.lexing.dfa_cache import terminal_dfa
 from lightllm_struct.grammar.compiled import CompiledGrammar
 from lightllm_struct.grammar.deadline import Deadline
 from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex, RegexError
 from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
-from lightllm_struct.grammar.lexing.lexer import LAZY_STATES_FACTOR
 from lightllm_struct.grammar.parsing.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
 from lightllm_struct.grammar.masks.token_mask import SCANNERS, scan_cache_for
 from lightllm_struct.grammar.vocab.tokenizer_info import TokenizerInfo
-
-
-# Schemas repeat the same terminal regexes (strings, numbers, formats): their DFAs are immutable and
-# vocabulary-independent, so every compiler of the process shares them.
-_DFA_CACHE: OrderedDict = OrderedDict()
-_DFA_CACHE_SIZE = 1024
-_DFA_CACHE_LOCK = threading.Lock()
-# Bytes from its start within which a lazy DFA is made at compile time: a tame counted repeat has a few
-# states a byte there, an explosive regex ((a|b)*a(a|b){100}) thousands, refused now, not mid-generation.
-_EXPLORE_BYTES = 16
 
 
 class GrammarCompiler:
@@ -147,37 +134,13 @@ class GrammarCompiler:
 
     # -- internals --------------------------------------------------------------------------------
     def _terminal_dfa(self, term: Terminal, deadline: Deadline) -> ByteDFA | LazyDFA:
-        key = (term.pattern, term.literal, self.max_dfa_states, self.tokenizer.max_token_len)
-        with _DFA_CACHE_LOCK:
-            dfa = _DFA_CACHE.get(key)
-            if dfa is not None:
-                _DFA_CACHE.move_to_end(key)
-                return dfa
         try:
-            if term.literal is not None:
-                dfa = literal_dfa(term.literal.encode("utf-8"))
-            else:
-                dfa = self._regex_dfa(term.pattern, deadline)
+            return terminal_dfa(term.pattern, term.literal, max_states=self.max_dfa_states, deadline=deadline)
         except RegexError as exc:
             raise RegexError(f"terminal {term.name}: {exc.message}") from exc
-        with _DFA_CACHE_LOCK:
-            _DFA_CACHE[key] = dfa
-            while len(_DFA_CACHE) > _DFA_CACHE_SIZE:
-                _DFA_CACHE.popitem(last=False)
-        return dfa
 
     def _regex_dfa(self, pattern: str, deadline: Deadline) -> ByteDFA | LazyDFA:
-        """An eager minimal DFA, or a lazy one for long counted repeats (``maxLength: 2000``).
-
-        A lazy DFA's states near its start (as far as one token reaches) are made now: that bounds
-        explosive regexes at compile time and leaves the first masks little to do.
-        """
-        if not wants_lazy(pattern):
-            return regex_dfa(pattern, max_states=self.max_dfa_states, deadline=deadline)
-        dfa = lazy_regex_dfa(pattern, max_states=self.max_dfa_states * LAZY_STATES_FACTOR,
-                             unit_max_states=self.max_dfa_states, deadline=deadline)
-        dfa.explore(_EXPLORE_BYTES, limit=self.max_dfa_states // 4, deadline=deadline)
-        return dfa
+        return terminal_dfa(pattern, None, max_states=self.max_dfa_states, deadline=deadline)
 
     def _single_terminal(self, term: Terminal, dfa: ByteDFA | LazyDFA, deadline: Deadline,
                          source: str) -> CompiledGrammar:

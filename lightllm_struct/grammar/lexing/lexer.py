@@ -21,6 +21,7 @@ from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
 from lightllm_struct.grammar.errors import GrammarTooComplex
 from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.lexing.lazy_lexer import FoldedLexer, LazyUnionLexer
+from lightllm_struct.grammar.lexing.product_jit import product
 from lightllm_struct.grammar.parsing.lr import Terminal
 
 # A lazy product lexer makes states only as generation reaches them, but one long generation inside a
@@ -128,17 +129,42 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
         return _single(uid, live, ids[0], dfas[ids[0]], horizon)
     tables = [dfas[t].table for t in ids]
     accepting = [dfas[t].accepting for t in ids]
+    built = product(tables, max_states=max_states)
+    if built is None:
+        table, comps = _numpy_product(tables, max_states, deadline)
+    elif built[0] is None:
+        raise GrammarTooComplex(f"lexer DFA exceeds {max_states} states")
+    else:
+        table, comps = built
+    alive_mask = comps >= 0
+    wins = np.zeros(comps.shape, dtype=bool)
+    for k in range(len(ids)):
+        wins[:, k] = alive_mask[:, k] & accepting[k][np.maximum(comps[:, k], 0)]
+    wins[0] = False  # the fresh start never ends a terminal: no empty lexemes
+    first_win = wins.argmax(axis=1)
+    acc = np.where(wins.any(axis=1), np.asarray(ids, dtype=np.int32)[first_win], -1).astype(np.int32)
+    order = comps.tolist()
+    alive = [tuple(k for k, s in enumerate(c) if s >= 0) for c in order]
+    classes = [dfas[t].bounded_classes(horizon) for t in ids]
+    signature = [(q == 0, tuple((dfas[ids[k]].digest, classes[k][order[q][k]]) for k in ks))
+                 for q, ks in enumerate(alive)]
+    alive_terms = [tuple(ids[k] for k in ks) for ks in alive]
+    return UnionLexer(uid, live, table, acc, row_arrays(table), acc.tolist(), signature, alive_terms)
+
+
+def _numpy_product(tables: list[np.ndarray], max_states: int, deadline: Deadline) -> tuple[np.ndarray, np.ndarray]:
+    """``product_jit.product`` in numpy (without numba, or for tuples too wide to pack)."""
+    n_comp = len(tables)
     index: dict[tuple, int] = {("init",): 0}
-    order: list[tuple] = [tuple(0 for _ in ids)]
+    order: list[tuple] = [tuple(0 for _ in tables)]
     rows: list[np.ndarray] = []
-    accept: list[int] = []
     while len(rows) < len(order):
         if len(rows) % 64 == 0:
             deadline.check()
         comps = order[len(rows)]
         nxt = np.stack([tables[k][s] if s >= 0 else np.full(256, -1, np.int32) for k, s in enumerate(comps)])
         cols = np.ascontiguousarray(nxt.T)
-        _, first, inverse = np.unique(cols.view(np.dtype((np.void, 4 * len(ids)))).reshape(-1),
+        _, first, inverse = np.unique(cols.view(np.dtype((np.void, 4 * n_comp))).reshape(-1),
                                       return_index=True, return_inverse=True)
         dest = np.empty(len(first), dtype=np.int32)
         for j, col in enumerate(map(tuple, cols[first].tolist())):
@@ -152,18 +178,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
                 order.append(col)
             dest[j] = index[col]
         rows.append(dest[inverse.reshape(-1)])
-        winner = -1
-        if len(rows) > 1:  # the fresh start never ends a terminal: no empty lexemes
-            winner = next((ids[k] for k, s in enumerate(comps) if s >= 0 and accepting[k][s]), -1)
-        accept.append(winner)
-    table = np.stack(rows).astype(np.int32)
-    acc = np.array(accept, dtype=np.int32)
-    alive = [tuple(k for k, s in enumerate(comps) if s >= 0) for comps in order]
-    classes = [dfas[t].bounded_classes(horizon) for t in ids]
-    signature = [(q == 0, tuple((dfas[ids[k]].digest, classes[k][order[q][k]]) for k in ks))
-                 for q, ks in enumerate(alive)]
-    alive_terms = [tuple(ids[k] for k in ks) for ks in alive]
-    return UnionLexer(uid, live, table, acc, row_arrays(table), acc.tolist(), signature, alive_terms)
+    return np.stack(rows).astype(np.int32), np.array(order, dtype=np.int32).reshape(len(order), n_comp)
 
 
 def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA, horizon: int) -> UnionLexer:

@@ -9,6 +9,8 @@ back-references, possessive and atomic groups are refused.
 """
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Callable
 
@@ -49,7 +51,10 @@ def _category(cat) -> list[tuple[int, int]]:
     raise RegexError(f"unsupported character category {cat}")
 
 
+@functools.lru_cache(maxsize=64)
 def parse_regex(pattern: str) -> tuple:
+    """Python's parse of ``pattern`` and its flags; read-only for callers (cached: deciding whether a regex
+    is lazy and building its NFA both read it, and Python's parser is the slow part of both)."""
     try:
         parsed = sre_parse.parse(pattern, 0)
     except (re.error, OverflowError, RecursionError) as exc:

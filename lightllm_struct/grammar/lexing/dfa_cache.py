@@ -1,0 +1,89 @@
+"""Terminal DFAs shared by every grammar of the process, and the overlap test between two terminals.
+
+Schemas repeat the same terminal regexes (strings, numbers, formats, keys); a terminal's DFA is immutable and
+vocabulary-independent, so one bounded LRU serves every compiler and the JSON-schema frontend's overlap
+check (which then builds, once, the very DFAs the compiler uses next).
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
+from lightllm_struct.grammar.errors import RegexError
+from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, literal_dfa
+from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
+from lightllm_struct.grammar.lexing.lexer import LAZY_STATES_FACTOR
+from lightllm_struct.grammar.lexing.regex_dfa import lazy_regex_dfa, regex_dfa, wants_lazy
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 1024
+_LOCK = threading.Lock()
+# Bytes from its start within which a lazy DFA is made at once: a tame counted repeat has a few states a
+# byte there, an explosive regex ((a|b)*a(a|b){100}) thousands, refused now, not mid-generation.
+_EXPLORE_BYTES = 16
+
+
+def terminal_dfa(pattern: str, literal: str | None, *, max_states: int,
+                 deadline: Deadline = NO_DEADLINE) -> ByteDFA | LazyDFA:
+    """The DFA of a terminal: a literal's, a regex's minimal eager DFA, or a lazy one for long counted
+    repeats (``maxLength: 2000``), whose states within 16 bytes of its start are made now (that bounds
+    explosive regexes here and leaves the first masks little to do).
+
+    Raises
+    ------
+    RegexError, GrammarTooComplex, CompileTimeout
+    """
+    key = (pattern, literal, max_states)
+    with _LOCK:
+        dfa = _CACHE.get(key)
+        if dfa is not None:
+            _CACHE.move_to_end(key)
+            return dfa
+    if literal is not None:
+        dfa = literal_dfa(literal.encode("utf-8"))
+    elif not wants_lazy(pattern):
+        dfa = regex_dfa(pattern, max_states=max_states, deadline=deadline)
+    else:
+        dfa = lazy_regex_dfa(pattern, max_states=max_states * LAZY_STATES_FACTOR, unit_max_states=max_states,
+                             deadline=deadline)
+        dfa.explore(_EXPLORE_BYTES, limit=max_states // 4, deadline=deadline)
+    with _LOCK:
+        _CACHE[key] = dfa
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return dfa
+
+
+def dfas_intersect(a: ByteDFA, b: ByteDFA, *, limit: int = 200_000, deadline: Deadline = NO_DEADLINE) -> bool:
+    """Whether some byte string is accepted by both (the reachable part of the product, explored).
+
+    Raises
+    ------
+    RegexError
+        The product has more than ``limit`` reachable pairs (the caller decides another way).
+    """
+    seen = {(0, 0)}
+    todo = [(0, 0)]
+    while todo:
+        p, q = todo.pop()
+        if a.accepting[p] and b.accepting[q]:
+            return True
+        ra, rb = a.table[p], b.table[q]
+        both = (ra >= 0) & (rb >= 0)
+        for pair in zip(ra[both].tolist(), rb[both].tolist()):
+            if pair not in seen:
+                if len(seen) >= limit:
+                    raise RegexError("terminal product too large to explore")
+                seen.add(pair)
+                todo.append(pair)
+        if len(seen) % 256 == 0:
+            deadline.check()
+    return False
+
+
+def first_bytes(dfa: ByteDFA) -> int:
+    """Bit set of the bytes a non-empty match can start with."""
+    return dfa.memo("first_bytes", lambda: sum(1 << int(b) for b in np.flatnonzero(dfa.table[0] >= 0)))
