@@ -42,6 +42,29 @@ class VocabTrie:
                 levels[k].setdefault(s[:k], -1)
         self._build_arrays(levels, uidx)
 
+    # what a trie is, for the on-disk cache (vocab/trie_cache.py): every attribute, all arrays or ints
+    FIELDS = ("num_unique", "token_uidx", "first_token", "extra_uidx", "extra_token", "byte", "end_uidx",
+              "child_count", "child_start", "roots", "num_nodes", "max_depth", "level_starts", "node_token",
+              "extra_node")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(getattr(self, name)) for name in self.FIELDS}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "VocabTrie":
+        """The trie whose ``arrays()`` these are.
+
+        Raises
+        ------
+        KeyError
+            A field is missing.
+        """
+        trie = cls.__new__(cls)
+        for name in cls.FIELDS:
+            value = arrays[name]
+            setattr(trie, name, int(value) if value.ndim == 0 else value)
+        return trie
+
     def _build_arrays(self, levels: list[dict[bytes, int]], uidx: dict[bytes, int]) -> None:
         node_bytes, parents, ends, starts = [], [], [], []
         parent_ids = {b"": -1}

@@ -55,13 +55,13 @@ class TokenizerInfo:
 
     @property
     def trie(self):
-        """The token trie (built on first use, once per vocabulary)."""
+        """The token trie (made on first use, once per vocabulary; kept on disk between processes)."""
         if self._trie is None:
-            from lightllm_struct.grammar.masks.scan_trie import VocabTrie
+            from lightllm_struct.grammar.vocab.trie_cache import cached_trie
 
             with self._lock:
                 if self._trie is None:
-                    self._trie = VocabTrie(self.vocab, self.text_ids)
+                    self._trie = cached_trie(self.vocab, self.text_ids)
         return self._trie
 
     @property
