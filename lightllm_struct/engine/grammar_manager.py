@@ -101,6 +101,7 @@ class GrammarManager:
         self.cache_size = cache_size
         self._compiler, self._compiler_lock = compiler, threading.Lock()
         self._matcher_cls = matcher_cls
+        self._n_workers = threads
         self._workers = CompilePool(self._worker_init, lambda: self._get_compiler().tokenizer,
                                     workers=threads) if compiler is None else None
         self._pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="llms-grammar") if compiler else None
@@ -231,6 +232,20 @@ class GrammarManager:
             return self._pool.submit(fn, *args)
         return self._workers.call(fn, *args, timeout_s=self.timeout_s)
 
+    def warm_up(self) -> cf.Future:
+        """Warm the grammar machinery (``grammar/warmup.py``) where it runs: every compile worker compiles the
+        warm-up schema (its vocabulary tables, compiled scan walks, common terminal DFAs), then this process
+        walks the instance through masks and accepts (its own scan walks and tables).
+
+        Called at engine start, so that the first constrained request of the process costs what any new
+        schema costs; compiles submitted meanwhile queue behind it. The future holds the ``WarmupReport`` of
+        the walk here; a failure is logged and leaves compiles to build what they need themselves.
+        """
+        future: cf.Future = cf.Future()
+        future.add_done_callback(_log_warmup_failure)
+        threading.Thread(target=self._warm_up, args=(future,), name="llms-grammar-warmup", daemon=True).start()
+        return future
+
     def shutdown(self) -> None:
         if self._workers is not None:
             self._workers.shutdown()
@@ -267,6 +282,23 @@ class GrammarManager:
         eos = list(self.tokenizer.eos_token_ids)
         return list(vocab), eos, [t for t in special if t not in eos]
 
+    def _warm_up(self, future: cf.Future) -> None:
+        from lightllm_struct.grammar.warmup import WARMUP_SCHEMA, warm_walk
+
+        start = time.perf_counter()
+        try:
+            warmup = Constraint("json_schema", WARMUP_SCHEMA)
+            jobs = [self._start_compile(warmup) for _ in range(self._n_workers)]
+            grammar = jobs[0].result()
+            for job in jobs[1:]:
+                job.result()
+            report = warm_walk(grammar)
+        except BaseException as exc:  # noqa: BLE001 -- reported through the future (and logged there)
+            future.set_exception(exc)
+            return
+        self._stats["grammar_warmup_seconds"] = time.perf_counter() - start
+        future.set_result(report)
+
     def _get_compiler(self) -> Any:
         with self._compiler_lock:
             if self._compiler is None:
@@ -302,6 +334,11 @@ class GrammarManager:
         key = self._key(constraint)
         if self._cache.get(key) is future:
             self._cache.pop(key)
+
+
+def _log_warmup_failure(future: cf.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("grammar warm-up failed: %s", future.exception())
 
 
 def output_bound(constraint: Constraint, grammar: Any) -> int | None:

@@ -162,3 +162,36 @@ def test_a_choice_list_bounds_the_output_for_admission():
     _poll_until(manager)
     assert seq.output_bound == 4  # 3 bytes at most, one token a byte at worst, then EOS
     assert _seq(None).output_bound is None
+
+
+def test_warm_up_builds_the_compiler_and_warms_the_grammar_machinery():
+    from lightllm_struct.grammar import GrammarCompiler
+    from lightllm_struct.grammar.warmup import WarmupReport
+
+    from tests.grammar.small_vocab import small_tokenizer
+
+    manager = GrammarManager(None, vocab_size=small_tokenizer().vocab_size, compiler=GrammarCompiler(small_tokenizer()))
+    try:
+        report = manager.warm_up().result(timeout=120)
+        assert isinstance(report, WarmupReport) and report.tokens > 0
+        assert manager.stats["grammar_warmup_seconds"] > 0
+    finally:
+        manager.shutdown()
+
+
+def test_a_failed_warm_up_is_logged_and_compiles_still_work(caplog):
+    manager = _manager(FakeCompiler())  # the fake compiler cannot compile the warm-up schema
+    try:
+        with caplog.at_level("WARNING"):
+            future = manager.warm_up()
+            with pytest.raises(SchemaError):
+                future.result(timeout=10)
+            time.sleep(0.1)  # the done-callback logs right after the result is set
+        assert "grammar warm-up failed" in caplog.text
+        seq = _seq(Constraint("choice", ["3", "5"]))
+        if not manager.submit(seq):
+            ready, failed = _poll_until(manager)
+            assert ready == [seq] and not failed
+        assert seq.matcher.allowed == {3, 5}
+    finally:
+        manager.shutdown()
