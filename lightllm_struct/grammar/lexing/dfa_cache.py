@@ -6,11 +6,9 @@ check (which then builds, once, the very DFAs the compiler uses next).
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 
+from lightllm_struct.grammar.cache import LRU
 from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
 from lightllm_struct.grammar.errors import RegexError
 from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, literal_dfa
@@ -18,9 +16,7 @@ from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.lexing.lexer import LAZY_STATES_FACTOR
 from lightllm_struct.grammar.lexing.regex_dfa import lazy_regex_dfa, regex_dfa, wants_lazy
 
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 1024
-_LOCK = threading.Lock()
+_CACHE: LRU = LRU(1024)
 # Bytes from its start within which a lazy DFA is made at once: a tame counted repeat has a few states a
 # byte there, an explosive regex ((a|b)*a(a|b){100}) thousands, refused now, not mid-generation.
 _EXPLORE_BYTES = 16
@@ -37,11 +33,9 @@ def terminal_dfa(pattern: str, literal: str | None, *, max_states: int,
     RegexError, GrammarTooComplex, CompileTimeout
     """
     key = (pattern, literal, max_states)
-    with _LOCK:
-        dfa = _CACHE.get(key)
-        if dfa is not None:
-            _CACHE.move_to_end(key)
-            return dfa
+    dfa = _CACHE.get(key)
+    if dfa is not None:
+        return dfa
     if literal is not None:
         dfa = literal_dfa(literal.encode("utf-8"))
     elif not wants_lazy(pattern):
@@ -50,10 +44,7 @@ def terminal_dfa(pattern: str, literal: str | None, *, max_states: int,
         dfa = lazy_regex_dfa(pattern, max_states=max_states * LAZY_STATES_FACTOR, unit_max_states=max_states,
                              deadline=deadline)
         dfa.explore(_EXPLORE_BYTES, limit=max_states // 4, deadline=deadline)
-    with _LOCK:
-        _CACHE[key] = dfa
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    _CACHE.put(key, dfa)
     return dfa
 
 

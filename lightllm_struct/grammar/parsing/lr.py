@@ -9,8 +9,6 @@ The pseudo-terminal ``END`` (lark's ``$END``) is terminal id ``len(terminals)``.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import lark
@@ -18,15 +16,14 @@ from lark.exceptions import GrammarError, LarkError, UnexpectedInput
 from lark.lexer import Lexer
 from lark.parsers.lalr_analysis import Shift
 
+from lightllm_struct.grammar.cache import LRU
 from lightllm_struct.grammar.errors import GrammarConflictError, GrammarSyntaxError, GrammarTooComplex
 
 SHIFT, REDUCE = 0, 1
 
 # Tables by grammar text. The JSON-schema frontend builds the tables anyway (to check the text); it leaves
 # them here, so compiling the text does not analyse it again.
-_TABLES: OrderedDict = OrderedDict()
-_TABLES_SIZE = 64
-_TABLES_LOCK = threading.Lock()
+_TABLES: LRU = LRU(64)
 
 
 @dataclass(frozen=True)
@@ -77,10 +74,7 @@ def build_lr_tables(text: str, *, max_states: int = 20_000, max_rules: int = 20_
     GrammarTooComplex
         More rules or LR states than the limits.
     """
-    with _TABLES_LOCK:
-        known = _TABLES.get(text)
-        if known is not None:
-            _TABLES.move_to_end(text)
+    known = _TABLES.get(text)
     if known is not None:
         tables, n_rules = known
         _check_limits(n_rules, len(tables.actions), max_rules, max_states)
@@ -131,10 +125,7 @@ def subset_tables(text: str, *, strict: bool, max_states: int = 20_000,
 
 def remember_tables(text: str, tables: LRTables, n_rules: int) -> None:
     """Keep the tables of a grammar text that were already built (see ``build_lr_tables``)."""
-    with _TABLES_LOCK:
-        _TABLES[text] = (tables, n_rules)
-        while len(_TABLES) > _TABLES_SIZE:
-            _TABLES.popitem(last=False)
+    _TABLES.put(text, (tables, n_rules))
 
 
 def _check_limits(n_rules: int, n_states: int, max_rules: int, max_states: int) -> None:
