@@ -5,6 +5,11 @@ kernel), free vs JSON-schema constrained, on a random-weight model of a real sha
 times what a server's step loop really costs per step, Python scheduling included. Run on a CUDA machine:
 
     PYTHONPATH=. python benchmarks/engine_bench.py --tokenizer-dir DIR --shape llama-3.2-1b --batch 32
+    PYTHONPATH=. python benchmarks/engine_bench.py --tokenizer-dir DIR --shape llama-3.2-1b --ttft
+
+``--ttft`` times, in a fresh engine, the first token of: the process's first constrained request (right
+after start-up, while the grammar warm-up may still run), then requests with schemas the engine has not
+seen, then unconstrained requests.
 
 ``DIR`` holds an HF ``tokenizer.json`` (+ ``tokenizer_config.json``); the model takes that tokenizer's
 vocabulary size, so its grammar masks are real ones over that vocabulary.
@@ -76,6 +81,38 @@ def run_steps(llm: LLM, *, batch: int, steps: int, constrained: bool, prompt_len
                 steps=len(times), tokens=produced, tokens_per_s=produced / sum(times), errors=errors)
 
 
+def first_token_s(llm: LLM, *, constraint: Constraint | None, prompt_len: int, tag: str) -> float:
+    """Seconds from ``add_request`` to the step that returns the request's first token."""
+    engine = llm.engine
+    prompt = [(7 * len(tag) + 11 * j) % 1000 + 3 for j in range(prompt_len)]
+    engine.add_request(Request(prompt_token_ids=prompt, sampling=SamplingParams(temperature=0.7, max_tokens=1, seed=1),
+                               request_id=tag, constraint=constraint))
+    start = time.perf_counter()
+    while engine.has_unfinished():
+        if any(out.request_id == tag and out.token_ids for out in engine.step()):
+            break
+    return time.perf_counter() - start
+
+
+def new_schema(i: int) -> dict:
+    """A schema no earlier request had: an object whose property names carry ``i``."""
+    return {"type": "object", "properties": {f"name_{i}": {"type": "string", "maxLength": 20 + i},
+                                             f"count_{i}": {"type": "integer"}, f"tags_{i}": {
+                                                 "type": "array", "items": {"type": "string"}}},
+            "required": [f"name_{i}"]}
+
+
+def ttft_rows(llm: LLM, *, prompt_len: int, repeats: int = 5) -> list[dict]:
+    rows = [dict(kind="first constrained request of the process", seconds=first_token_s(
+        llm, constraint=Constraint("json_schema", new_schema(0)), prompt_len=prompt_len, tag="first"))]
+    for i in range(1, repeats + 1):
+        rows.append(dict(kind="new schema", seconds=first_token_s(
+            llm, constraint=Constraint("json_schema", new_schema(i)), prompt_len=prompt_len, tag=f"new-{i}")))
+        rows.append(dict(kind="unconstrained", seconds=first_token_s(
+            llm, constraint=None, prompt_len=prompt_len, tag=f"free-{i}")))
+    return rows
+
+
 def _maybe_profiled(top: int, fn):
     """Run ``fn``, under cProfile when ``top`` > 0 (printing its ``top`` costliest functions by own time)."""
     if not top:
@@ -97,12 +134,22 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions of each run")
+    parser.add_argument("--ttft", action="store_true", help="time first tokens (new schema, unconstrained)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model_dir(args.shape, args.tokenizer_dir, Path(tmp), device=args.device)
-        for jump_forward in (True, False):
+        if args.ttft:
+            llm = LLM(str(model_dir), device=args.device, max_num_seqs=args.batch)
+            try:
+                for row in ttft_rows(llm, prompt_len=args.prompt_len):
+                    rows.append(dict(shape=args.shape, **row))
+                    print(json.dumps(rows[-1]), flush=True)
+            finally:
+                llm.engine.shutdown()
+            model_dir = None
+        for jump_forward in (True, False) if model_dir is not None else ():
             llm = LLM(str(model_dir), device=args.device, max_num_seqs=args.batch, enable_jump_forward=jump_forward,
                       num_kv_slots=args.batch * (args.prompt_len + args.steps + 8) + 64)
             try:
