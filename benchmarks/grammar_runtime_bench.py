@@ -15,6 +15,7 @@ Llama 3 vocabulary (quicktok) in two kinds of runs per schema:
     .venv/bin/python benchmarks/grammar_runtime_bench.py --exact   # the runtime memos off, for comparison
     .venv/bin/python benchmarks/grammar_runtime_bench.py --schemas person,gpu_bench --batch 8 --profile
     .venv/bin/python benchmarks/grammar_runtime_bench.py --budget 48   # budget-aware masks (max_tokens 48)
+    .venv/bin/python benchmarks/grammar_runtime_bench.py --schemas gpu_bench --batch 256 --passes 2  # host ms a step
 
 With ``--budget N`` every fill passes the tokens a request of ``max_tokens=N`` has left (what the engine
 does), and a decode request that reaches N tokens must be complete (then it starts over).
@@ -107,11 +108,14 @@ def decode(grammar, rng: random.Random, timer: Timer, batch: int, steps: int) ->
     words = mask.numpy().view(np.uint32)
     clock = time.perf_counter_ns
     for _ in range(steps):
+        batch_start = clock()
         for i, matcher in enumerate(matchers):
             t0 = clock()
             matcher.fill_next_token_bitmask(mask, index=i, max_tokens_left=tokens_left(matcher))
             timer.add("fill", t0, clock())
+        timer.add("step fill, whole batch", batch_start, clock())
         tokens = [pick(words[i], rng) for i in range(batch)]
+        batch_start = clock()
         for matcher, token in zip(matchers, tokens):
             ok, done = step(timer, matcher, None, token, fill=False)
             assert ok, f"allowed token {token} rejected"
@@ -121,6 +125,7 @@ def decode(grammar, rng: random.Random, timer: Timer, batch: int, steps: int) ->
                 "a request ran out of budget unfinished"
             if done or out_of_budget:
                 matcher.reset()
+        timer.add("step accept, whole batch", batch_start, clock())
 
 
 def pick(row, rng: random.Random) -> int:
@@ -143,6 +148,10 @@ def report(label: str, timer: Timer) -> None:
         got = timer.samples.get(kind)
         if got:
             parts.append(f"{kind} p50 {pct(got, 0.5):7.2f} p99 {pct(got, 0.99):8.2f}")
+    for kind in ("step fill, whole batch", "step accept, whole batch"):
+        got = timer.samples.get(kind)
+        if got:
+            parts.append(f"{kind} p50 {pct(got, 0.5) / 1e3:6.3f} ms mean {sum(got) / len(got) / 1e3:6.3f} ms")
     print("  ".join(parts) + f"  (n={len(timer.samples['accept'])})", flush=True)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, minimize
 from lightllm_struct.grammar.lexing.dfa_cache import terminal_dfa
 from lightllm_struct.grammar.compiled import CompiledGrammar
-from lightllm_struct.grammar.deadline import Deadline
+from lightllm_struct.grammar.deadline import Deadline, compiling_within
 from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex, RegexError
 from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.parsing.lr import REDUCE, SHIFT, LRTables, Terminal, build_lr_tables
@@ -63,7 +63,9 @@ class GrammarCompiler:
         ------
         GrammarSyntaxError, GrammarConflictError, RegexError, GrammarTooComplex, CompileTimeout
         """
-        deadline = Deadline(self.compile_timeout_s)
+        return self._compile_lark(text, Deadline(self.compile_timeout_s))
+
+    def _compile_lark(self, text: str, deadline: Deadline) -> CompiledGrammar:
         try:
             lr = build_lr_tables(text, max_states=self.max_lr_states, max_rules=self.max_rules)
             deadline.check()
@@ -125,8 +127,11 @@ class GrammarCompiler:
         """
         from lightllm_struct.grammar.json_schema import json_schema_to_lark
 
-        return self.compile_lark(json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes,
-                                                     assert_formats=assert_formats, draft=draft, strict=strict))
+        # one deadline for the frontend (its grammar check builds the terminal DFAs) and the compile
+        with compiling_within(Deadline(self.compile_timeout_s)) as deadline:
+            text = json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes,
+                                       assert_formats=assert_formats, draft=draft, strict=strict)
+            return self._compile_lark(text, deadline)
 
     def compile_json_object(self) -> CompiledGrammar:
         """Any JSON object (``response_format={"type": "json_object"}``)."""

@@ -25,17 +25,16 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_constants as sre_c  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
-from lightllm_struct.grammar.deadline import Deadline
-from lightllm_struct.grammar.errors import GrammarConflictError, GrammarError, RegexError, UnsupportedSchemaFeature
+from lightllm_struct.grammar.deadline import current_deadline
+from lightllm_struct.grammar.errors import (CompileTimeout, GrammarConflictError, GrammarError, RegexError,
+                                            UnsupportedSchemaFeature)
 from lightllm_struct.grammar.json_schema.strings import literal_spelling
 from lightllm_struct.grammar.lexing.dfa_cache import dfas_intersect, first_bytes, terminal_dfa
 from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.parsing.lr import LRTables, remember_tables, subset_tables, tables_from_analysis
 
-# The compiler's defaults, so that it finds these DFAs in the cache; the deadline bounds one DFA (this check
-# runs before the compile deadline starts).
+# The compiler's default, so that it finds these DFAs in the cache.
 _MAX_DFA_STATES = 20_000
-_DFA_SECONDS = 10.0
 _MESSAGE = "the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide"
 
 
@@ -81,8 +80,11 @@ def overlap(a: str, b: str) -> bool:
     Decided on the terminals' byte DFAs (built into the process-wide cache the compiler takes them from
     next); lazily built DFAs, or regexes the DFA builder refuses, go through Python's ``re`` and interegular.
     """
+    deadline = current_deadline()  # the compilation's: the DFAs are its work, done early
     try:
-        da, db = (terminal_dfa(r, None, max_states=_MAX_DFA_STATES, deadline=Deadline(_DFA_SECONDS)) for r in (a, b))
+        da, db = (terminal_dfa(r, None, max_states=_MAX_DFA_STATES, deadline=deadline) for r in (a, b))
+    except CompileTimeout:
+        raise
     except GrammarError:
         return _overlap_by_regex(a, b)
     if isinstance(da, LazyDFA) or isinstance(db, LazyDFA):
@@ -93,7 +95,7 @@ def overlap(a: str, b: str) -> bool:
         if lit is not None:  # a literal (a known key, a punctuation mark): one match decides
             return other.fullmatch(lit.encode("utf-8", "surrogatepass"))
     try:
-        return dfas_intersect(da, db)
+        return dfas_intersect(da, db, deadline=deadline)
     except RegexError:
         return _overlap_by_regex(a, b)
 
