@@ -51,7 +51,9 @@ def compile_constraint(compiler: Any, c: Constraint) -> Any:
 def compile_and_warm(compiler: Any, c: Constraint) -> Any:
     """Compile ``c`` and build the tables its first steps need, off the step loop (in a compile worker)."""
     grammar = compile_constraint(compiler, c)
-    getattr(grammar, "budget_masks", None)  # the shortest-finish tables of budget-aware masks, built here
+    budget = getattr(grammar, "budget_masks", None)  # the shortest-finish tables of budget-aware masks
+    if budget is not None:
+        budget.values(grammar.initial_config())  # and the first steps' token scans (kept with the grammar)
     warm = getattr(grammar, "min_output_tokens", None)
     # No shortest sentence means no sentence at all.
     if warm is not None and warm() < 0:
@@ -303,10 +305,12 @@ class GrammarManager:
         with self._compiler_lock:
             if self._compiler is None:
                 from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
+                from lightllm_struct.grammar.masks.budget import byte_columns
 
                 vocab, eos, special = self._vocab_tables()
                 info = TokenizerInfo.from_vocab(vocab, eos_token_ids=eos, special_token_ids=special)
                 self._compiler = GrammarCompiler(info, compile_timeout_s=self.timeout_s)
+                byte_columns(info)  # budget-aware masks' token table, here rather than in a step
                 gc.freeze()  # the vocabulary tables live as long as the engine: out of every full collection
             return self._compiler
 
