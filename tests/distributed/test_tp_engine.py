@@ -32,8 +32,8 @@ def run(llm: LLM):
     trace: list[torch.Tensor] = []
     launch = llm.engine.runner.launch
 
-    def recording_launch(batch):
-        future = launch(batch)
+    def recording_launch(batch, *inflight):
+        future = launch(batch, *inflight)
         logits = future.result()
         if logits is not None:
             trace.append(logits.clone())
