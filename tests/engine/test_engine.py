@@ -82,7 +82,7 @@ def test_abort_frees_slots_and_others_continue(llm):
     assert_kv_pool_full(engine)
 
 
-def test_error_in_one_request_never_loses_others(llm, monkeypatch):
+def test_error_in_one_request_never_loses_others(llm, caplog):
     engine, tok = llm.engine, llm.tokenizer
     bad = Request(prompt_token_ids=tok.encode(PROMPTS[3]), sampling=SamplingParams(temperature=0, max_tokens=8))
     good = Request(prompt_token_ids=tok.encode(PROMPTS[4]), sampling=SamplingParams(temperature=0, max_tokens=8,
@@ -99,7 +99,10 @@ def test_error_in_one_request_never_loses_others(llm, monkeypatch):
     finals = {}
     while engine.has_unfinished():
         finals.update({o.request_id: o for o in engine.step() if o.finished})
-    assert finals[bad.request_id].finish_reason == "error" and "detokenizer broke" in finals[bad.request_id].error
+    # The caller sees a stable message without Python internals; the details go to the engine's log.
+    assert finals[bad.request_id].finish_reason == "error"
+    assert "the engine failed on this request" in finals[bad.request_id].error
+    assert "detokenizer broke" not in finals[bad.request_id].error and "detokenizer broke" in caplog.text
     assert bad.status == RequestStatus.FINISHED_ERROR
     assert finals[good.request_id].num_output_tokens == 8 and finals[good.request_id].finish_reason == "length"
     assert_kv_pool_full(engine)
