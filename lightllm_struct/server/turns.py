@@ -64,7 +64,8 @@ class TurnSupport:
                 from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
 
                 info = TokenizerInfo.from_vocab([bytes([b]) for b in range(256)] + [b""], eos_token_ids=[256])
-                self._compiler = GrammarCompiler(info, compile_timeout_s=None)
+                # the engine compiled this grammar within its deadline; this is the same work minus masks
+                self._compiler = GrammarCompiler(info, compile_timeout_s=120.0)
         grammar = self._compiler.compile_lark(lark)
         with self._lock:
             self._cache[lark] = grammar

@@ -168,3 +168,36 @@ def test_bad_specs_and_schemas_are_typed_errors():
                               mode="required"))
     assert err.value.param == "tools[0].x" and err.value.message.startswith("tools[0].x")
     assert json.dumps(CITY)  # schemas stay plain data
+
+
+@pytest.mark.parametrize("fmt", ["hermes", "mistral"])
+def test_cut_off_outputs_split_the_same_however_they_are_fed(compiler, fmt):
+    """An output stopped by a token limit (any prefix) gives the same pieces fed at once or in chunks."""
+    turn = turn_grammar(_spec(fmt, "auto", reasoning=Reasoning()))
+    compiled = compiler.compile_lark(turn.lark)
+    text = _compose(fmt, "So: <", [("add", '{"a": 1, "b": 2}'), ("get_weather", '{"city": "O<slo"}')], "hm <")
+    rng = random.Random(5)
+    for cut in sorted(rng.sample(range(1, len(text)), 25)) + [len(text)]:
+        prefix = text[:cut]
+        once = RegionTracker(compiled, turn.regions, turn.strips)
+        expected = _merge(once.feed(prefix.encode()) + once.finish())
+        assert _merge(_pieces(compiled, turn, prefix, rng)) == expected, prefix
+
+
+def _pieces(compiled, turn, text: str, rng: random.Random):
+    tracker, data, out, i = RegionTracker(compiled, turn.regions, turn.strips), text.encode(), [], 0
+    while i < len(data):
+        n = rng.choice([1, 2, 5])
+        out += tracker.feed(data[i:i + n])
+        i += n
+    return out + tracker.finish()
+
+
+def _merge(pieces):
+    merged = []
+    for p in pieces:
+        if merged and merged[-1][0] == p.region and p.region.kind != "call":
+            merged[-1][1] += p.data
+        else:
+            merged.append([p.region, p.data])
+    return merged
