@@ -21,7 +21,7 @@ from typing import Any
 
 from lightllm_struct.engine.compile_worker import (CompileWorkerDied, WorkerInit, load_grammar, unpack_error,
                                                    worker_main)
-from lightllm_struct.grammar.errors import CompileTimeout
+from lightllm_struct.grammar.errors import CompileTimeout, GrammarTooComplex
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ class _Worker:
     def exitcode(self) -> int | None:
         return self.process.poll()
 
-    def run(self, job: tuple, timeout_s: float) -> tuple[str, Any]:
-        """Send ``job``; its reply, or ("timeout", None) if none came within ``timeout_s`` + the grace."""
-        self.conn.send_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+    def run(self, job: bytes, timeout_s: float) -> tuple[str, Any]:
+        """Send the pickled ``job``; its reply, or ("timeout", None) if none came within ``timeout_s`` + grace."""
+        self.conn.send_bytes(job)
         if not self.conn.poll(timeout_s + KILL_GRACE_S):
             return "timeout", None
         return pickle.loads(self.conn.recv_bytes())  # EOFError: it died
@@ -108,6 +108,10 @@ class CompilePool:
         """A future of ``fn(*args)`` run in a worker (``fn`` and ``args`` picklable, ``fn`` by reference)."""
         return self._submit(("call", fn, args, timeout_s))
 
+    def prestart(self) -> list[cf.Future]:
+        """Start every worker now (one no-op job each) rather than on the first compiles that need them."""
+        return [self.call(len, (), timeout_s=STARTUP_TIMEOUT_S) for _ in self._threads]
+
     def shutdown(self) -> None:
         self._stopping = True
         for _ in self._threads:
@@ -139,7 +143,14 @@ class CompilePool:
                 worker = self._start(future)
                 if worker is None:
                     continue
-            worker = self._run(worker, job, future)
+            try:
+                worker = self._run(worker, job, future)
+            except Exception as exc:  # noqa: BLE001 -- this thread serves every later job: it must not end
+                logger.error("compile job failed in the pool", exc_info=exc)
+                if not future.done():
+                    future.set_exception(CompileWorkerDied("the compile job could not be run"))
+                worker.kill()
+                worker = None
             if worker is None and not self._stopping:
                 worker = self._start(None)  # the replacement starts now, not when the next job waits for it
 
@@ -157,7 +168,12 @@ class CompilePool:
         """Run ``job`` on ``worker``; returns the worker still usable, or None after killing it."""
         timeout_s = job[-1]
         try:
-            kind, payload = worker.run(job, timeout_s)
+            data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+        except RecursionError:
+            future.set_exception(GrammarTooComplex("the constraint nests too deeply to compile"))
+            return worker
+        try:
+            kind, payload = worker.run(data, timeout_s)
         except (EOFError, OSError):
             code = worker.exitcode
             worker.kill()

@@ -101,8 +101,21 @@ def load_grammar(data: bytes, tokenizer: Any) -> Any:
     return _VocabUnpickler(io.BytesIO(data), tokenizer).load()
 
 
+def _typed_cause(exc: BaseException) -> BaseException:
+    """The typed error behind a wrapper (lark's VisitError wraps what a transformer raised, our alarm's too)."""
+    seen = 0
+    while not isinstance(exc, LightLLMStructError) and seen < 8:
+        inner = getattr(exc, "orig_exc", None) or exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc, seen = inner, seen + 1
+    return exc
+
+
 def pack_error(exc: BaseException) -> tuple[type, dict]:
     """A typed error as (class, attributes): exceptions with keyword options do not survive plain pickling."""
+    typed = _typed_cause(exc)
+    exc = typed if isinstance(typed, LightLLMStructError) else exc
     if not isinstance(exc, LightLLMStructError):
         logger.error("grammar compilation failed unexpectedly", exc_info=exc)
         exc = GrammarError("grammar compilation failed (see the server log)")
@@ -155,7 +168,11 @@ def _setup(init: WorkerInit) -> tuple[Any, Any]:
 
     info = TokenizerInfo.from_vocab(init.vocab, eos_token_ids=init.eos_token_ids,
                                     special_token_ids=init.special_token_ids)
-    return info, GrammarCompiler(info, **init.compiler_options)
+    compiler = GrammarCompiler(info, **init.compiler_options)
+    # Before any deadline: the first schema imports jsonschema, whose format checkers build a Lark grammar
+    # at import time (seconds on a busy machine); an alarm inside an import leaves the module half made.
+    compiler.compile_json_schema({"type": "object", "properties": {"a": {"type": "string", "format": "uri"}}})
+    return info, compiler
 
 
 def _probe_first_mask(grammar: Any, info: Any, budget_s: float) -> None:

@@ -7,10 +7,16 @@ is refused in milliseconds instead of running into the deadline or the memory ca
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from lightllm_struct.grammar.errors import GrammarTooComplex
+from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex
+
+# Lark's own bundled grammars: the only ones ``%import`` may name. Anything else would make lark read a file
+# (relative to the working directory), and its error would tell the client whether that file exists.
+_BUNDLED = ("common", "unicode", "lark", "python")
+_IMPORT = re.compile(r"^[ \t]*%import[ \t]+([^\s(]*)", re.M)
 from lightllm_struct.request import Constraint
 
 
@@ -77,6 +83,8 @@ def check_limits(constraint: Constraint, limits: ConstraintLimits) -> None:
     ------
     GrammarTooComplex
         Naming the limit, the value, and for schemas the JSON pointer of the offending place.
+    GrammarSyntaxError
+        A Lark ``%import`` of anything but lark's bundled grammars (no file is ever read).
     """
     spec = constraint.spec
     if constraint.kind == "choice":
@@ -92,6 +100,12 @@ def check_limits(constraint: Constraint, limits: ConstraintLimits) -> None:
             raise GrammarTooComplex("the constraint nests too deeply to compile") from None
     if size > limits.max_spec_bytes:
         raise _too_big("its size in bytes", size, limits.max_spec_bytes)
+    if constraint.kind == "lark":
+        for m in _IMPORT.finditer(spec):
+            if m.group(1).split(".")[0] not in _BUNDLED:
+                line = spec.count("\n", 0, m.start()) + 1
+                raise GrammarSyntaxError(f"line {line}: %import may only name lark's bundled grammars "
+                                         f"({', '.join(_BUNDLED)}), not {m.group(1)[:60]!r}")
     if constraint.kind == "json_schema":
         schema = spec
         if isinstance(spec, str):

@@ -248,6 +248,11 @@ class GrammarManager:
         threading.Thread(target=self._warm_up, args=(future,), name="llms-grammar-warmup", daemon=True).start()
         return future
 
+    def prestart(self) -> None:
+        """Start the compile workers in the background (a server does, so its first compiles find them warm)."""
+        if self._workers is not None:
+            self._workers.prestart()
+
     def shutdown(self) -> None:
         if self._workers is not None:
             self._workers.shutdown()

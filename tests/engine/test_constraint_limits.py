@@ -38,3 +38,20 @@ def test_over_a_limit_is_grammar_too_complex_413(constraint, needle):
     Constraint("json_schema", '{"type": "object"}'), Constraint("json_object"), Constraint("lark", 'start: "a"')])
 def test_ordinary_constraints_pass(constraint):
     check_limits(constraint, LIMITS)
+
+
+@pytest.mark.parametrize("grammar", ['%import .secret.X\nstart: X', '  %import os.path (X)\nstart: X',
+                                     '%import ..up.X\nstart: X', 'start: X\n%import /etc/passwd'])
+def test_lark_import_of_anything_but_the_bundled_grammars_is_refused_without_reading_files(grammar, tmp_path,
+                                                                                          monkeypatch):
+    from lightllm_struct.grammar.errors import GrammarSyntaxError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.lark").write_text("X: /s3cret/\n")
+    with pytest.raises(GrammarSyntaxError) as err:
+        check_limits(Constraint("lark", grammar), LIMITS)
+    assert "bundled" in err.value.message and "s3cret" not in err.value.message
+
+
+def test_lark_import_of_common_passes():
+    check_limits(Constraint("lark", "%import common.INT\n%import common (WS, LETTER)\nstart: INT"), LIMITS)
