@@ -57,16 +57,24 @@ def build_model_dir(shape: str, tokenizer_dir: Path, out: Path, *, device: str) 
     return out
 
 
-def run_steps(llm: LLM, *, batch: int, steps: int, constrained: bool, prompt_len: int) -> dict:
-    """Start ``batch`` requests together and time every engine step until they finish."""
+def run_steps(llm: LLM, *, batch: int, steps: int, constrained: bool, prompt_len: int,
+              max_tokens: int | None = None) -> dict:
+    """Start ``batch`` requests together and time every engine step until they finish.
+
+    ``max_tokens`` above ``steps`` gives each request a budget it does not reach (budget-aware masks stay
+    out of the way, as for most real requests); the requests are aborted after ``steps`` decode steps.
+    """
     engine = llm.engine
-    sampling = SamplingParams(temperature=0.7, max_tokens=steps, ignore_eos=not constrained, seed=1)
+    sampling = SamplingParams(temperature=0.7, max_tokens=max_tokens or steps, ignore_eos=not constrained, seed=1)
     for i in range(batch):
         prompt = [(17 * i + 5 * j) % 1000 + 3 for j in range(prompt_len)]  # distinct prompts: no prefix reuse
         engine.add_request(Request(prompt_token_ids=prompt, sampling=sampling, request_id=f"{constrained}-{i}",
                                    constraint=Constraint("json_schema", ARRAY_SCHEMA) if constrained else None))
     times, produced, errors = [], 0, 0
     while engine.has_unfinished():
+        if len(times) == steps + 2:
+            for i in range(batch):
+                engine.abort_request(f"{constrained}-{i}")
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         t = time.perf_counter()
@@ -132,6 +140,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--prompt-len", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="each request's budget (default --steps: budget-aware masks bind at every step)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--profile", type=int, default=0, help="print the N costliest functions of each run")
     parser.add_argument("--ttft", action="store_true", help="time first tokens (new schema, unconstrained)")
@@ -151,14 +161,16 @@ def main() -> None:
             model_dir = None
         for jump_forward in (True, False) if model_dir is not None else ():
             llm = LLM(str(model_dir), device=args.device, max_num_seqs=args.batch, enable_jump_forward=jump_forward,
-                      num_kv_slots=args.batch * (args.prompt_len + args.steps + 8) + 64)
+                      num_kv_slots=args.batch * (args.prompt_len + max(args.steps, args.max_tokens or 0) + 8) + 64)
             try:
                 run_steps(llm, batch=args.batch, steps=8, constrained=True, prompt_len=args.prompt_len)  # warm-up
                 run_steps(llm, batch=args.batch, steps=8, constrained=False, prompt_len=args.prompt_len)
                 for constrained in (False, True, False, True):
                     res = _maybe_profiled(args.profile, lambda: run_steps(
-                        llm, batch=args.batch, steps=args.steps, constrained=constrained, prompt_len=args.prompt_len))
+                        llm, batch=args.batch, steps=args.steps, constrained=constrained, prompt_len=args.prompt_len,
+                        max_tokens=args.max_tokens))
                     rows.append(dict(shape=args.shape, batch=args.batch, jump_forward=jump_forward,
+                                     max_tokens=args.max_tokens or args.steps,
                                      constrained=constrained, **res))
                     print(json.dumps(rows[-1]), flush=True)
             finally:

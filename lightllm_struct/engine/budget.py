@@ -21,6 +21,19 @@ def tokens_left(seq: Sequence, max_model_len: int | None) -> int:
     return left
 
 
+def budget_for_mask(seq: Sequence, max_model_len: int | None, margin: int) -> int | None:
+    """The budget to pass to ``seq``'s mask, or None while its shortest finish is ``margin`` bytes clear of it.
+
+    The exact check costs a vocabulary-wide distance computation at each new configuration, so it runs
+    only where it can drop a token: near the budget. Between two steps the shortest finish grows by what
+    one token adds, so a margin above any single token's growth keeps the guarantee exact.
+    """
+    left = tokens_left(seq, max_model_len)
+    if left - 1 - seq.matcher.shortest_finish() >= margin:
+        return None
+    return left
+
+
 def check_budget(seq: Sequence, grammar: Any, max_model_len: int | None) -> None:
     """Refuse ``seq`` if even the most optimistic tokenization of its shortest answer exceeds its budget.
 

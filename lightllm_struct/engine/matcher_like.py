@@ -32,6 +32,9 @@ class MatcherLike(Protocol):
     def is_complete(self) -> bool:
         """What was accepted so far is a whole sentence of the grammar."""
 
+    def shortest_finish(self) -> float:
+        """Fewest bytes after which the output is complete (0 if it is): when budget-aware masks engage."""
+
 
 class SampledTokenRejected(LightLLMStructError):
     """The matcher refused the token the engine sampled under its own mask: the engine's fault, never the

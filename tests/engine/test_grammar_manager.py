@@ -46,6 +46,9 @@ class FakeMatcher:
     def accept_token(self, t):
         return t in self.allowed
 
+    def shortest_finish(self):
+        return 1.0
+
     def is_terminated(self):
         return False
 
