@@ -19,11 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.grammar.json_schema import corpus  # noqa: E402
-from tests.grammar.vocab_fixtures import compiler, encoder, vocab_bundle  # noqa: E402
+from tests.grammar.vocab_fixtures import encoder, vocab_bundle  # noqa: E402
 
 
-def run(every: int, part: tuple[int, int], verbose: bool) -> dict:
-    comp, encode = compiler(corpus.VOCAB), encoder(corpus.VOCAB)
+def run(every: int, part: tuple[int, int], verbose: bool, timeout_s: float) -> dict:
+    comp, encode = corpus.corpus_compiler(timeout_s), encoder(corpus.VOCAB)
     eos = vocab_bundle(corpus.VOCAB)[1][0]
     files = corpus.corpus_files(corpus.corpus_dir(), every=every)
     index, parts = part
@@ -32,6 +32,7 @@ def run(every: int, part: tuple[int, int], verbose: bool) -> dict:
         corpus.run_file(path, comp, encode, eos, tally)
     if verbose:
         print("\n".join(tally.mismatches))
+        print("slowest compiles:", ", ".join(f"{name} {t:.1f}s" for t, name in tally.slowest))
     return {**tally.counts(), "compile_s": tally.compile_s}
 
 
@@ -71,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=1)
     parser.add_argument("--part", default="0/1")
+    parser.add_argument("--timeout", type=float, default=10.0, help="compile deadline per schema (s)")
     parser.add_argument("--out")
     parser.add_argument("--json")
     parser.add_argument("--merge", nargs="*", help="add up --json files instead of running")
@@ -80,7 +82,7 @@ def main() -> None:
         result = merge([json.loads(Path(p).read_text()) for p in args.merge])
     else:
         i, k = (int(x) for x in args.part.split("/"))
-        result = run(args.every, (i, k), args.verbose)
+        result = run(args.every, (i, k), args.verbose, args.timeout)
     if args.json:
         Path(args.json).write_text(json.dumps(result))
     text = table(result)

@@ -23,6 +23,10 @@ _SCHEMA_VALUED = ("items", "additionalProperties", "propertyNames", "unevaluated
 MAX_BRANCHES = 64
 
 
+class Unsatisfiable(Exception):
+    """A conjunction that accepts nothing (a ``false`` schema, types with no common member)."""
+
+
 def json_equal(a: Any, b: Any) -> bool:
     """JSON Schema equality: numbers by value (1 == 1.0), booleans apart from numbers, deep for containers."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -58,7 +62,15 @@ def _both(x: Any, y: Any) -> Any:
     return {"allOf": [x, y]}
 
 
-def _merge_properties(a: dict, b: dict, out: dict) -> None:
+_KEYED = ("properties", "additionalProperties", "patternProperties")
+
+
+def _merge_properties(a: dict, b: dict, out: dict, pointer: str) -> None:
+    if (a.get("patternProperties") or b.get("patternProperties")) and any(k in a for k in _KEYED) \
+            and any(k in b for k in _KEYED) and any(not json_equal(a.get(k), b.get(k)) for k in _KEYED):
+        # which schema an undeclared key of one side takes depends on the other side's patterns: no one form
+        raise UnsupportedSchemaFeature("cannot merge patternProperties with other property keywords",
+                                       pointer=f"{pointer}/patternProperties")
     pa, pb = a.get("properties", {}), b.get("properties", {})
     props: dict[str, Any] = {}
     for key in list(pa) + [k for k in pb if k not in pa]:
@@ -92,8 +104,10 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
     out: dict[str, Any] = {}
     types = _merge_types(_types(a), _types(b))
     if types is not None:
+        if not types:
+            raise Unsatisfiable
         out["type"] = types
-    _merge_properties(a, b, out)
+    _merge_properties(a, b, out, pointer)
     _merge_items(a, b, out)
     enums = [s["enum"] if "enum" in s else [s["const"]] for s in (a, b) if "enum" in s or "const" in s]
     if enums:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from lightllm_struct.grammar.errors import GrammarTooComplex, SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import NOTHING, Piece
 from lightllm_struct.grammar.json_schema.refs import escape_token
-from lightllm_struct.grammar.json_schema.keys import key_regex_excluding
+from lightllm_struct.grammar.json_schema.key_classes import declared_value, extra_keys, matches, patterns_of
 
 if TYPE_CHECKING:
     from lightllm_struct.grammar.json_schema.converter import Converter
@@ -39,34 +39,35 @@ def compile_object(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         raise SchemaError("required must be an array of strings", pointer=f"{ptr}/required")
     _check_object_keywords(schema, ptr)
+    pats = patterns_of(schema, ptr)
     addl_schema = schema.get("additionalProperties", True)
-    addl = conv.compile(addl_schema, base, f"{ptr}/additionalProperties")
     members: list[tuple[str, Piece, bool]] = []
     for key, sub in props.items():
-        piece = conv.compile(sub, base, f"{ptr}/properties/{escape_token(key)}")
+        piece = conv.compile(declared_value(key, sub, pats), base, f"{ptr}/properties/{escape_token(key)}")
         members.append((key, piece, key in required))
     for key in required:
-        if key not in props:  # a required key the schema does not describe: it is an additional property
-            members.append((key, addl, True))
+        if key not in props:  # a required key the schema does not describe: an additional or pattern property
+            own = addl_schema if not any(matches(p, key) for p in pats) else True
+            members.append((key, conv.compile(declared_value(key, own, pats), base, ptr), True))
     if any(req and piece.sym is None for _k, piece, req in members):
         return NOTHING
     lead = conv.lead_required[-1] and any(req for _k, _p, req in members)
+    excluded = [k for k, _p, _r in members]
     if lead:  # a union branch: written from its first required property on, extras only after it
-        first = next(i for i, (_k, _p, req) in enumerate(members) if req)
-        excluded, members = [k for k, _p, _r in members], members[first:]
-    else:
-        excluded = [k for k, _p, _r in members]
-    _check_property_counts(schema, ptr, len(required), None if addl.sym else len(members))
-    extra = None
-    if addl.sym is not None:
-        extra = conv.builder.terminal(key_regex_excluding(excluded))
+        members = members[next(i for i, (_k, _p, req) in enumerate(members) if req):]
+    extras = extra_keys(conv, schema, base, ptr, excluded)
+    n_required = sum(1 for _k, _p, r in members if r)
+    nonempty = _check_property_counts(schema, ptr, n_required, None if extras else len(members))
     live = [(k, p, r) for k, p, r in members if p.sym is not None]
+    if nonempty and not live and not extras:
+        return NOTHING
     tags = tuple((k, p.regex) for k, p, r in live if r and p.regex is not None)
-    return Piece(_object_rules(conv, live, extra, addl.sym, lead_required=lead), None, frozenset({"object"}), tags)
+    return Piece(_object_rules(conv, live, extras, lead_required=lead, nonempty=nonempty), None,
+                 frozenset({"object"}), tags)
 
 
 def _check_object_keywords(schema: dict, ptr: str) -> None:
-    for key in ("patternProperties", "dependentRequired", "dependentSchemas"):
+    for key in ("dependentRequired", "dependentSchemas"):
         if schema.get(key):
             raise UnsupportedSchemaFeature(f"{key} is not supported", pointer=f"{ptr}/{key}")
     for key in ("propertyNames", "unevaluatedProperties"):
@@ -74,20 +75,22 @@ def _check_object_keywords(schema: dict, ptr: str) -> None:
             raise UnsupportedSchemaFeature(f"{key} is not supported", pointer=f"{ptr}/{key}")
 
 
-def _check_property_counts(schema: dict, ptr: str, n_required: int, n_max: int | None) -> None:
-    """min/maxProperties are supported where the rest of the schema already implies them."""
-    lo = nonneg_int(schema, "minProperties", ptr, 0)
+def _check_property_counts(schema: dict, ptr: str, n_required: int, n_max: int | None) -> bool:
+    """Whether the object must be non-empty (``minProperties: 1``, which the rule chain enforces); other
+    min/maxProperties are supported where the rest of the schema already implies them."""
+    lo = nonneg_int(schema, "minProperties", ptr, 0) or 0
     hi = nonneg_int(schema, "maxProperties", ptr)
-    if lo is not None and lo > n_required:
+    if lo > max(n_required, 1):
         raise UnsupportedSchemaFeature("minProperties above the number of required properties",
                                        pointer=f"{ptr}/minProperties")
     if hi is not None and (n_max is None or hi < n_max):
         raise UnsupportedSchemaFeature("maxProperties below the number of possible properties",
                                        pointer=f"{ptr}/maxProperties")
+    return lo > n_required
 
 
-def _object_rules(conv: Converter, members: list[tuple[str, Piece, bool]], extra: str | None,
-                  addl: str | None, *, lead_required: bool = False) -> str:
+def _object_rules(conv: Converter, members: list[tuple[str, Piece, bool]], extras: list[tuple[str, str]], *,
+                  lead_required: bool = False, nonempty: bool = False) -> str:
     b = conv.builder
     n = len(members)
     prefix = b.new_rule("obj")
@@ -97,16 +100,20 @@ def _object_rules(conv: Converter, members: list[tuple[str, Piece, bool]], extra
         comma = f"{b.comma} " if lead else ""
         for i in range(n + 1):
             rest_i, rest_next = names[(True, "x", i)], names[(True, "x", min(i + 1, n))]
-            x_alts = [f"{comma}{extra} {b.colon} {addl} {rest_i}"] if extra and (lead or not lead_required) else []
+            x_alts = [f"{comma}{extra_t} {b.colon} {value} {rest_i}" for extra_t, value in extras] \
+                if lead or not lead_required else []
+            # non-empty: the end of the nothing-written-yet chain (the empty object) does not exist
+            closed = nonempty and not lead and i == n
             if lead or i == 0:  # a first member only ever starts the object
-                b.set_rule(names[(lead, "x", i)], x_alts + [names[(lead, "y", i)]])
+                b.set_rule(names[(lead, "x", i)], x_alts + ([] if closed else [names[(lead, "y", i)]]))
             if i == n:
-                b.set_rule(names[(lead, "y", i)], [""])
+                if not closed:
+                    b.set_rule(names[(lead, "y", i)], [""])
                 continue
             key, piece, req = members[i]
             key_t = b.terminal(b.literal(key))
             y_alts = [f"{comma}{key_t} {b.colon} {piece.sym} {rest_next}"]
-            if not req:
+            if not req and not (nonempty and not lead and i + 1 == n):
                 y_alts.append(names[(lead, "y", i + 1)])
             b.set_rule(names[(lead, "y", i)], y_alts)
     return b.rule("object", [f"{b.lbrace} {names[(False, 'x', 0)]} {b.rbrace}"])

@@ -15,7 +15,7 @@ import jsonschema
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema import scalars
 from lightllm_struct.grammar.json_schema.builder import KINDS, NOTHING, GrammarBuilder, Piece
-from lightllm_struct.grammar.json_schema.combinators import ANNOTATIONS, absorb_unevaluated, merge
+from lightllm_struct.grammar.json_schema.combinators import ANNOTATIONS, Unsatisfiable, absorb_unevaluated, merge
 from lightllm_struct.grammar.json_schema.containers import compile_array, compile_object, const_piece
 from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
 from lightllm_struct.grammar.json_schema.refs import RefResolver
@@ -42,10 +42,6 @@ def known_only(schema: dict) -> dict:
     if all(k in KNOWN_KEYWORDS for k in schema):
         return schema
     return {k: v for k, v in schema.items() if k in KNOWN_KEYWORDS}
-
-
-class _Unsatisfiable(Exception):
-    """A ``false`` schema met while merging: the conjunction accepts nothing."""
 
 
 class Converter:
@@ -109,7 +105,7 @@ class Converter:
     def _compile_node(self, schema: dict, base: str, ptr: str, *, depth: int) -> Piece:
         try:
             return self._compile_merged(schema, base, ptr, depth=depth)
-        except _Unsatisfiable:
+        except Unsatisfiable:
             return NOTHING
 
     def _compile_merged(self, schema: dict, base: str, ptr: str, *, depth: int) -> Piece:
@@ -137,7 +133,7 @@ class Converter:
         if schema is True:
             return {}
         if schema is False:
-            raise _Unsatisfiable
+            raise Unsatisfiable
         if not isinstance(schema, dict):
             raise SchemaError("a schema must be an object or a boolean", pointer=ptr)
         if depth > MAX_MERGE_DEPTH:

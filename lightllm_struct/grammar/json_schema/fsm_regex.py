@@ -10,6 +10,7 @@ None and refuses the keyword, never a silently wider language.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 
 import interegular
 from interegular.fsm import FSM, anything_else
@@ -17,6 +18,7 @@ from interegular.fsm import FSM, anything_else
 from lightllm_struct.grammar.json_schema.regex_util import (MAX_CODE_POINT, alt, char_class, complement, is_atom,
                                                            normalize)
 
+Render = Callable[[list[tuple[int, int]]], "str | None"]
 MAX_REGEX_CHARS = 60_000
 MAX_STATES = 400
 
@@ -27,20 +29,23 @@ def fsm_of(regex: str) -> FSM:
     return interegular.parse_pattern(regex).to_fsm().reduce()
 
 
-def intersection(regexes: list[str], excluded: list[str] = ()) -> str | None:
-    """A regex for strings matching every one of ``regexes`` and none of ``excluded``.
+def intersection(regexes: Sequence[str | FSM], excluded: Sequence[str] = (), *,
+                 render: Render = char_class) -> str | None:
+    """A regex for strings matching every one of ``regexes`` (regex text or automata) and none of ``excluded``.
 
+    ``render`` writes one transition's code points as regex text (strings.unit: as JSON string content).
     Returns None when the language is empty; raises OverflowError when it has no regex within the bounds.
     """
-    fsm = fsm_of(regexes[0])
-    for other in regexes[1:]:
-        fsm = fsm & fsm_of(other)
+    automata = [r if isinstance(r, FSM) else fsm_of(r) for r in regexes]
+    fsm = automata[0]
+    for other in automata[1:]:
+        fsm = fsm & other
     for other in excluded:
         fsm = fsm - fsm_of(other)
     fsm = fsm.reduce()
     if fsm.empty():
         return None
-    return to_regex(fsm)
+    return to_regex(fsm, render=render)
 
 
 def _class_ranges(fsm: FSM) -> dict[int, list[tuple[int, int]]]:
@@ -62,8 +67,11 @@ def _class_ranges(fsm: FSM) -> dict[int, list[tuple[int, int]]]:
     return out
 
 
-def to_regex(fsm: FSM) -> str:
-    """A regex with exactly ``fsm``'s language (non-empty). Raises OverflowError past the size bounds."""
+def to_regex(fsm: FSM, *, render: Render = char_class) -> str:
+    """A regex with exactly ``fsm``'s language (non-empty), each transition written by ``render``.
+
+    Raises OverflowError past the size bounds.
+    """
     classes = _class_ranges(fsm)
     live = _live_states(fsm)
     if len(live) > MAX_STATES:
@@ -77,7 +85,7 @@ def to_regex(fsm: FSM) -> str:
             if dest in live and cls in classes:
                 by_dest.setdefault(dest, []).extend(classes[cls])
         for dest, ranges in by_dest.items():  # parallel edges: one character class
-            text = char_class(ranges)
+            text = render(normalize(ranges))
             if text is not None:
                 edges[state][dest] = [text]
         if state in fsm.finals:

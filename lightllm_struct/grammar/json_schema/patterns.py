@@ -9,6 +9,7 @@ complements of Python's sets.
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import re
 
@@ -19,7 +20,8 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_constants as sre_c  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
-from lightllm_struct.grammar.json_schema.regex_util import MAX_CODE_POINT, Ranges, alt, complement, normalize, repeat
+from lightllm_struct.grammar.json_schema.regex_util import (MAX_CODE_POINT, Ranges, alt, char_class, complement,
+                                                           normalize, repeat)
 from lightllm_struct.grammar.json_schema.strings import ALL, ANY_UNIT, unit
 
 # \uXXXX escapes inside patterned strings only for ASCII: a model writes other characters raw, and the unit
@@ -109,7 +111,8 @@ def _anchored(tree: list) -> str:
     anchored_end = bool(tree) and tree[-1][0] == sre_c.AT and tree[-1][1] in (sre_c.AT_END, sre_c.AT_END_STRING)
     if anchored_end:
         tree = tree[:-1]
-    any_star = repeat(ANY_UNIT, 0, None) if ANY_UNIT else ""
+    anything = ANY_UNIT if _RENDER.get() is encoded_unit else char_class(ALL)
+    any_star = repeat(anything, 0, None) if anything else ""
     body = _seq(tree)
     return ("" if anchored_start else any_star) + body + ("" if anchored_end else any_star)
 
@@ -118,8 +121,32 @@ def _seq(items) -> str:
     return "".join(_node(op, av) for op, av in items)
 
 
+def encoded_unit(ranges: Ranges) -> str | None:
+    """One JSON string unit of these code points, as patterned strings spell them (see _HEX_LIMIT)."""
+    return unit(ranges, hex_limit=_HEX_LIMIT)
+
+
+# How a code-point set is written: as JSON string content (the grammar's terminals), or as the bare characters
+# (decoded text, for automaton products that are encoded only at the end, see fsm_regex.intersection).
+_RENDER: contextvars.ContextVar = contextvars.ContextVar("pattern_render", default=encoded_unit)
+
+
+def pattern_decoded_regex(pattern: str) -> str:
+    """Full-match regex over *decoded* text for strings that ``re.search(pattern, text)`` matches.
+
+    Raises
+    ------
+    re.error, PatternUnsupported : as pattern_content_regex.
+    """
+    token = _RENDER.set(char_class)
+    try:
+        return pattern_content_regex(pattern)
+    finally:
+        _RENDER.reset(token)
+
+
 def _unit(ranges: Ranges) -> str:
-    text = unit(ranges, hex_limit=_HEX_LIMIT)
+    text = _RENDER.get()(ranges)
     if text is None:
         raise PatternUnsupported("a character class that matches nothing")
     return text

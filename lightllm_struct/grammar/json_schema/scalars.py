@@ -10,12 +10,20 @@ from lightllm_struct.grammar.json_schema.containers import nonneg_int
 from lightllm_struct.grammar.json_schema.numbers import Bound, number_regex, to_decimal
 from lightllm_struct.grammar.json_schema.patterns import (
     FORMATS,
+    encoded_unit,
+    pattern_decoded_regex,
     PatternUnsupported,
     length_limited_content,
     length_range,
     pattern_content_regex,
 )
-from lightllm_struct.grammar.json_schema.strings import string_regex
+from lightllm_struct.grammar.json_schema.fsm_regex import intersection
+from lightllm_struct.grammar.json_schema.multiples import multiple_fsm, step_parts
+from lightllm_struct.grammar.json_schema.regex_util import char_class, repeat
+from lightllm_struct.grammar.json_schema.strings import ALL, string_regex
+
+# Length limits intersected with a pattern or format cost automaton states per counted character.
+MAX_INTERSECTED_LENGTH = 256
 
 
 def compile_scalar(builder: GrammarBuilder, schema: dict, json_type: str, ptr: str) -> Piece:
@@ -55,11 +63,23 @@ def _number(schema: dict, integer: bool, ptr: str) -> str | None:
     if step is not None:
         if step <= 0:
             raise SchemaError("multipleOf must be greater than 0", pointer=f"{ptr}/multipleOf")
-        if not (integer and step == 1):
-            raise UnsupportedSchemaFeature("multipleOf is not supported", pointer=f"{ptr}/multipleOf")
     lo = _tighter([_bound(schema, "minimum", False, ptr), _bound(schema, "exclusiveMinimum", True, ptr)], lower=True)
     hi = _tighter([_bound(schema, "maximum", False, ptr), _bound(schema, "exclusiveMaximum", True, ptr)], lower=False)
-    return number_regex(lo, hi, integer=integer)
+    bounded = number_regex(lo, hi, integer=integer)
+    if step is None or integer and step == 1 or bounded is None:
+        return bounded
+    return _multiple_of(step, bounded, ptr)
+
+
+def _multiple_of(step: int | float, bounded: str, ptr: str) -> str | None:
+    """The bounded numbers that are multiples of ``step`` (written without exponent)."""
+    parts = step_parts(step)
+    try:
+        if parts is None:
+            raise OverflowError("no short decimal form")
+        return intersection([bounded, multiple_fsm(*parts)])
+    except OverflowError as exc:
+        raise UnsupportedSchemaFeature(f"multipleOf {step}: {exc}", pointer=f"{ptr}/multipleOf") from exc
 
 
 def _bound(schema: dict, key: str, exclusive: bool, ptr: str) -> Bound | None:
@@ -83,28 +103,43 @@ def _string(schema: dict, ptr: str, *, assert_formats: bool = True) -> str | Non
         return None
     lengths = lo > 0 or hi is not None
     pattern, fmt = schema.get("pattern"), schema.get("format")
-    if fmt is not None and not assert_formats:  # draft 2020-12's default: format is an annotation only
-        if not isinstance(fmt, str):
-            raise SchemaError("format must be a string", pointer=f"{ptr}/format")
+    if fmt is not None and not isinstance(fmt, str):
+        raise SchemaError("format must be a string", pointer=f"{ptr}/format")
+    # draft 2020-12's default makes format an annotation (assert_formats=False); an unknown one is one always
+    if not assert_formats or fmt not in FORMATS:
         fmt = None
-    if isinstance(fmt, str) and fmt not in FORMATS:  # an unknown format is an annotation (the specification)
-        fmt = None
-    if pattern is not None and fmt is not None:
-        raise UnsupportedSchemaFeature("pattern together with format", pointer=f"{ptr}/format")
-    if (pattern is not None or fmt is not None) and lengths and not _implied(pattern, fmt, lo, hi):
+    content = _pattern(pattern, ptr) if pattern is not None else None
+    if fmt is None and content is None:
+        return string_regex(lo, hi)
+    counted = lengths and not _implied(pattern, fmt, lo, hi)
+    if not counted and (fmt is None or content is None):
+        return '"' + (content if content is not None else FORMATS[fmt]) + '"'
+    if counted and fmt is None:
         limited = _length_limited(pattern, lo, hi, ptr)
         if limited is not None:
             return '"' + limited + '"'
-        where = "minLength" if lo > 0 else "maxLength"
-        raise UnsupportedSchemaFeature(f"{where} together with pattern/format (only where the pattern implies it, "
-                                       "or is ^...$ with one repeated character class)", pointer=f"{ptr}/{where}")
-    if fmt is not None:
-        if not isinstance(fmt, str):
-            raise SchemaError("format must be a string", pointer=f"{ptr}/format")
-        return '"' + FORMATS[fmt] + '"'
+    return _intersection(pattern, fmt, (lo, hi) if counted else None, ptr)
+
+
+def _intersection(pattern: str | None, fmt: str | None, lengths: tuple[int, int | None] | None,
+                  ptr: str) -> str | None:
+    """Strings matching the pattern, format and lengths given: the product of their automata over decoded
+    text, written back as JSON string content."""
+    parts = [FORMATS[fmt]] if fmt is not None else []  # format regexes are ASCII: their own decoded form
     if pattern is not None:
-        return '"' + _pattern(pattern, ptr) + '"'
-    return string_regex(lo, hi)
+        parts.append(pattern_decoded_regex(pattern))
+    if lengths is not None:
+        lo, hi = lengths
+        if max(lo, hi or 0) > MAX_INTERSECTED_LENGTH:
+            raise UnsupportedSchemaFeature(f"minLength/maxLength above {MAX_INTERSECTED_LENGTH} together with a "
+                                           "pattern or format", pointer=f"{ptr}/{'maxLength' if hi else 'minLength'}")
+        parts.append(repeat(char_class(ALL) or "", lo, hi))
+    try:
+        content = intersection(parts, render=encoded_unit)
+        return None if content is None else '"' + content + '"'
+    except OverflowError as exc:
+        raise UnsupportedSchemaFeature(f"pattern/format/length combination too large to intersect ({exc})",
+                                       pointer=f"{ptr}/maxLength" if hi is not None else f"{ptr}/minLength") from exc
 
 
 def _pattern(pattern: Any, ptr: str) -> str:

@@ -41,6 +41,16 @@ def corpus_dir() -> Path:
     return root
 
 
+def corpus_compiler(timeout_s: float | None):
+    """A GrammarCompiler over the corpus vocabulary with the given compile deadline."""
+    from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
+    from tests.grammar.vocab_fixtures import vocab_bundle
+
+    vocab, eos, special = vocab_bundle(VOCAB)
+    info = TokenizerInfo.from_vocab(vocab, eos_token_ids=eos, special_token_ids=special)
+    return GrammarCompiler(info, compile_timeout_s=timeout_s)
+
+
 def corpus_files(root: Path, *, every: int = 1) -> list[Path]:
     """The corpus files in name order; ``every`` > 1 keeps a fixed slice (every n-th file)."""
     return sorted(root.glob("*.json"))[::every]
@@ -59,6 +69,7 @@ class Tally:
     unlabelled: int = 0
     refusals: Counter = field(default_factory=Counter)
     compile_s: list[float] = field(default_factory=list)
+    slowest: list[tuple[float, str]] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, Any]:
@@ -114,6 +125,7 @@ def run_file(path: Path, comp, encode, eos: int, tally: Tally) -> None:
         return
     finally:
         tally.compile_s.append(time.perf_counter() - start)
+        tally.slowest = sorted([*tally.slowest, (tally.compile_s[-1], path.name)], reverse=True)[:10]
     tally.compiled += 1
     for case in doc["tests"]:
         verdict = label(schema, case["data"])
