@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from lightllm_struct.grammar.errors import GrammarTooComplex, SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import NOTHING, Piece
 from lightllm_struct.grammar.json_schema.refs import escape_token
+from lightllm_struct.grammar.json_schema.key_names import names_fsm
 from lightllm_struct.grammar.json_schema.key_classes import declared_value, extra_keys, matches, patterns_of
 
 if TYPE_CHECKING:
@@ -40,22 +41,27 @@ def compile_object(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
         raise SchemaError("required must be an array of strings", pointer=f"{ptr}/required")
     _check_object_keywords(schema, ptr)
     pats = patterns_of(schema, ptr)
+    names = names_fsm(conv, schema, base, ptr)
     addl_schema = schema.get("additionalProperties", True)
     members: list[tuple[str, Piece, bool]] = []
     for key, sub in props.items():
-        piece = conv.compile(declared_value(key, sub, pats), base, f"{ptr}/properties/{escape_token(key)}")
+        allowed = names is None or names.accepts(key)
+        piece = conv.compile(declared_value(key, sub, pats), base, f"{ptr}/properties/{escape_token(key)}") \
+            if allowed else NOTHING
         members.append((key, piece, key in required))
     for key in required:
         if key not in props:  # a required key the schema does not describe: an additional or pattern property
             own = addl_schema if not any(matches(p, key) for p in pats) else True
-            members.append((key, conv.compile(declared_value(key, own, pats), base, ptr), True))
+            allowed = names is None or names.accepts(key)
+            members.append((key, conv.compile(declared_value(key, own, pats), base, ptr) if allowed else NOTHING,
+                            True))
     if any(req and piece.sym is None for _k, piece, req in members):
         return NOTHING
     lead = conv.lead_required[-1] and any(req for _k, _p, req in members)
     excluded = [k for k, _p, _r in members]
     if lead:  # a union branch: written from its first required property on, extras only after it
         members = members[next(i for i, (_k, _p, req) in enumerate(members) if req):]
-    extras = extra_keys(conv, schema, base, ptr, excluded)
+    extras = extra_keys(conv, schema, base, ptr, excluded, names)
     n_required = sum(1 for _k, _p, r in members if r)
     nonempty = _check_property_counts(schema, ptr, n_required, None if extras else len(members))
     live = [(k, p, r) for k, p, r in members if p.sym is not None]
@@ -70,7 +76,7 @@ def _check_object_keywords(schema: dict, ptr: str) -> None:
     for key in ("dependentRequired", "dependentSchemas"):
         if schema.get(key):
             raise UnsupportedSchemaFeature(f"{key} is not supported", pointer=f"{ptr}/{key}")
-    for key in ("propertyNames", "unevaluatedProperties"):
+    for key in ("unevaluatedProperties",):
         if key in schema and schema[key] not in (True, {}):
             raise UnsupportedSchemaFeature(f"{key} is not supported", pointer=f"{ptr}/{key}")
 

@@ -253,7 +253,8 @@ class Converter:
 
 
 def _apply_not(schema: dict, ptr: str) -> dict | None:
-    """Fold the ``not`` forms that have an exact positive equivalent: booleans and ``{"type": ...}``.
+    """Fold the ``not`` forms that have an exact positive equivalent: booleans, ``{"type": ...}`` and
+    ``{"required": [k]}``.
 
     Returns None when nothing is left; other ``not`` forms stay (and are refused by the generic check).
     """
@@ -263,6 +264,11 @@ def _apply_not(schema: dict, ptr: str) -> dict | None:
         return None
     if negated is False:
         return rest
+    if isinstance(negated, dict) and set(negated) - ANNOTATIONS == {"required"} and \
+            isinstance(negated["required"], list) and len(negated["required"]) == 1:
+        # "not required [k]": an object (required holds for anything else) without k
+        key = negated["required"][0]
+        return merge(rest, {"type": ["object"], "properties": {key: False}}, pointer=f"{ptr}/not")
     if not isinstance(negated, dict) or set(negated) - ANNOTATIONS != {"type"}:
         return schema
     excluded = negated["type"]

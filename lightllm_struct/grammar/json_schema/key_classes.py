@@ -15,6 +15,8 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
+from interegular.fsm import FSM
+
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import Piece
 from lightllm_struct.grammar.json_schema.fsm_regex import fsm_of, to_regex
@@ -52,8 +54,10 @@ def matches(pattern: str, key: str) -> bool:
         return False  # reported with its pointer when the pattern itself compiles
 
 
-def extra_keys(conv: Converter, schema: dict, base: str, ptr: str, declared: list[str]) -> list[tuple[str, str]]:
-    """(key terminal, value symbol) pairs for the undeclared keys (empty when none may appear).
+def extra_keys(conv: Converter, schema: dict, base: str, ptr: str, declared: list[str],
+               names: FSM | None = None) -> list[tuple[str, str]]:
+    """(key terminal, value symbol) pairs for the undeclared keys (empty when none may appear); ``names``:
+    the keys propertyNames allows (None: any).
 
     Raises
     ------
@@ -62,7 +66,7 @@ def extra_keys(conv: Converter, schema: dict, base: str, ptr: str, declared: lis
     """
     pats = patterns_of(schema, ptr)
     addl = conv.compile(schema.get("additionalProperties", True), base, f"{ptr}/additionalProperties")
-    if not pats:
+    if not pats and names is None:
         return [(conv.builder.terminal(key_regex_excluding(declared)), addl.sym)] if addl.sym else []
     if len(pats) > MAX_PATTERNS:
         raise UnsupportedSchemaFeature(f"more than {MAX_PATTERNS} patternProperties", pointer=f"{ptr}/patternProperties")
@@ -72,7 +76,7 @@ def extra_keys(conv: Converter, schema: dict, base: str, ptr: str, declared: lis
         piece = addl if not chosen else _conjunction(conv, [pats[p] for p in chosen], base, ptr)
         if piece.sym is None:
             continue
-        fsm = fsm_of(_ANY_KEY)
+        fsm = fsm_of(_ANY_KEY) if names is None else names
         for p in pats:
             fsm = fsm & fsm_of(keys[p]) if p in chosen else fsm - fsm_of(keys[p])
         for key in declared:  # only the declared keys inside this class can collide with it

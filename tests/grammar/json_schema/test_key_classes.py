@@ -59,3 +59,34 @@ def test_intersection_regex_matches_the_product_language():
             text = "".join(rng.choice("abcdx_01234") for _ in range(rng.randrange(7)))
             want = all(re.fullmatch(r, text) for r in regexes) and not any(re.fullmatch(r, text) for r in excluded)
             assert bool(out is not None and re.fullmatch(out, text)) == bool(want), (regexes, excluded, text)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "propertyNames": {"pattern": "^[a-c]+$"}},
+    {"type": "object", "properties": {"a": {}, "zz": {}}, "propertyNames": {"maxLength": 1}},
+    {"type": "object", "propertyNames": {"not": {"enum": ["1", "3"]}}},
+    {"propertyNames": {"enum": ["x", "y"]}, "properties": {"x": {"type": "integer"}}},
+    {"type": "object", "propertyNames": False},
+    {"type": "object", "propertyNames": {"$ref": "#/$defs/n"}, "$defs": {"n": {"type": "string", "minLength": 2}}},
+])
+def test_property_names_are_exact(schema):
+    g = SchemaGrammar(schema)
+    for value in ({}, {"a": 1}, {"abc": 2}, {"d": 1}, {"zz": 1}, {"1": 1}, {"2": 2}, {"x": 1}, {"y": "s"},
+                  {"x": "s"}, {"a": 1, "b": 2}):
+        g.check(value)
+
+
+def test_property_names_with_other_keywords_are_refused_by_pointer():
+    with pytest.raises(UnsupportedSchemaFeature) as err:
+        json_schema_to_lark({"propertyNames": {"anyOf": [{"pattern": "a"}]}})
+    assert err.value.pointer == "/propertyNames/anyOf"
+
+
+@pytest.mark.parametrize("schema", [
+    {"not": {"required": ["error"]}},
+    {"type": "object", "properties": {"error": {"type": "string"}, "ok": {}}, "not": {"required": ["error"]}},
+])
+def test_not_required_one_key_is_an_object_without_it(schema):
+    g = SchemaGrammar(schema)
+    for value in ({}, {"a": 1}, {"error": 2}, {"ok": 1}, 1, "s", None, []):
+        g.check(value)
