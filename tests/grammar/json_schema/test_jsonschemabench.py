@@ -1,4 +1,4 @@
-"""Ratchet over a fixed slice of the JSONSchemaBench dev corpus (every 10th file), through the real Matcher.
+"""Ratchet over a fixed slice of the JSONSchemaBench dev corpus (every 20th file), through the real Matcher.
 
 The harness is corpus.py (Llama 3 tokens from quicktok; labels by ``jsonschema``, whose verdict wins; compact
 serialisation with keys in schema order). ``jsonschemabench_ratchet.json`` holds the counts of the last
@@ -16,11 +16,11 @@ from tests.grammar.json_schema import corpus
 from tests.grammar.vocab_fixtures import encoder, vocab_bundle
 
 RATCHET = Path(__file__).with_name("jsonschemabench_ratchet.json")
-EVERY = 10
+EVERY = 20
 RISING = ("compiled", "valid_accepted", "invalid_rejected")
-# Well above any compile of the slice on a quiet machine: a loaded CI machine must not turn compiles into
-# refusals (the benchmark keeps the serving default of 10 s and counts its timeouts).
-COMPILE_TIMEOUT_S = 60.0
+# No compile deadline: on a loaded CI machine a wall-clock deadline would turn compiles into refusals at
+# random (the benchmark keeps the serving default of 10 s and counts its timeouts).
+COMPILE_TIMEOUT_S = None
 
 
 def test_jsonschemabench_slice_ratchet():
