@@ -1,11 +1,13 @@
 """JSON Schema coverage on the JSONSchemaBench dev corpus: every file, every labelled instance.
 
-    PYTHONPATH=. python benchmarks/schema_coverage.py [--every N] [--part I/K] [--out table.md] [--json out.json]
+    PYTHONPATH=. python benchmarks/schema_coverage.py [--engine NAME] [--every N] [--part I/K] [--timeout S]
+        [--out table.md] [--json out.json]
 
 Prints (and writes with ``--out``) a markdown table: schemas compiled, valid instances accepted, invalid ones
 rejected, compile time percentiles, and the most common refusal reasons. ``--part I/K`` runs the I-th of K
 interleaved slices (to keep one run short on a shared machine); ``--json`` writes the raw counts, which
-``--merge`` adds up. The harness is tests/grammar/json_schema/corpus.py (the ratchet test runs a slice of it).
+``--merge`` adds up. ``--engine xgrammar|llguidance`` runs a peer through the same harness (an instance it
+accepts that jsonschema rejects is a false accept: a silent loosening). The harness is tests/grammar/json_schema/corpus.py (the ratchet test runs a slice of it).
 """
 from __future__ import annotations
 
@@ -17,19 +19,45 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # grammar_engines, the peers' adapters
 
 from tests.grammar.json_schema import corpus  # noqa: E402
 from tests.grammar.vocab_fixtures import encoder, vocab_bundle  # noqa: E402
 
 
-def run(every: int, part: tuple[int, int], verbose: bool, timeout_s: float) -> dict:
-    comp, encode = corpus.corpus_compiler(timeout_s), encoder(corpus.VOCAB)
-    eos = vocab_bundle(corpus.VOCAB)[1][0]
+class Peer:
+    """A peer engine (benchmarks/grammar_engines.py adapter) driven like corpus.Engine."""
+
+    def __init__(self, name: str) -> None:
+        import grammar_engines
+
+        vocab, eos, special = vocab_bundle(corpus.VOCAB)
+        cls = {"xgrammar": grammar_engines.XGrammar, "llguidance": grammar_engines.LLGuidance}[name]
+        extra = {"encode": encoder(corpus.VOCAB)} if name == "llguidance" else {}
+        self.adapter = cls(vocab, eos, special, **extra)
+        self.encode, self.eos = encoder(corpus.VOCAB), eos[0]
+        self.refusals = (grammar_engines.CompileFailed, RuntimeError, ValueError)
+
+    def compile(self, schema):
+        return self.adapter.compile(schema)
+
+    def accepts(self, compiled, text: str) -> bool:
+        m = self.adapter.matcher(compiled)
+        if not all(self.adapter.accept(m, t) for t in self.encode(text)):
+            return False
+        return self.adapter.accept(m, self.eos) or self.adapter.finished(m)
+
+
+def run(every: int, part: tuple[int, int], verbose: bool, timeout_s: float, engine_name: str) -> dict:
+    if engine_name == "lightllm_struct":
+        engine = corpus.Engine(corpus.corpus_compiler(timeout_s), encoder(corpus.VOCAB), vocab_bundle(corpus.VOCAB)[1][0])
+    else:
+        engine = Peer(engine_name)
     files = corpus.corpus_files(corpus.corpus_dir(), every=every)
     index, parts = part
     tally = corpus.Tally()
     for path in files[index::parts]:
-        corpus.run_file(path, comp, encode, eos, tally)
+        corpus.run_file(path, engine, tally)
     if verbose:
         print("\n".join(tally.mismatches))
         print("slowest compiles:", ", ".join(f"{name} {t:.1f}s" for t, name in tally.slowest))
@@ -73,6 +101,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1)
     parser.add_argument("--part", default="0/1")
     parser.add_argument("--timeout", type=float, default=10.0, help="compile deadline per schema (s)")
+    parser.add_argument("--engine", default="lightllm_struct", choices=["lightllm_struct", "xgrammar", "llguidance"])
     parser.add_argument("--out")
     parser.add_argument("--json")
     parser.add_argument("--merge", nargs="*", help="add up --json files instead of running")
@@ -82,7 +111,7 @@ def main() -> None:
         result = merge([json.loads(Path(p).read_text()) for p in args.merge])
     else:
         i, k = (int(x) for x in args.part.split("/"))
-        result = run(args.every, (i, k), args.verbose, args.timeout)
+        result = run(args.every, (i, k), args.verbose, args.timeout, args.engine)
     if args.json:
         Path(args.json).write_text(json.dumps(result))
     text = table(result)

@@ -34,6 +34,17 @@ INLINE = {
     "number_ranges": {"type": "array", "items": {"type": "number", "exclusiveMinimum": -2.5, "maximum": 1e3},
                       "maxItems": 6},
     "any_json": True,
+    # keywords of issue 18: pattern properties, divisibility, pattern with lengths, key names, counts, drafts
+    "pattern_properties": {"type": "object", "properties": {"id": {"type": "integer"}},
+                           "patternProperties": {"^x_": {"type": "string", "maxLength": 3}},
+                           "additionalProperties": {"type": "boolean"}},
+    "multiple_of": {"type": "array", "items": {"type": "integer", "multipleOf": 7, "minimum": -50, "maximum": 200},
+                    "maxItems": 4},
+    "decimal_step": {"type": "number", "multipleOf": 0.25, "minimum": 0, "maximum": 10},
+    "pattern_and_length": {"type": "string", "pattern": "[0-9]", "minLength": 2, "maxLength": 6},
+    "property_names": {"type": "object", "propertyNames": {"maxLength": 2}, "additionalProperties": {"type": "null"}},
+    "min_properties": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "null"}},
+                       "minProperties": 1, "additionalProperties": False},
 }
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER  # the engine enforces formats, so must the oracle
 INSTANCES = settings(max_examples=6, deadline=None, derandomize=True, database=None,

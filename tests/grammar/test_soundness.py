@@ -41,6 +41,20 @@ INLINE_SCHEMAS = {
     "any_value": True,
     "const_and_enum": {"type": "object", "properties": {"k": {"const": "é\"\\"}, "e": {"enum": [1, "1", None, [1]]}},
                        "required": ["k", "e"], "additionalProperties": False},
+    # keywords of issue 18: pattern properties, divisibility, pattern with lengths, key names, counts, drafts
+    "pattern_properties": {"type": "object", "properties": {"id": {"type": "integer"}},
+                           "patternProperties": {"^x_": {"type": "string", "maxLength": 3}},
+                           "additionalProperties": {"type": "boolean"}},
+    "multiple_of": {"type": "array", "items": {"type": "integer", "multipleOf": 7, "minimum": -50, "maximum": 200},
+                    "maxItems": 4},
+    "decimal_step": {"type": "number", "multipleOf": 0.25, "minimum": 0, "maximum": 10},
+    "pattern_and_length": {"type": "string", "pattern": "[0-9]", "minLength": 2, "maxLength": 6},
+    "property_names": {"type": "object", "propertyNames": {"maxLength": 2}, "additionalProperties": {"type": "null"}},
+    "min_properties": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "null"}},
+                       "minProperties": 1, "additionalProperties": False},
+    "draft4": {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
+               "properties": {"n": {"type": "integer", "minimum": 0, "exclusiveMinimum": True, "maximum": 9}},
+               "required": ["n"], "additionalProperties": False},
 }
 REGEXES = [r"[a-z]{3,8}@[a-z]+\.(com|org)", r"(\+|-)?[0-9]+(\.[0-9]+)?", r"\d{4}-\d{2}-\d{2}",
            r"(é|ü|日本|😀)+x?", r"(ab|cd)*e{2,3}", r"[^\n\"]{0,12}"]
@@ -58,7 +72,8 @@ def check_schema_walks(schema, seed: int, whitespace: str = "compact") -> None:
     text = walk.text.decode("utf-8")  # a finished output is whole UTF-8
     if whitespace == "compact":
         assert not re.search(r'[\s]', re.sub(r'"(\\.|[^"\\])*"', '""', text)), text
-    jsonschema.Draft202012Validator(schema, format_checker=FORMATS).validate(json.loads(text))
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls(schema, format_checker=FORMATS).validate(json.loads(text))
 
 
 @pytest.mark.parametrize("stem", BENCH_SCHEMAS)

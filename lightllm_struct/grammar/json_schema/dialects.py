@@ -25,6 +25,9 @@ _BY_URI = {
     "json-schema.org/draft/2020-12/schema": "draft2020-12", "json-schema.org/schema": "draft2020-12",
 }
 LATEST = "https://json-schema.org/draft/2020-12/schema"
+# draft-04's "integer" has no fraction at all (2.0 is a number there, an integer from draft-06 on): the
+# rewritten node carries this internal keyword, and scalars.py writes its integers without ".0".
+INTEGER_SYNTAX = "$lightllm:integerSyntax"
 
 _CORE = {"$schema", "$id", "$ref", "$comment", "$defs", "definitions", "title", "description", "default",
          "examples", "enum", "type", "allOf", "anyOf", "oneOf", "not", "multipleOf", "maximum", "minimum",
@@ -138,6 +141,9 @@ class _Rewriter:
         return {**{k: v for k, v in kept.items() if k != "$schema"}, **node} if kept else node
 
     def _legacy_forms(self, node: dict, draft: str, ptr: str) -> dict:
+        if draft == "draft4" and "integer" in (node.get("type") if isinstance(node.get("type"), list)
+                                               else [node.get("type")]):
+            node[INTEGER_SYNTAX] = True
         if draft != "draft2020-12":
             _ident(node, draft)
             _bool_exclusive(node)

@@ -17,6 +17,7 @@ from lightllm_struct.grammar.json_schema.patterns import (
     length_range,
     pattern_content_regex,
 )
+from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.fsm_regex import intersection
 from lightllm_struct.grammar.json_schema.multiples import multiple_fsm, step_parts
 from lightllm_struct.grammar.json_schema.regex_util import char_class, repeat
@@ -66,6 +67,8 @@ def _number(schema: dict, integer: bool, ptr: str) -> str | None:
     lo = _tighter([_bound(schema, "minimum", False, ptr), _bound(schema, "exclusiveMinimum", True, ptr)], lower=True)
     hi = _tighter([_bound(schema, "maximum", False, ptr), _bound(schema, "exclusiveMaximum", True, ptr)], lower=False)
     bounded = number_regex(lo, hi, integer=integer)
+    if integer and schema.get(INTEGER_SYNTAX) and bounded is not None:  # draft-04: no "2.0" for an integer
+        bounded = intersection([bounded, "-?(?:0|[1-9][0-9]*)"])
     if step is None or integer and step == 1 or bounded is None:
         return bounded
     return _multiple_of(step, bounded, ptr)

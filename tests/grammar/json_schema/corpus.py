@@ -51,9 +51,13 @@ def corpus_compiler(timeout_s: float | None):
     return GrammarCompiler(info, compile_timeout_s=timeout_s)
 
 
-def corpus_files(root: Path, *, every: int = 1) -> list[Path]:
-    """The corpus files in name order; ``every`` > 1 keeps a fixed slice (every n-th file)."""
-    return sorted(root.glob("*.json"))[::every]
+def corpus_files(root: Path, *, every: int = 1, max_chars: int | None = None) -> list[Path]:
+    """The corpus files in name order; ``every`` > 1 keeps every n-th, ``max_chars`` those whose schema's JSON
+    text is at most that long (small schemas compile fast: a CI-sized slice)."""
+    files = sorted(root.glob("*.json"))[::every]
+    if max_chars is None:
+        return files
+    return [f for f in files if len(json.dumps(json.loads(f.read_text())["schema"])) <= max_chars]
 
 
 @dataclass
@@ -110,17 +114,31 @@ def compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def run_file(path: Path, comp, encode, eos: int, tally: Tally) -> None:
-    """Compile one corpus file's schema and check its instances, adding to ``tally``."""
-    from lightllm_struct.errors import LightLLMStructError
+class Engine:
+    """This engine as the corpus drives it: compile (refusals are ``refusals``), then accept text or not."""
 
+    def __init__(self, comp, encode, eos: int) -> None:
+        from lightllm_struct.errors import LightLLMStructError
+
+        self.comp, self.encode, self.eos = comp, encode, eos
+        self.refusals: tuple[type[BaseException], ...] = (LightLLMStructError,)
+
+    def compile(self, schema: Any) -> Any:
+        return self.comp.compile_json_schema(schema)
+
+    def accepts(self, grammar: Any, text: str) -> bool:
+        return accepted(grammar, self.encode, self.eos, text)
+
+
+def run_file(path: Path, engine, tally: Tally) -> None:
+    """Compile one corpus file's schema and check its instances, adding to ``tally``."""
     doc = json.loads(path.read_text())
     schema = doc["schema"]
     tally.schemas += 1
     start = time.perf_counter()
     try:
-        grammar = comp.compile_json_schema(schema)
-    except LightLLMStructError as exc:
+        grammar = engine.compile(schema)
+    except engine.refusals as exc:
         tally.refusals[refusal_reason(exc)] += 1
         return
     finally:
@@ -133,7 +151,7 @@ def run_file(path: Path, comp, encode, eos: int, tally: Tally) -> None:
             tally.unlabelled += 1
             continue
         texts = dict.fromkeys([compact(schema_ordered(case["data"], schema, schema)), compact(case["data"])])
-        ok = any(accepted(grammar, encode, eos, t) for t in texts)
+        ok = any(engine.accepts(grammar, t) for t in texts)
         if verdict:
             tally.valid += 1
             tally.valid_accepted += ok
