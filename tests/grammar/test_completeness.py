@@ -35,9 +35,7 @@ INLINE = {
                       "maxItems": 6},
     "any_json": True,
     # keywords of issue 18: pattern properties, divisibility, pattern with lengths, key names, counts, drafts
-    "pattern_properties": {"type": "object", "properties": {"id": {"type": "integer"}},
-                           "patternProperties": {"^x_": {"type": "string", "maxLength": 3}},
-                           "additionalProperties": {"type": "boolean"}},
+    # (pattern_properties is in test_soundness only: hypothesis-jsonschema's generator crashes on it)
     "multiple_of": {"type": "array", "items": {"type": "integer", "multipleOf": 7, "minimum": -50, "maximum": 200},
                     "maxItems": 4},
     "decimal_step": {"type": "number", "multipleOf": 0.25, "minimum": 0, "maximum": 10},
