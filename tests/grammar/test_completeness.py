@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 import tests.grammar.hjs_compat  # noqa: F401  (hypothesis-jsonschema on new hypothesis)
+from tests.grammar.keyword_schemas import KEYWORD_SCHEMAS
 from tests.grammar.vocab_fixtures import (bench_schema, bench_spec, compiled_or_skip, encoder,
                                           token_of_bytes, vocab_bundle)
 from tests.grammar.json_schema.spellings import respell
@@ -34,15 +35,7 @@ INLINE = {
     "number_ranges": {"type": "array", "items": {"type": "number", "exclusiveMinimum": -2.5, "maximum": 1e3},
                       "maxItems": 6},
     "any_json": True,
-    # keywords of issue 18: pattern properties, divisibility, pattern with lengths, key names, counts, drafts
-    # (pattern_properties is in test_soundness only: hypothesis-jsonschema's generator crashes on it)
-    "multiple_of": {"type": "array", "items": {"type": "integer", "multipleOf": 7, "minimum": -50, "maximum": 200},
-                    "maxItems": 4},
-    "decimal_step": {"type": "number", "multipleOf": 0.25, "minimum": 0, "maximum": 10},
-    "pattern_and_length": {"type": "string", "pattern": "[0-9]", "minLength": 2, "maxLength": 6},
-    "property_names": {"type": "object", "propertyNames": {"maxLength": 2}, "additionalProperties": {"type": "null"}},
-    "min_properties": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "null"}},
-                       "minProperties": 1, "additionalProperties": False},
+    **{k: v for k, v in KEYWORD_SCHEMAS.items() if k != "pattern_properties"},  # its generator crashes
 }
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER  # the engine enforces formats, so must the oracle
 INSTANCES = settings(max_examples=6, deadline=None, derandomize=True, database=None,

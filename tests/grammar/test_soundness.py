@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.grammar.keyword_schemas import KEYWORD_SCHEMAS
 from tests.grammar.vocab_fixtures import bench_schema, compiled_or_skip, compiler, vocab_bundle
 from tests.grammar.walks import random_walk
 
@@ -41,17 +42,7 @@ INLINE_SCHEMAS = {
     "any_value": True,
     "const_and_enum": {"type": "object", "properties": {"k": {"const": "é\"\\"}, "e": {"enum": [1, "1", None, [1]]}},
                        "required": ["k", "e"], "additionalProperties": False},
-    # keywords of issue 18: pattern properties, divisibility, pattern with lengths, key names, counts, drafts
-    "pattern_properties": {"type": "object", "properties": {"id": {"type": "integer"}},
-                           "patternProperties": {"^x_": {"type": "string", "maxLength": 3}},
-                           "additionalProperties": {"type": "boolean"}},
-    "multiple_of": {"type": "array", "items": {"type": "integer", "multipleOf": 7, "minimum": -50, "maximum": 200},
-                    "maxItems": 4},
-    "decimal_step": {"type": "number", "multipleOf": 0.25, "minimum": 0, "maximum": 10},
-    "pattern_and_length": {"type": "string", "pattern": "[0-9]", "minLength": 2, "maxLength": 6},
-    "property_names": {"type": "object", "propertyNames": {"maxLength": 2}, "additionalProperties": {"type": "null"}},
-    "min_properties": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "null"}},
-                       "minProperties": 1, "additionalProperties": False},
+    **KEYWORD_SCHEMAS,
     "draft4": {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
                "properties": {"n": {"type": "integer", "minimum": 0, "exclusiveMinimum": True, "maximum": 9}},
                "required": ["n"], "additionalProperties": False},
