@@ -94,6 +94,7 @@ class CompilePool:
         self._init_lock = threading.Lock()
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = False
+        self._live: set[_Worker] = set()
         self.stats = {"grammar_compile_worker_restarts_total": 0, "grammar_transfer_seconds_total": 0.0}
         self._threads = [threading.Thread(target=self._serve, name=f"llms-compile-{i}", daemon=True)
                          for i in range(workers)]
@@ -107,6 +108,10 @@ class CompilePool:
     def call(self, fn: Callable, *args: Any, timeout_s: float) -> cf.Future:
         """A future of ``fn(*args)`` run in a worker (``fn`` and ``args`` picklable, ``fn`` by reference)."""
         return self._submit(("call", fn, args, timeout_s))
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (benchmarks read their memory)."""
+        return [w.process.pid for w in list(self._live) if w.exitcode is None]
 
     def prestart(self) -> list[cf.Future]:
         """Start every worker now (one no-op job each) rather than on the first compiles that need them."""
@@ -156,7 +161,9 @@ class CompilePool:
 
     def _start(self, future: cf.Future | None) -> _Worker | None:
         try:
-            return _Worker(self._worker_init())
+            worker = _Worker(self._worker_init())
+            self._live.add(worker)
+            return worker
         except Exception as exc:  # noqa: BLE001 -- the job learns why; the next one tries again
             logger.error("cannot start a compile worker", exc_info=exc)
             if future is not None:
