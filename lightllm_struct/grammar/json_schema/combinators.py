@@ -19,6 +19,8 @@ ANNOTATIONS = frozenset({
 })
 _LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties", "minContains")
 _UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains")
+# Patterns beyond the first of a merged node: every one must match (scalars.py intersects their automata).
+MORE_PATTERNS = "$lightllm:patterns"
 _SCHEMA_VALUED = ("items", "additionalProperties", "propertyNames", "unevaluatedItems", "unevaluatedProperties")
 MAX_BRANCHES = 64
 
@@ -122,8 +124,9 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
     if a.get("uniqueItems") or b.get("uniqueItems"):
         out["uniqueItems"] = True
     _merge_branches(a, b, out, pointer)
+    _merge_patterns(a, b, out)
     handled = {"type", "properties", "additionalProperties", "prefixItems", "items", "enum", "const", "required",
-               "uniqueItems", "anyOf", "oneOf", *_LOWER, *_UPPER, *ANNOTATIONS}
+               "uniqueItems", "anyOf", "oneOf", "pattern", MORE_PATTERNS, *_LOWER, *_UPPER, *ANNOTATIONS}
     for key in (k for s in (a, b) for k in s if k not in handled):
         if key in a and key in b and not json_equal(a[key], b[key]):
             if key in _SCHEMA_VALUED:
@@ -133,6 +136,15 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
                                            pointer=f"{pointer}/{key}")
         out[key] = a[key] if key in a else b[key]
     return out
+
+
+def _merge_patterns(a: dict, b: dict, out: dict) -> None:
+    patterns = [p for s in (a, b) for p in ([s["pattern"]] if "pattern" in s else []) + list(s.get(MORE_PATTERNS, []))]
+    patterns = list(dict.fromkeys(patterns))
+    if patterns:
+        out["pattern"] = patterns[0]
+    if len(patterns) > 1:
+        out[MORE_PATTERNS] = patterns[1:]
 
 
 def _merge_branches(a: dict, b: dict, out: dict, pointer: str) -> None:

@@ -15,7 +15,8 @@ import jsonschema
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema import scalars
 from lightllm_struct.grammar.json_schema.builder import KINDS, NOTHING, GrammarBuilder, Piece
-from lightllm_struct.grammar.json_schema.combinators import ANNOTATIONS, Unsatisfiable, absorb_unevaluated, merge
+from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MORE_PATTERNS, Unsatisfiable,
+                                                              absorb_unevaluated, merge)
 from lightllm_struct.grammar.json_schema.containers import compile_array, compile_object, const_piece
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
@@ -32,7 +33,8 @@ TYPE_KEYWORDS = {
                "minProperties", "maxProperties", "dependentRequired", "dependentSchemas", "unevaluatedProperties"),
 }
 _GENERIC = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "nullable", "not", "if", "then", "else"}
-KNOWN_KEYWORDS = _GENERIC | ANNOTATIONS | {k for ks in TYPE_KEYWORDS.values() for k in ks} | {INTEGER_SYNTAX}
+KNOWN_KEYWORDS = _GENERIC | ANNOTATIONS | {k for ks in TYPE_KEYWORDS.values() for k in ks} | {INTEGER_SYNTAX,
+                                                                                           MORE_PATTERNS}
 JSON_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
 MAX_MERGE_DEPTH = 64
 

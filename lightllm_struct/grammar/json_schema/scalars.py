@@ -17,6 +17,7 @@ from lightllm_struct.grammar.json_schema.patterns import (
     length_range,
     pattern_content_regex,
 )
+from lightllm_struct.grammar.json_schema.combinators import MORE_PATTERNS
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.fsm_regex import intersection
 from lightllm_struct.grammar.json_schema.multiples import multiple_fsm, step_parts
@@ -112,25 +113,27 @@ def _string(schema: dict, ptr: str, *, assert_formats: bool = True) -> str | Non
     if not assert_formats or fmt not in FORMATS:
         fmt = None
     content = _pattern(pattern, ptr) if pattern is not None else None
+    more = [p for p in schema.get(MORE_PATTERNS, []) if _pattern(p, ptr)]  # merged allOf patterns: all must hold
     if fmt is None and content is None:
         return string_regex(lo, hi)
     counted = lengths and not _implied(pattern, fmt, lo, hi)
+    if more:
+        return _intersection([pattern, *more], fmt, (lo, hi) if lengths else None, ptr)
     if not counted and (fmt is None or content is None):
         return '"' + (content if content is not None else FORMATS[fmt]) + '"'
     if counted and fmt is None:
         limited = _length_limited(pattern, lo, hi, ptr)
         if limited is not None:
             return '"' + limited + '"'
-    return _intersection(pattern, fmt, (lo, hi) if counted else None, ptr)
+    return _intersection([] if pattern is None else [pattern], fmt, (lo, hi) if counted else None, ptr)
 
 
-def _intersection(pattern: str | None, fmt: str | None, lengths: tuple[int, int | None] | None,
+def _intersection(patterns: list[str], fmt: str | None, lengths: tuple[int, int | None] | None,
                   ptr: str) -> str | None:
-    """Strings matching the pattern, format and lengths given: the product of their automata over decoded
+    """Strings matching the patterns, format and lengths given: the product of their automata over decoded
     text, written back as JSON string content."""
     parts = [FORMATS[fmt]] if fmt is not None else []  # format regexes are ASCII: their own decoded form
-    if pattern is not None:
-        parts.append(pattern_decoded_regex(pattern))
+    parts += [pattern_decoded_regex(p) for p in patterns]
     if lengths is not None:
         lo, hi = lengths
         if max(lo, hi or 0) > MAX_INTERSECTED_LENGTH:

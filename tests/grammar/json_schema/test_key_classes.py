@@ -90,3 +90,13 @@ def test_not_required_one_key_is_an_object_without_it(schema):
     g = SchemaGrammar(schema)
     for value in ({}, {"a": 1}, {"error": 2}, {"ok": 1}, 1, "s", None, []):
         g.check(value)
+
+
+@pytest.mark.parametrize("schema", [
+    {"allOf": [{"type": "string", "pattern": "^a"}, {"pattern": "b$"}, {"pattern": "c"}]},
+    {"allOf": [{"type": "string", "pattern": "^a", "maxLength": 4}, {"pattern": "b$"}]},
+])
+def test_patterns_merged_through_all_of_all_hold(schema):
+    g = SchemaGrammar(schema)
+    for value in ("ab", "acb", "ac", "cb", "abcb", "a", "acbb", "accb", "acccb", 3):
+        g.check(value)
