@@ -128,7 +128,7 @@ class EngineConfig:
     grammar_compile_threads: int = 2
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128
-    grammar_budget_margin: int = 256
+    grammar_budget_margin: int = 64
     grammar_mask_budget_s: float = 1.0
     grammar_compile_memory_mb: int | None = 4096
     grammar_max_spec_bytes: int = 1 << 20

@@ -94,7 +94,7 @@ class GrammarManager:
     def __init__(self, tokenizer: Any, *, vocab_size: int, threads: int = 2, timeout_s: float = 30.0,
                  cache_size: int = 128, compiler: Any = None,
                  matcher_cls: Callable[[Any], MatcherLike] | None = None, pin_memory: bool = False,
-                 mask_budget_s: float = 1.0, max_model_len: int | None = None, budget_margin: int = 256,
+                 mask_budget_s: float = 1.0, max_model_len: int | None = None, budget_margin: int = 64,
                  memory_mb: int | None = 4096, limits: ConstraintLimits | None = None) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
         self.max_model_len, self.budget_margin = max_model_len, budget_margin

@@ -74,7 +74,7 @@ class ModelRunner:
                 patch = self._patch([i * k + k - 1 for i in patch_rows], sources, inflight)
             logits, prompt = self._replay(batch, max(seq_lens), size, k, patch), []
             if len(rows) != len(batch.seqs):
-                logits = logits[torch.tensor(rows, device=self.device)]
+                logits = logits[torch.tensor(rows, dtype=torch.long, device=self.device)]
         else:
             input_ids, positions, meta = self.prepare(batch)
             if patch_rows:
@@ -85,7 +85,7 @@ class ModelRunner:
                       for i, first, lo, hi in wanted]
             if not rows:
                 return LogitsFuture(None, prompt_logits=prompt)
-            last = meta.query_start_loc[1:].long()[torch.tensor(rows, device=self.device)] - 1
+            last = meta.query_start_loc[1:].long()[torch.tensor(rows, dtype=torch.long, device=self.device)] - 1
             logits = self.model.compute_logits(hidden[last]).float()
         if not rows:
             return LogitsFuture(None)
