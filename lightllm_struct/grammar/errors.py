@@ -36,7 +36,7 @@ class GrammarConflictError(GrammarError):
 
 
 class EmptyLanguageError(GrammarError):
-    """A constraint that no finite output satisfies (``start: start "a"``, ``[^\s\S]``, a schema whose every
+    """A constraint that no finite output satisfies (``start: start "a"``, ``[^\\s\\S]``, a schema whose every
     instance is infinite): refused at compile time instead of failing mid-generation."""
 
 
