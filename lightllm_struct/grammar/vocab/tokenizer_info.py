@@ -37,8 +37,11 @@ class TokenizerInfo:
         self.token_of_bytes: dict[bytes, int] = {}
         for i in self.text_ids:  # several ids may share bytes: keep the smallest
             self.token_of_bytes.setdefault(self.vocab[i], i)
+        self._lock = threading.Lock()
+        self._trie = None
+        self._matrix = None
         self._shared: dict = {}
-        self._shared_lock = threading.RLock()  # a factory may ask for another shared object (the trie)
+        self._shared_lock = threading.RLock()  # factories may build the trie, which takes self._lock
 
     def shared(self, key, factory):
         """A per-vocabulary object (caches shared by every grammar compiled for this vocabulary)."""
@@ -53,16 +56,24 @@ class TokenizerInfo:
     @property
     def trie(self):
         """The token trie (made on first use, once per vocabulary; kept on disk between processes)."""
-        from lightllm_struct.grammar.vocab.trie_cache import cached_trie
+        if self._trie is None:
+            from lightllm_struct.grammar.vocab.trie_cache import cached_trie
 
-        return self.shared("trie", lambda: cached_trie(self.vocab, self.text_ids))
+            with self._lock:
+                if self._trie is None:
+                    self._trie = cached_trie(self.vocab, self.text_ids)
+        return self._trie
 
     @property
     def matrix(self):
         """The length-sorted padded byte matrix (built on first use, once per vocabulary)."""
-        from lightllm_struct.grammar.masks.scan_matrix import TokenMatrix
+        if self._matrix is None:
+            from lightllm_struct.grammar.masks.scan_matrix import TokenMatrix
 
-        return self.shared("matrix", lambda: TokenMatrix(self.vocab, self.text_ids))
+            with self._lock:
+                if self._matrix is None:
+                    self._matrix = TokenMatrix(self.vocab, self.text_ids)
+        return self._matrix
 
     @classmethod
     def from_vocab(cls, vocab: Sequence[bytes], *, eos_token_ids: Sequence[int],
