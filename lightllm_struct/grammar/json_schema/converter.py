@@ -17,7 +17,9 @@ from lightllm_struct.grammar.json_schema import scalars
 from lightllm_struct.grammar.json_schema.builder import KINDS, NOTHING, GrammarBuilder, Piece
 from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MORE_PATTERNS, Unsatisfiable,
                                                               absorb_unevaluated, merge)
-from lightllm_struct.grammar.json_schema.containers import compile_array, compile_object, const_piece
+from lightllm_struct.grammar.json_schema.arrays import compile_array
+from lightllm_struct.grammar.json_schema.objects import compile_object
+from lightllm_struct.grammar.json_schema.values import const_piece
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
 from lightllm_struct.grammar.json_schema.refs import RefResolver
@@ -61,7 +63,7 @@ class Converter:
         self.union_pointers: list[str] = []
         self._referenced: set[str] = set()
         # Per compile() frame: whether an object compiled here is a branch of a union of objects (then it must
-        # start with its first required property, see containers.compile_object).
+        # start with its first required property, see objects.compile_object).
         self.lead_required: list[bool] = [False]
         self._union_mode = False
 

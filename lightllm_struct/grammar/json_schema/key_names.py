@@ -18,6 +18,7 @@ from lightllm_struct.grammar.json_schema.fsm_regex import fsm_of
 from lightllm_struct.grammar.json_schema.patterns import FORMATS, PatternUnsupported, pattern_decoded_regex
 from lightllm_struct.grammar.json_schema.regex_util import char_class, escape_literal, repeat
 from lightllm_struct.grammar.json_schema.strings import ALL
+from lightllm_struct.grammar.json_schema.values import nonneg_int
 
 if TYPE_CHECKING:
     from lightllm_struct.grammar.json_schema.converter import Converter
@@ -54,8 +55,6 @@ def _fsm(conv: Converter, names: Any, base: str, ptr: str, depth: int) -> FSM:
 
 
 def _parts(conv: Converter, names: dict, base: str, ptr: str, depth: int):
-    from lightllm_struct.grammar.json_schema.containers import nonneg_int  # containers imports this module
-
     if "$ref" in names:
         target = conv.resolver.resolve(names["$ref"], base, pointer=f"{ptr}/$ref")
         yield _fsm(conv, target.schema, target.base, target.pointer, depth + 1)

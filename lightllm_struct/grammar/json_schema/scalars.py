@@ -6,7 +6,7 @@ from typing import Any
 
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import GrammarBuilder, Piece
-from lightllm_struct.grammar.json_schema.containers import nonneg_int
+from lightllm_struct.grammar.json_schema.values import nonneg_int
 from lightllm_struct.grammar.json_schema.numbers import Bound, number_regex, to_decimal
 from lightllm_struct.grammar.json_schema.patterns import (
     FORMATS,

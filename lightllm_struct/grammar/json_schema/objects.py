@@ -1,35 +1,24 @@
-"""Objects and arrays as LALR(1)-friendly rules.
+"""Objects as LALR(1)-friendly rules.
 
-Objects: known properties appear in schema order, each optional one may be skipped, additional keys (when
-allowed) may appear anywhere between them. The rules form a chain indexed by "next known property", so the
-grammar is linear in the number of properties (no 2^n subsets) and commas are right in every combination: the
-first member has no comma, every later one starts with one. The additional-key terminal excludes every known
-key, so in any parser state the key terminals are disjoint.
+Known properties appear in schema order, each optional one may be skipped, additional keys (when allowed) may
+appear anywhere between them. The rules form a chain indexed by "next known property", so the grammar is
+linear in the number of properties (no 2^n subsets) and commas are right in every combination: the first
+member has no comma, every later one starts with one. The additional-key terminal excludes every known key,
+so in any parser state the key terminals are disjoint.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from lightllm_struct.grammar.errors import GrammarTooComplex, SchemaError, UnsupportedSchemaFeature
+from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import NOTHING, Piece
-from lightllm_struct.grammar.json_schema.refs import escape_token
-from lightllm_struct.grammar.json_schema.key_names import names_fsm
 from lightllm_struct.grammar.json_schema.key_classes import declared_value, extra_keys, matches, patterns_of
+from lightllm_struct.grammar.json_schema.key_names import names_fsm
+from lightllm_struct.grammar.json_schema.refs import escape_token
+from lightllm_struct.grammar.json_schema.values import nonneg_int
 
 if TYPE_CHECKING:
     from lightllm_struct.grammar.json_schema.converter import Converter
-
-MAX_EXPANDED_ITEMS = 2048
-
-
-def nonneg_int(schema: dict, key: str, pointer: str, default: int | None = None) -> int | None:
-    """A keyword that must be a non-negative integer (1.0 counts, as JSON Schema says)."""
-    if key not in schema:
-        return default
-    value = schema[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
-        raise SchemaError(f"{key} must be a non-negative integer", pointer=f"{pointer}/{key}")
-    return int(value)
 
 
 def compile_object(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
@@ -123,68 +112,3 @@ def _object_rules(conv: Converter, members: list[tuple[str, Piece, bool]], extra
                 y_alts.append(names[(lead, "y", i + 1)])
             b.set_rule(names[(lead, "y", i)], y_alts)
     return b.rule("object", [f"{b.lbrace} {names[(False, 'x', 0)]} {b.rbrace}"])
-
-
-def compile_array(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
-    prefix = schema.get("prefixItems", [])
-    if not isinstance(prefix, list):
-        raise SchemaError("prefixItems must be an array", pointer=f"{ptr}/prefixItems")
-    _check_array_keywords(schema, ptr)
-    lo = nonneg_int(schema, "minItems", ptr, 0) or 0
-    hi = nonneg_int(schema, "maxItems", ptr)
-    pieces = [conv.compile(s, base, f"{ptr}/prefixItems/{i}") for i, s in enumerate(prefix)]
-    items = conv.compile(schema.get("items", True), base, f"{ptr}/items")
-    for i, piece in enumerate(pieces):
-        if piece.sym is None:
-            hi, pieces = (i if hi is None else min(hi, i)), pieces[:i]
-            break
-    if items.sym is None:
-        hi = len(pieces) if hi is None else min(hi, len(pieces))
-    if hi is not None and lo > hi:
-        return NOTHING
-    if schema.get("uniqueItems") is True and (hi is None or hi > 1):
-        raise UnsupportedSchemaFeature("uniqueItems is not supported", pointer=f"{ptr}/uniqueItems")
-    if max(lo, hi or 0) > MAX_EXPANDED_ITEMS:
-        raise GrammarTooComplex(f"minItems/maxItems above {MAX_EXPANDED_ITEMS}")
-    return Piece(_array_rules(conv, pieces, items, lo, hi), None, frozenset({"array"}))
-
-
-def _check_array_keywords(schema: dict, ptr: str) -> None:
-    if "contains" in schema:
-        raise UnsupportedSchemaFeature("contains is not supported", pointer=f"{ptr}/contains")
-    if "unevaluatedItems" in schema and schema["unevaluatedItems"] not in (True, {}):
-        raise UnsupportedSchemaFeature("unevaluatedItems is not supported", pointer=f"{ptr}/unevaluatedItems")
-
-
-def _array_rules(conv: Converter, pieces: list[Piece], items: Piece, lo: int, hi: int | None) -> str:
-    b = conv.builder
-
-    def elem(i: int) -> str:
-        sym = pieces[i].sym if i < len(pieces) else items.sym
-        assert sym is not None
-        return sym
-
-    # after[i]: the rest of the array once i elements are written; built from the end (no deep recursion).
-    top = hi if hi is not None else max(len(pieces), lo, 1)
-    after = {top: b.rule("arr_end", [""]) if hi is not None else b.rule("arr_tail", [f"({b.comma} {elem(top)})*"])}
-    for i in range(top - 1, 0, -1):
-        after[i] = b.rule(f"arr{i}", [f"{b.comma} {elem(i)} {after[i + 1]}"] + ([""] if i >= lo else []))
-
-    alts = [f"{b.lbrack} {b.rbrack}"] if lo == 0 else []
-    if hi is None or hi >= 1:
-        alts.append(f"{b.lbrack} {elem(0)} {after[1]} {b.rbrack}")
-    return b.rule("array", alts)
-
-
-def const_piece(conv: Converter, value: Any) -> Piece:
-    """Exactly one JSON value (objects keep the key order given)."""
-    b = conv.builder
-    if isinstance(value, dict):
-        parts = [f"{b.terminal(b.literal(k))} {b.colon} "
-                 f"{const_piece(conv, v).sym}" for k, v in value.items()]
-        body = f" {b.comma} ".join(parts)
-        return Piece(b.rule("const_obj", [f"{b.lbrace} {body} {b.rbrace}"]), None, frozenset({"object"}))
-    if isinstance(value, list):
-        body = f" {b.comma} ".join(str(const_piece(conv, v).sym) for v in value)
-        return Piece(b.rule("const_arr", [f"{b.lbrack} {body} {b.rbrack}"]), None, frozenset({"array"}))
-    return conv.scalar_const(value)
