@@ -13,4 +13,12 @@ KEYWORD_SCHEMAS = {
     "property_names": {"type": "object", "propertyNames": {"maxLength": 2}, "additionalProperties": {"type": "null"}},
     "min_properties": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "null"}},
                        "minProperties": 1, "additionalProperties": False},
+    "dependent_required": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"},
+                                                            "c": {"type": "null"}},
+                           "dependentRequired": {"a": ["c"], "c": ["b"]}, "additionalProperties": False},
+    "presence_conditions": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "null"},
+                                                             "c": {"type": "boolean"}},
+                            "oneOf": [{"required": ["a"]}, {"required": ["b"]}],
+                            "if": {"required": ["c"]}, "then": {"required": ["b"]}, "maxProperties": 2,
+                            "additionalProperties": {"type": "integer", "maximum": 9}},
 }

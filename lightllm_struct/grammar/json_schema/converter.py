@@ -22,6 +22,7 @@ from lightllm_struct.grammar.json_schema.objects import compile_object
 from lightllm_struct.grammar.json_schema.values import const_piece
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
+from lightllm_struct.grammar.json_schema.presence import PRESENCE, absorb
 from lightllm_struct.grammar.json_schema.refs import RefResolver
 
 TYPE_KEYWORDS = {
@@ -36,7 +37,7 @@ TYPE_KEYWORDS = {
 }
 _GENERIC = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "nullable", "not", "if", "then", "else"}
 KNOWN_KEYWORDS = _GENERIC | ANNOTATIONS | {k for ks in TYPE_KEYWORDS.values() for k in ks} | {INTEGER_SYNTAX,
-                                                                                           MORE_PATTERNS}
+                                                                                           MORE_PATTERNS, PRESENCE}
 JSON_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
 MAX_MERGE_DEPTH = 64
 
@@ -157,6 +158,8 @@ class Converter:
     def _compile_flat(self, schema: dict, base: str, ptr: str) -> Piece:
         if "enum" in schema or "const" in schema:
             return self._compile_enum(schema, ptr)
+        # anyOf/oneOf/not/if that only ask which keys are present: conditions inside the object's rules
+        schema = absorb(self, schema, base)
         if "not" in schema:
             schema = _apply_not(schema, ptr)
             if schema is None:

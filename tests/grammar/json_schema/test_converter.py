@@ -130,9 +130,14 @@ def test_all_of_merges_and_cross_applies_additional_properties():
 
 def test_overlapping_object_alternatives_are_refused_with_the_pointer():
     with pytest.raises(UnsupportedSchemaFeature) as err:
-        json_schema_to_lark({"properties": {"x": {"anyOf": [{"type": "object", "properties": {"a": {}}},
+        json_schema_to_lark({"properties": {"x": {"anyOf": [{"type": "object", "properties": {"a": {"type": "integer"}}},
                                                             {"type": "object", "required": ["b"]}]}}})
     assert err.value.pointer == "/properties/x/anyOf"
+    # branches that only ask which keys are present are one object with a presence condition (presence.py)
+    g = SchemaGrammar({"properties": {"x": {"anyOf": [{"type": "object", "properties": {"a": {}}},
+                                                      {"type": "object", "required": ["b"]}]}}})
+    for value in ({"x": {}}, {"x": {"a": 1, "b": 2}}, {"x": 1}, {"x": {"b": 1, "c": 1}}):
+        g.check(value)
 
 
 def test_unevaluated_and_not_folding():
