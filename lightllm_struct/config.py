@@ -75,13 +75,6 @@ class EngineConfig:
     grammar_compile_memory_mb:
         Memory a compile worker process may add to its set-up; a compile needing more fails with a 413-type
         error (None: unlimited).
-    grammar_budget_margin:
-        Bytes of slack at which budget-aware masks engage: once a constrained request's tokens left, less one,
-        exceed the shortest finish of its output by fewer bytes than this, its masks drop the tokens after
-        which the finish no longer fits (exact from then on). Far from the budget the check is skipped: it
-        costs about 0.3 ms a mask. A single token that pushes the shortest finish out by more than this
-        margin at once (opening a required structure longer than it) can still end an answer at the limit;
-        a very large value checks every step, 0 turns budget-aware masks off.
     grammar_mask_budget_s:
         Longest one request's token mask may take in a step; a request over it fails with a 413-type error
         instead of stalling every other request of the batch at each token.
@@ -128,7 +121,6 @@ class EngineConfig:
     grammar_compile_threads: int = 2
     grammar_compile_timeout_s: float = 30.0
     grammar_cache_size: int = 128
-    grammar_budget_margin: int = 64
     grammar_mask_budget_s: float = 1.0
     grammar_compile_memory_mb: int | None = 4096
     grammar_max_spec_bytes: int = 1 << 20
@@ -161,7 +153,6 @@ class EngineConfig:
             (self.grammar_compile_timeout_s > 0, "grammar_compile_timeout_s", "must be > 0"),
             (self.grammar_cache_size >= 1, "grammar_cache_size", "must be >= 1"),
             (self.grammar_mask_budget_s > 0, "grammar_mask_budget_s", "must be > 0"),
-            (self.grammar_budget_margin >= 0, "grammar_budget_margin", "must be >= 0"),
             (min(self.grammar_max_spec_bytes, self.grammar_max_choices, self.grammar_max_enum_values,
                  self.grammar_max_schema_depth, self.grammar_max_schema_nodes) >= 1, "grammar_max_spec_bytes",
              "and the other grammar_max_* limits must be >= 1"),

@@ -21,17 +21,11 @@ def tokens_left(seq: Sequence, max_model_len: int | None) -> int:
     return left
 
 
-def budget_for_mask(seq: Sequence, max_model_len: int | None, margin: int) -> int | None:
-    """The budget to pass to ``seq``'s mask, or None while its shortest finish is ``margin`` bytes clear of it.
-
-    The exact check costs a vocabulary-wide distance computation at each new configuration, so it runs
-    only where it can drop a token: near the budget. Between two steps the shortest finish grows by what
-    one token adds, so a margin above any single token's growth keeps the guarantee exact.
-    """
-    left = tokens_left(seq, max_model_len)
-    if left - 1 - seq.matcher.shortest_finish() >= margin:
-        return None
-    return left
+def budget_for_mask(seq: Sequence, max_model_len: int | None) -> int:
+    """The budget to pass to ``seq``'s mask: at every step, however far, because a single token can push
+    the shortest finish out by any amount (a ``{`` opening an object of long required properties); where
+    it drops nothing the check is a cached lookup (``grammar/masks/budget.py``)."""
+    return tokens_left(seq, max_model_len)
 
 
 def check_budget(seq: Sequence, grammar: Any, max_model_len: int | None) -> None:

@@ -78,7 +78,7 @@ class Engine:
                                       threads=config.grammar_compile_threads,
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
                                       pin_memory=self.device.type == "cuda", mask_budget_s=config.grammar_mask_budget_s,
-                                      max_model_len=self.max_model_len, budget_margin=config.grammar_budget_margin,
+                                      max_model_len=self.max_model_len,
                                       memory_mb=config.grammar_compile_memory_mb, limits=constraint_limits(config))
         self.sampler = self.backends.sampler
         self.jump_forward = config.enable_jump_forward is not False  # see EngineConfig.enable_jump_forward

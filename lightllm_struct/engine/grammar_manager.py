@@ -87,17 +87,15 @@ class GrammarManager:
         Keep the batch bitmask in page-locked memory, so its copy to the GPU does not block the host.
     max_model_len:
         The model's context: with ``max_tokens``, it bounds each request's budget (``engine/budget.py``).
-    budget_margin:
-        Bytes of slack below which budget-aware masks engage (``EngineConfig.grammar_budget_margin``).
     """
 
     def __init__(self, tokenizer: Any, *, vocab_size: int, threads: int = 2, timeout_s: float = 30.0,
                  cache_size: int = 128, compiler: Any = None,
                  matcher_cls: Callable[[Any], MatcherLike] | None = None, pin_memory: bool = False,
-                 mask_budget_s: float = 1.0, max_model_len: int | None = None, budget_margin: int = 64,
+                 mask_budget_s: float = 1.0, max_model_len: int | None = None,
                  memory_mb: int | None = 4096, limits: ConstraintLimits | None = None) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
-        self.max_model_len, self.budget_margin = max_model_len, budget_margin
+        self.max_model_len = max_model_len
         self.mask_budget_s, self.memory_mb = mask_budget_s, memory_mb
         self.limits = limits or ConstraintLimits()
         self._pin = pin_memory
@@ -196,7 +194,7 @@ class GrammarManager:
             start = time.perf_counter()
             try:
                 seq.matcher.fill_next_token_bitmask(
-                    masks, index=i, max_tokens_left=budget_for_mask(seq, self.max_model_len, self.budget_margin))
+                    masks, index=i, max_tokens_left=budget_for_mask(seq, self.max_model_len))
             except Exception as exc:  # noqa: BLE001 -- this request's grammar failed, not the batch
                 masks[i] = -1  # its token is discarded: the request is finished below
                 fail_request(seq, exc, "computing its grammar mask")

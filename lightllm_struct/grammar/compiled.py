@@ -98,7 +98,7 @@ class CompiledGrammar:
         is impossible for certain (at or above it, finishing in time is guaranteed only from the shortest
         sentence's byte count, every byte being a token).
         """
-        start = self.distances.start
+        start = self.distances.start_any
         longest = max(self.tokenizer.max_token_len, 1)
         return -(-int(start) // longest) if start != float("inf") else -1
 

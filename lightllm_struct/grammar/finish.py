@@ -3,9 +3,11 @@
 A configuration ``(stack, lexer, q)`` finishes by completing the current lexeme as some terminal ``t``
 (the fewest bytes from lexer state ``q`` to a state the lexer ends as ``t``: a breadth-first search of
 the product lexer, memoised per state) and then completing the stack after ``t``
-(``parsing/distance.py``). Every single byte is a token of a byte-level vocabulary, so ``d`` bytes are
-at most ``d`` tokens: budget-aware masks (``masks/budget.py``) compare these distances with the tokens a
-request has left.
+(``parsing/distance.py``). Finishes are spelt byte by byte, so ``d`` bytes are at most ``d`` tokens: budget-
+aware masks (``masks/budget.py``) compare these distances with the tokens a request has left. Where some
+byte has no single-byte token (the default model's vocabulary lacks a few control bytes and two UTF-8
+lead bytes), the searches step only through bytes that have one: the finish found is then longest or
+equal, but every byte of it is a token, so the bound in tokens stays true.
 """
 from __future__ import annotations
 
@@ -31,7 +33,10 @@ class FinishDistance:
 
     def __init__(self, grammar) -> None:
         self.grammar = grammar
-        self.stack = StackDistance(grammar.lr, [_shortest_lexeme(d) for d in grammar.dfas] + [INF])
+        tok = grammar.tokenizer
+        self._usable = None if tok.every_byte_a_token else np.array(tok.single_bytes, dtype=np.int64)
+        self.stack = StackDistance(grammar.lr, [_shortest_lexeme(d, self._usable) for d in grammar.dfas] + [INF])
+        self._any = None
         self._ends: dict[tuple, tuple] = {}  # (lexer uid, q) -> ((bytes, terminal), ...) by bytes
         self._after: dict[tuple, tuple] = {}  # (id(stack), terminal) -> (stack, distance after it)
 
@@ -39,6 +44,15 @@ class FinishDistance:
     def start(self) -> float:
         """Bytes of the shortest sentence (the distance at the start)."""
         return self.of(self.grammar.initial_config())
+
+    @property
+    def start_any(self) -> float:
+        """Bytes of the shortest sentence through any bytes (``start`` spells it in single-byte tokens)."""
+        if self._usable is None:
+            return self.start
+        if self._any is None:
+            self._any = StackDistance(self.grammar.lr, [_shortest_lexeme(d, None) for d in self.grammar.dfas] + [INF])
+        return self._any.start_cost
 
     def of(self, config) -> float:
         """Fewest bytes after which ``config`` is complete (0 when it is; ``INF`` when it cannot be)."""
@@ -76,14 +90,14 @@ class FinishDistance:
         key = (lexer.uid, q)
         got = self._ends.get(key)
         if got is None:
-            got = _lexeme_ends(lexer, q)
+            got = _lexeme_ends(lexer, q, self._usable)
             if len(self._ends) >= _CACHE_SIZE:
                 self._ends = {}
             self._ends[key] = got
         return got
 
 
-def _lexeme_ends(lexer, q: int) -> tuple:
+def _lexeme_ends(lexer, q: int, usable: np.ndarray | None) -> tuple:
     """Breadth-first from ``q``: the first depth at which the lexer ends the lexeme as each terminal."""
     wanted = set(lexer.alive_terms[q])
     found: dict[int, int] = {}
@@ -94,28 +108,35 @@ def _lexeme_ends(lexer, q: int) -> tuple:
             term = lexer.accept_list[s]
             if term >= 0 and term not in found and s != 0:
                 found[term] = depth
-        frontier, depth = _successors(lexer, frontier, seen), depth + 1
+        frontier, depth = _successors(lexer, frontier, seen, usable), depth + 1
     return tuple(sorted((d, t) for t, d in found.items()))
 
 
-def _successors(lexer, states: list[int], seen: set) -> list[int]:
-    """States one byte after ``states`` not in ``seen`` (which they join)."""
+def _successors(lexer, states: list[int], seen: set, usable: np.ndarray | None) -> list[int]:
+    """States one byte (of ``usable``; None: any) after ``states`` not in ``seen`` (which they join)."""
     if isinstance(lexer, UnionLexer):
-        targets = np.unique(lexer.table[states]).tolist()
-    else:  # lazy lexers: exact rows, made on demand
+        table = lexer.table[states]
+        targets = np.unique(table if usable is None else table[:, usable]).tolist()
+    elif usable is None:  # lazy lexers: exact rows, made on demand
         targets = {t for s in states for t in lexer.rows[s]}
+    else:
+        targets = {t for s in states for t in np.asarray(lexer.rows[s])[usable].tolist()}
     out = [t for t in targets if t >= 0 and t not in seen]
     seen.update(out)
     return out
 
 
-def _shortest_lexeme(dfa) -> float:
-    """Bytes of the shortest non-empty string ``dfa`` accepts (``INF`` if none within the search bound)."""
+def _shortest_lexeme(dfa, usable: np.ndarray | None) -> float:
+    """Bytes of the shortest non-empty string of ``usable`` bytes (None: any) ``dfa`` accepts (``INF`` if
+    none within the search bound)."""
     if hasattr(dfa, "table"):
-        succ = lambda s: set(dfa.table[s].tolist())  # noqa: E731
+        succ = lambda s: set((dfa.table[s] if usable is None else dfa.table[s][usable]).tolist())  # noqa: E731
         accepting = lambda s: bool(dfa.accepting[s])  # noqa: E731
-    else:
+    elif usable is None:
         succ, accepting = dfa.successors, dfa.is_accepting
+    else:
+        succ = lambda s: set(np.asarray(dfa.row(s))[usable].tolist())  # noqa: E731
+        accepting = dfa.is_accepting
     queue = deque([(0, 0)])
     seen = {0}
     while queue and len(seen) <= _SEARCH_STATES * 8:

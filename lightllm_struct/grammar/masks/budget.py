@@ -1,12 +1,13 @@
 """Budget-aware masks: drop the tokens after which the shortest finish no longer fits the tokens left.
 
 With ``left`` tokens to go (this one included), token ``t`` stays allowed iff the shortest finish after
-it, in bytes, is at most ``left - 1``: every single byte is a token of a byte-level vocabulary, so the
-finish can always be spelt in that many tokens, and the output is a whole sentence by the last one.
-Followed step by step this is an invariant: a configuration whose shortest finish fits keeps at least
-the first byte of that finish allowed, so the mask is never empty and the answer ends valid.
+it, in bytes, is at most ``left - 1``: every single byte is a token of the vocabulary (checked when the
+vocabulary is set up, ``TokenizerInfo.every_byte_a_token``), so the finish can always be spelt in that many
+tokens, and the output is a whole sentence by the last one. Followed step by step this is an invariant: a
+configuration whose shortest finish fits keeps at least the first byte of that finish allowed, so the mask
+is never empty and the answer ends valid. It runs at every step, however far the budget: no margin.
 
-The distance after every token of the vocabulary is computed at once, per configuration (cached):
+The distance after every token of the vocabulary is computed at once, per configuration:
 
 * a vectorized run of the lexer from ``(lexer, q)`` over the length-sorted token bytes says where each
   token ends (cached per lexer state: it reads no stack): inside the lexeme in some lexer state, whose
@@ -14,6 +15,15 @@ The distance after every token of the vocabulary is computed at once, per config
   lexeme ends and the whole token is lexed again from the boundary (the same computation one
   configuration on); or stuck further in, fed from the boundary one distinct remainder at a time;
 * only tokens the mask allows are followed past a boundary.
+
+That costs 0.2-30 ms, so its result is cached by exactly what it read, as masks are (``Touch``): the top
+states down to the lowest cell the automaton read, and below them only the shortest-completion vectors of
+the ``reach`` cells under that (``StackDistance.window``), relative to the first one's least entry. Every
+distance is a min-plus expression of those vectors, so a configuration of another request, or deeper in a
+recursion, with the same top and the same relative vectors has the same distances shifted by a constant:
+a step that meets a known shape costs a walk of a few cells and one dictionary lookup. An entry keeps the
+largest distance after any allowed token (the budget changes nothing while it fits) and the few tokens whose
+distance exceeds the configuration's own (only they can ever be dropped while the invariant holds).
 """
 from __future__ import annotations
 
@@ -22,13 +32,15 @@ from collections import OrderedDict
 
 import numpy as np
 
-from lightllm_struct.grammar.bitmask import pack_token_ids, unpack_bitmask
+from lightllm_struct.grammar.bitmask import pack_token_ids
 from lightllm_struct.grammar.lexing.lexer import UnionLexer
 from lightllm_struct.grammar.parsing.distance import INF
+from lightllm_struct.grammar.parsing.dpda import Touch
 
 _SCANS = 128  # token scans kept per grammar (each 4 bytes a vocabulary token)
-_VALUES = 32  # per-configuration distance arrays kept (4 bytes a vocabulary token)
-_REMAINDERS = 1 << 14
+_FULL = 32  # per-stack distance arrays of every allowed token kept (12 bytes a vocabulary token)
+_ENTRY_UNITS = 1 << 23  # cached entries' size (tokens kept + mask words): about 64 MB, then start afresh
+_MAX_SHAPES = 8
 
 
 class TokenEnds:
@@ -49,6 +61,17 @@ class TokenEnds:
 DEAD, FRESH, CROSS = -1, -2, -3
 
 
+class _Entry:
+    """One configuration shape's distances, relative to its window's shift."""
+
+    __slots__ = ("words", "base", "worst", "rows", "values", "peak", "hit_limit")
+
+    def __init__(self, words, base, worst, rows, values, peak, hit_limit) -> None:
+        self.words, self.base, self.worst = words, base, worst
+        self.rows, self.values = rows, values  # the allowed rows whose distance exceeds ``base``, and it
+        self.peak, self.hit_limit = peak, hit_limit
+
+
 class BudgetMasks:
     """Restricts one grammar's masks to the tokens whose shortest finish fits (thread-safe caches).
 
@@ -63,9 +86,12 @@ class BudgetMasks:
         self.dist = grammar.distances
         self._tok = grammar.tokenizer
         byte_columns(self._tok)  # once per vocabulary, here (the compile thread) rather than in a step
+        self._max_depth = grammar.dpda.max_stack_depth
         self._scans: OrderedDict = OrderedDict()
-        self._values: OrderedDict = OrderedDict()
-        self._remainders: dict = {}
+        self._full: OrderedDict = OrderedDict()
+        self._entries: dict = {}
+        self._units = 0
+        self._shapes: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
 
     def restrict(self, config, words: np.ndarray, left: int) -> np.ndarray:
@@ -73,48 +99,132 @@ class BudgetMasks:
 
         Returns ``words`` itself when nothing is dropped. EOS bits are kept: EOS ends a whole sentence.
         """
-        rows, values, worst = self.values(config, words)
-        if worst <= left - 1:
+        entry, shift = self._entry(config, words)
+        limit = left - 1 - shift  # in the entry's relative terms
+        if entry.worst <= limit:
             return words
         tokens = byte_columns(self._tok).row_token
+        if entry.base <= limit:  # the invariant holds: only tokens that lengthen the finish can be dropped
+            out = words & ~pack_token_ids(tokens[entry.rows[entry.values > limit]], self._tok.num_words)
+            if out.any():
+                return out
+        # Below the configuration's own distance (a budget under the shortest answer's bytes that long
+        # tokens may still meet): the tokens that fit, else the closest, never an empty row.
+        rows, values, _ = self.values(config, words)
         out = words & ~pack_token_ids(tokens[rows[values > left - 1]], self._tok.num_words)
-        if not out.any():  # only reachable if a distance was underestimated: the closest, never an empty row
+        if not out.any():
             out = words & pack_token_ids(tokens[rows[values == values.min()]], self._tok.num_words)
         return out
 
     def values(self, config, words: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """The text tokens ``words`` allows (default: the configuration's mask), as ascending rows of
         :class:`ByteColumns`; the shortest finish after each (``INF`` where not followed); the largest."""
-        stack, lexer, q = config
-        key = (id(stack), lexer.uid, q)
-        hit = self._values.get(key)
-        if hit is not None and hit[0] is stack:
-            return hit[1]
         if words is None:
             words = self.grammar.masker.mask(config)
-        cols = byte_columns(self._tok)
-        ids = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")[:self._tok.vocab_size])
-        rows = cols.row_of_token[ids]
-        rows = np.sort(rows[rows >= 0])
-        values = self._compute(config, rows)
-        got = (rows, values, float(values.max()) if len(values) else 0.0)
-        with self._lock:
-            self._values[key] = (stack, got)
-            while len(self._values) > _VALUES:
-                self._values.popitem(last=False)
-        return got
+        self._entry(config, words)  # the engine warms a new grammar's first step through here
+        rows, values = self._full_values(config, words, Touch(config[0][1]))
+        return rows, values, float(values.max()) if len(values) else 0.0
 
-    def _compute(self, config, rows: np.ndarray) -> np.ndarray:
+    # -- the cache by shape -----------------------------------------------------------------------
+    def _entry(self, config, words: np.ndarray) -> tuple[_Entry, float]:
+        stack, lexer, q = config
+        base_key = (lexer.uid, q)
+        height = stack[1]
+        reach = self.dist.stack.reach
+        for depth, exact in self._shapes.get(base_key, ()):
+            states, cell = [], stack
+            for _ in range(depth):
+                if cell is None:
+                    break
+                states.append(cell[0])
+                cell = cell[2]
+            window, shift = self.dist.stack.window(cell, reach)
+            hit = self._entries.get((base_key, id(words), depth, height if exact else -1, tuple(states), window))
+            if hit is not None and hit.words is words and height + hit.peak <= self._max_depth:
+                return hit, shift
+        touch = Touch(height)
+        rows, values = self._full_values(config, words, touch)
+        base = self._finish(config, touch)
+        depth = height - touch.low + 1
+        exact = touch.hit_limit or touch.low <= 0
+        states, cell = [], stack
+        for _ in range(depth):
+            if cell is None:
+                break
+            states.append(cell[0])
+            cell = cell[2]
+        window, shift = self.dist.stack.window(cell, reach)
+        high = values > base
+        entry = _Entry(words, base - shift, (float(values.max()) if len(values) else 0.0) - shift,
+                       rows[high].astype(np.int32), (values[high] - shift).astype(np.float32),
+                       touch.peak - height, touch.hit_limit)
+        key = (base_key, id(words), depth, height if exact else -1, tuple(states), window)
+        with self._lock:
+            shapes = self._shapes.get(base_key, ())
+            if (depth, exact) not in shapes:
+                if len(shapes) >= _MAX_SHAPES:
+                    return entry, shift  # pathological shapes: computed, not kept
+                self._shapes[base_key] = shapes + ((depth, exact),)  # replaced, never mutated
+            units = len(entry.rows) + words.size
+            if self._units + units > _ENTRY_UNITS:
+                self._entries, self._units = {}, 0
+            self._entries[key] = entry
+            self._units += units
+        return entry, shift
+
+    # -- exact distances, recording what they read ------------------------------------------------
+    def _finish(self, config, touch: Touch) -> float:
+        """``FinishDistance.of`` under ``touch``."""
+        if self.grammar.is_complete(config, touch):
+            return 0.0
+        stack, lexer, q = config
+        if q == 0:
+            return max(self.dist.stack.of(stack), 1.0)
+        return max(self._in_lexeme(stack, lexer, q, touch), 1.0)
+
+    def _in_lexeme(self, stack, lexer, q: int, touch: Touch) -> float:
+        best = INF
+        for length, term in self.dist.lexeme_ends(lexer, q):
+            if length >= best:
+                break
+            after = self.grammar.end_terminal(stack, term, touch)
+            if after is not None:
+                best = min(best, length + self.dist.stack.of(after))
+        return best
+
+    def _full_values(self, config, words: np.ndarray, touch: Touch) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and distances of every allowed text token, cached per stack object with what they read."""
+        stack, lexer, q = config
+        key = (id(stack), lexer.uid, q, id(words))
+        hit = self._full.get(key)
+        if hit is None or hit[0] is not stack or hit[1] is not words:
+            cols = byte_columns(self._tok)
+            ids = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")[:self._tok.vocab_size])
+            rows = cols.row_of_token[ids]
+            rows = np.sort(rows[rows >= 0])
+            inner = Touch(stack[1])
+            values = self._compute(config, rows, inner)
+            hit = (stack, words, rows, values, inner.low, inner.hit_limit, inner.peak)
+            with self._lock:
+                self._full[key] = hit
+                while len(self._full) > _FULL:
+                    self._full.popitem(last=False)
+        touch.absorb(hit[4], hit[5], hit[6])
+        return hit[2], hit[3]
+
+    def _compute(self, config, rows: np.ndarray, touch: Touch) -> np.ndarray:
         stack, lexer, q = config
         ends = self._ends(lexer, q)
-        inner = np.array([self.dist.in_lexeme(stack, lexer, u) for u in ends.states.tolist()] + [INF], dtype=np.float32)
+        inner = np.array([self._in_lexeme(stack, lexer, u, touch) for u in ends.states.tolist()] + [INF],
+                         dtype=np.float32)
         code = ends.code[rows]
         values = inner[np.where(code >= 0, code, len(inner) - 1)]  # dead and crossing rows: INF for now
         fresh = np.flatnonzero(code == FRESH)
         if len(fresh):
-            after = self.grammar.end_terminal(stack, lexer.accept_list[q])
+            after = self.grammar.end_terminal(stack, lexer.accept_list[q], touch)
             if after is not None:
-                sub_rows, sub_values, _ = self.values((after, self.grammar.lexer_for(after), 0))
+                sub = (after, self.grammar.lexer_for(after, touch), 0)
+                sub_rows, sub_values = self._full_values(sub, self.grammar.masker.mask(sub), touch)
                 at = np.minimum(np.searchsorted(sub_rows, rows[fresh]), max(len(sub_rows) - 1, 0))
                 if len(sub_rows):
                     values[fresh] = np.where(sub_rows[at] == rows[fresh], sub_values[at], INF)
@@ -122,24 +232,23 @@ class BudgetMasks:
         if len(cross):
             at = np.searchsorted(ends.cross_rows, rows[cross])
             row_token = byte_columns(self._tok).row_token
+            seen: dict = {}
             for i, row, col, term in zip(cross.tolist(), rows[cross].tolist(), ends.cross_cols[at].tolist(),
                                          ends.cross_terms[at].tolist()):
-                values[i] = self._remainder(stack, term, self._tok.vocab[int(row_token[row])][col:])
+                data = self._tok.vocab[int(row_token[row])][col:]
+                value = seen.get((term, data))
+                if value is None:
+                    value = seen[(term, data)] = self._remainder(stack, term, data, touch)
+                values[i] = value
         return values
 
-    def _remainder(self, stack, term: int, data: bytes) -> float:
+    def _remainder(self, stack, term: int, data: bytes, touch: Touch) -> float:
         """The finish after ending ``term`` on ``stack`` and then feeding ``data``."""
-        key = (id(stack), term, data)
-        hit = self._remainders.get(key)
-        if hit is not None and hit[0] is stack:
-            return hit[1]
-        after = self.grammar.end_terminal(stack, term)
-        fed = None if after is None else self.grammar.feed_bytes((after, self.grammar.lexer_for(after), 0), data)
-        value = INF if fed is None else self.dist.of(fed)
-        if len(self._remainders) >= _REMAINDERS:
-            self._remainders = {}
-        self._remainders[key] = (stack, value)
-        return value
+        after = self.grammar.end_terminal(stack, term, touch)
+        if after is None:
+            return INF
+        fed = self.grammar._feed((after, self.grammar.lexer_for(after, touch), 0), data, touch)
+        return INF if fed is None else self._finish(fed, touch)
 
     def _ends(self, lexer, q: int) -> TokenEnds:
         key = (lexer.uid, q)

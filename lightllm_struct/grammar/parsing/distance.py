@@ -21,6 +21,7 @@ longest-match merging of adjacent lexemes, the stack-depth limit, and conflicts 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 
 from lightllm_struct.grammar.parsing.dpda import Stack
@@ -57,6 +58,11 @@ class StackDistance:
         self._start_nt = next(a for a, d in lr.gotos[lr.start_state].items() if d == lr.end_state)
         self._cells: dict[int, tuple[Stack, dict]] = {}
         self._plans: dict[int, tuple] = {}
+        # A cell's vector is read only by cells up to a rule's length above it: what ``window`` returns
+        self.reach = max((length for _, length in lr.rules), default=1) or 1
+        self._norms: dict[int, tuple] = {}  # id(cell) -> (cell, id of its vector less its least entry, that entry)
+        self._interned: dict[frozenset, int] = {}
+        self._ids = itertools.count()  # never reused, even once the table starts afresh: old keys never match
 
     @property
     def start_cost(self) -> float:
@@ -99,6 +105,40 @@ class StackDistance:
                 self._cells = {}
             self._cells[id(cell)] = (cell, vec)
         return vec
+
+    def window(self, cell: Stack | None, n: int) -> tuple[tuple, float]:
+        """The vectors of ``n`` cells from ``cell`` down (fewer at the bottom), as a hashable key relative
+        to the first one's least entry, and that entry.
+
+        Every value this module computes is a min-plus expression (sums and minima) of vectors, so stacks
+        whose keys agree have completions that differ by the difference of their shifts. The one constant
+        (0 at the accepting goto) lives in the bottom cell, whose presence and place the key records.
+        """
+        out = []
+        shift = None
+        while cell is not None and len(out) < n:
+            hit = self._norms.get(id(cell))
+            if hit is None or hit[0] is not cell:
+                hit = self._normalise(cell)
+            if shift is None:
+                shift = hit[2]
+            out.append((hit[1], hit[2] - shift))
+            cell = cell[2]
+        return tuple(out), (0.0 if shift is None else shift)
+
+    def _normalise(self, cell: Stack) -> tuple:
+        vec = self.vector(cell)
+        least = min(vec.values(), default=0.0)
+        shape = frozenset((nt, v - least) for nt, v in vec.items())
+        vid = self._interned.get(shape)
+        if vid is None:
+            if len(self._interned) >= _CACHE_SIZE:
+                self._interned = {}
+            vid = self._interned.setdefault(shape, next(self._ids))  # next() on a count is atomic
+        if len(self._norms) >= _CACHE_SIZE:
+            self._norms = {}
+        hit = self._norms[id(cell)] = (cell, vid, least)
+        return hit
 
     def _compute(self, cell: Stack) -> dict:
         units, deep = self._plan(cell[0])

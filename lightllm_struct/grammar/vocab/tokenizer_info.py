@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from lightllm_struct.grammar.errors import GrammarError
 
+_NEVER_IN_UTF8 = frozenset([0xC0, 0xC1, *range(0xF5, 0x100)])
+
 
 class TokenizerInfo:
     """A vocabulary for the grammar engine.
@@ -37,11 +39,22 @@ class TokenizerInfo:
         self.token_of_bytes: dict[bytes, int] = {}
         for i in self.text_ids:  # several ids may share bytes: keep the smallest
             self.token_of_bytes.setdefault(self.vocab[i], i)
+        # Budget-aware masks bound a finish of d bytes by d tokens, spelling it byte by byte: they measure
+        # finishes through these bytes only (``grammar/finish.py``). Bytes that no UTF-8 text holds (C0,
+        # C1, F5-FF) never occur in an output, so their absence is not counted.
+        self.single_bytes = tuple(b for b in range(256) if bytes([b]) in self.token_of_bytes)
+        self.missing_single_bytes = tuple(b for b in range(256) if b not in _NEVER_IN_UTF8
+                                          and bytes([b]) not in self.token_of_bytes)
         self._lock = threading.Lock()
         self._trie = None
         self._matrix = None
         self._shared: dict = {}
         self._shared_lock = threading.RLock()  # factories may build the trie, which takes self._lock
+
+    @property
+    def every_byte_a_token(self) -> bool:
+        """Whether each byte an output can hold is one token (else finishes avoid the missing ones)."""
+        return not self.missing_single_bytes
 
     def shared(self, key, factory):
         """A per-vocabulary object (caches shared by every grammar compiled for this vocabulary)."""

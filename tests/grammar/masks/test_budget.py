@@ -29,6 +29,16 @@ SCHEMAS = {
                                                     "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}},
                   "$ref": "#/$defs/node"},
     "free": {"type": "object"},
+    # One token (the "{" of an item) pushes the shortest finish out by ~100 bytes at once: more than the
+    # 64-byte margin the engine used to wait for before checking.
+    "jump": {"type": "object", "required": ["items"], "additionalProperties": False,
+             "properties": {"items": {"type": "array", "items": {
+                 "type": "object", "required": ["q" * 40, "z" * 40], "additionalProperties": False,
+                 "properties": {"q" * 40: {"type": "string"}, "z" * 40: {"type": "array", "items": {"type": "string"}}}}}}},
+    "nesting": {"type": "object", "required": ["a"], "properties": {"a": {"type": "array", "items": {
+        "type": "array", "items": {"type": "object", "required": ["b"], "properties": {
+            "b": {"type": "array", "items": {"type": "object", "required": ["c"],
+                                             "properties": {"c": {"type": "string"}}}}}}}}}},
 }
 LARK = 'start: expr\nexpr: term (("+"|"*") term)*\nterm: NUMBER | "(" expr ")" | NAME "(" expr ")"\n' \
        'NUMBER: /[0-9]+/\nNAME: /[a-z]+/\n%ignore " "'
@@ -71,29 +81,95 @@ def _budgets(grammar, extra: int = 24):
     return range(start, start + extra, 3)
 
 
-@pytest.mark.parametrize("name", sorted(SCHEMAS))
-def test_json_schema_walks_end_valid_within_the_budget(name):
+def _old_margin_walk(matcher: Matcher, vocab: list[bytes], budget: int, margin: int) -> bytes:
+    """The adversarial walk under the engine's former policy: the budget reached the mask only once the
+    slack (tokens left - 1 - shortest finish) fell below ``margin``."""
+    out = []
+    for step in range(budget):
+        if matcher.is_terminated():
+            break
+        left = budget - step
+        near = left - 1 - matcher.shortest_finish() < margin
+        allowed = [t for t in matcher.allowed_token_ids(max_tokens_left=left if near else None) if vocab[t]]
+        token = max(allowed, key=lambda t: (_finish_after(matcher, t), len(vocab[t])))
+        assert matcher.accept_token(token)
+        out.append(vocab[token])
+    return b"".join(out)
+
+
+def test_one_token_jumping_past_the_old_margin_still_ends_valid():
+    """The soundness hole of a margin: far from the budget the "{" of an item is allowed unchecked, and
+    the finish it opens no longer fits. Checked at every step, the same walk ends valid."""
+    tok = small_tokenizer()
+    schema = SCHEMAS["jump"]
+    grammar = GrammarCompiler(tok).compile_json_schema(schema)
+    matcher = Matcher(grammar)
+    assert matcher.accept_bytes(b'{"items":[')
+    before = matcher.shortest_finish()
+    assert matcher.accept_token(tok.token_of_bytes[b"{"])
+    assert matcher.shortest_finish() - before > 64  # one token, a jump of more than the old margin
+    budget = int(grammar.distances.start) + 70
+    with pytest.raises(ValueError):  # the old policy ran out of budget inside an item
+        json.loads(_old_margin_walk(Matcher(grammar), tok.vocab, budget, margin=64))
+    text = _walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, random.Random(0), greedy=1.0)
+    jsonschema.validate(json.loads(text), schema)
+
+
+def _exact_drop(matcher: Matcher, vocab: list[bytes], left: int) -> set[int]:
+    """Ground truth: the allowed text tokens after which the shortest finish exceeds ``left - 1``."""
+    return {t for t in matcher.allowed_token_ids() if vocab[t] and _finish_after(matcher, t) > left - 1}
+
+
+@pytest.mark.parametrize("name", ["recursion", "nesting", "jump"])
+def test_masks_cached_by_stack_shape_equal_the_exact_check(name):
+    """A budget mask served from the shape cache (another request, or deeper in a recursion, with the same
+    top and relative vectors) is exactly the mask of feeding each token and measuring its finish."""
     tok = small_tokenizer()
     grammar = GrammarCompiler(tok).compile_json_schema(SCHEMAS[name])
     rng = random.Random(name)
-    for budget in _budgets(grammar):
-        for greedy in (1.0, 0.6, 0.0):
-            text = _walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy)
-            jsonschema.validate(json.loads(text), SCHEMAS[name])
+    for walk in range(4):  # later walks meet the shapes the first ones cached
+        matcher = Matcher(grammar)
+        budget = int(grammar.distances.start) + 40
+        for step in range(budget):
+            if matcher.is_terminated():
+                break
+            left = budget - step
+            allowed = set(matcher.allowed_token_ids(max_tokens_left=left))
+            free = set(matcher.allowed_token_ids())
+            assert free - allowed == _exact_drop(matcher, tok.vocab, left), (walk, step)
+            text = [t for t in allowed if tok.vocab[t]]
+            if not text:
+                break
+            token = max(text, key=lambda t: (_finish_after(matcher, t), rng.random())) if walk % 2 else \
+                rng.choice(text)
+            assert matcher.accept_token(token)
+        assert matcher.is_complete()
 
 
-def test_lark_regex_and_choice_walks_end_valid_within_the_budget():
-    tok = small_tokenizer()
-    comp = GrammarCompiler(tok)
-    parser = lark.Lark(LARK, parser="lalr")
-    checks = [(comp.compile_lark(LARK), lambda s: parser.parse(s)),
-              (comp.compile_regex(REGEX), lambda s: re.fullmatch(REGEX, s) or pytest.fail(f"{s!r} !~ {REGEX}")),
-              (comp.compile_choice(CHOICES), lambda s: s in CHOICES or pytest.fail(f"{s!r} not a choice"))]
-    rng = random.Random(7)
-    for grammar, check in checks:
-        for budget in _budgets(grammar, 12):
-            for greedy in (1.0, 0.5, 0.0):
-                check(_walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy).decode())
+def test_a_vocabulary_missing_a_byte_measures_finishes_through_single_byte_tokens():
+    """Without a single-byte token for ``a`` the finish "aaa" is not 3 tokens (it cannot be spelt at all
+    after "aa"): distances step only through bytes that are tokens, and walks still end valid."""
+    from lightllm_struct.grammar import TokenizerInfo
+
+    full = small_tokenizer()
+    assert full.every_byte_a_token
+    tok = TokenizerInfo.from_vocab([v for v in full.vocab if v != b"a"], eos_token_ids=[0], special_token_ids=[1])
+    assert tok.missing_single_bytes == (ord("a"),) and not tok.every_byte_a_token
+    ok = TokenizerInfo.from_vocab([v for v in full.vocab if v not in (b"\xff", b"\xc0")], eos_token_ids=[0])
+    assert ok.every_byte_a_token  # bytes no UTF-8 text holds are not needed
+    regex = "x(aaa|bbbbb)"
+    grammar = GrammarCompiler(tok).compile_regex(regex)
+    assert grammar.distances.start == 6 and grammar.distances.start_any == 4
+    assert grammar.min_output_tokens() == 1  # "xaaa" might be one token somewhere: refused only below that
+    matcher = Matcher(grammar)
+    assert matcher.accept_bytes(b"x")
+    aa = tok.token_of_bytes[b"aa"]
+    assert aa in matcher.allowed_token_ids() and aa not in matcher.allowed_token_ids(max_tokens_left=100)
+    rng = random.Random(5)
+    for budget in range(6, 12):
+        for greedy in (1.0, 0.0):
+            text = _walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy).decode()
+            assert re.fullmatch(regex, text), text
 
 
 def test_far_budget_changes_nothing_and_tight_budget_narrows():
