@@ -76,9 +76,9 @@ def _finish_after(matcher: Matcher, token: int) -> float:
         matcher.rollback(1)
 
 
-def _budgets(grammar, extra: int = 24):
+def _budgets(grammar, extra: int = 24, step: int = 3):
     start = int(grammar.distances.start)
-    return range(start, start + extra, 3)
+    return range(start, start + extra, step)
 
 
 def _old_margin_walk(matcher: Matcher, vocab: list[bytes], budget: int, margin: int) -> bytes:
@@ -172,6 +172,32 @@ def test_a_vocabulary_missing_a_byte_measures_finishes_through_single_byte_token
             assert re.fullmatch(regex, text), text
 
 
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_json_schema_walks_end_valid_within_the_budget(name):
+    tok = small_tokenizer()
+    grammar = GrammarCompiler(tok).compile_json_schema(SCHEMAS[name])
+    rng = random.Random(name)
+    # "jump": budgets past the ~90 bytes an item opens, so that walks do open items
+    for budget in _budgets(grammar, 130, 13) if name == "jump" else _budgets(grammar):
+        for greedy in (1.0, 0.6, 0.0):
+            text = _walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy)
+            jsonschema.validate(json.loads(text), SCHEMAS[name])
+
+
+def test_lark_regex_and_choice_walks_end_valid_within_the_budget():
+    tok = small_tokenizer()
+    comp = GrammarCompiler(tok)
+    parser = lark.Lark(LARK, parser="lalr")
+    checks = [(comp.compile_lark(LARK), lambda s: parser.parse(s)),
+              (comp.compile_regex(REGEX), lambda s: re.fullmatch(REGEX, s) or pytest.fail(f"{s!r} !~ {REGEX}")),
+              (comp.compile_choice(CHOICES), lambda s: s in CHOICES or pytest.fail(f"{s!r} not a choice"))]
+    rng = random.Random(7)
+    for grammar, check in checks:
+        for budget in _budgets(grammar, 12):
+            for greedy in (1.0, 0.5, 0.0):
+                check(_walk(Matcher(grammar), tok.vocab, set(tok.eos_token_ids), budget, rng, greedy).decode())
+
+
 def test_far_budget_changes_nothing_and_tight_budget_narrows():
     tok = small_tokenizer()
     grammar = GrammarCompiler(tok).compile_json_schema(SCHEMAS["strings"])
@@ -245,3 +271,39 @@ def test_tool_call_turn_in_auto_mode_finishes_the_started_call():
         body = text.decode()[len(head):-len("}\n</tool_call>")]
         jsonschema.validate(json.loads(body), args)
         assert lark.Lark(turn.lark, parser="lalr").parse(text.decode())
+
+
+def _longest_blank_run(grammar, config, limit: int = 300) -> int:
+    """The longest run of whitespace bytes (any mix of space, newline, tab, return) from ``config``."""
+    frontier, run = {config}, 0
+    while frontier and run < limit:
+        frontier = {nxt for c in frontier for b in b" \n\t\r" if (nxt := grammar.feed_bytes(c, bytes([b])))}
+        run += bool(frontier)
+    return run
+
+
+@pytest.mark.parametrize("mode", ["required", "auto"])
+def test_tool_turn_whitespace_is_bounded(mode):
+    """No position of a tool-call turn outside free text (the blank after reasoning, between calls, inside
+    the arguments, a free ``{"type": "object"}`` as json_object has it) takes an endless run of whitespace."""
+    from lightllm_struct.grammar.structural import CallSpec, Reasoning, TurnSpec, turn_grammar
+
+    calls = (CallSpec("save", '<tool_call>\n{"name": "save", "arguments": ', SCHEMAS["arrays"], "}\n</tool_call>"),
+             CallSpec("any", '<tool_call>\n{"name": "any", "arguments": ', {"type": "object"}, "}\n</tool_call>"))
+    spec = TurnSpec(calls=calls, mode=mode, parallel=True, separator="\n", triggers=("<tool_call>",),
+                    reasoning=Reasoning(max_units=64), whitespace="flexible")
+    tok = small_tokenizer()
+    grammar = GrammarCompiler(tok).compile_lark(turn_grammar(spec).lark)
+    head = b'<think>ok</think>'
+    opened = head + (b"\n\n" if mode == "required" else b"") + b'<tool_call>\n{"name": "save", "arguments": '
+    prefixes = [head] if mode == "required" else []  # in auto, free text follows reasoning: text may be blank
+    prefixes += [opened] + [opened + p for p in (
+        b"{", b'{"tags"', b'{"tags":', b'{"tags":[', b'{"tags":["x"', b'{"tags":["x"],', b'{"tags":[],"grid":[[1',
+        b'{"tags":[],"grid":[]}', b'{"tags":[],"grid":[]}}\n</tool_call>')]
+    anyhead = opened.replace(b"save", b"any")
+    prefixes += [anyhead + p for p in (b"{", b'{"k"', b'{"k":', b'{"k":[', b'{"k":{', b'{"k":1,')]
+    bound = 2 * (2 + 2 + 40)  # two runs of flexible whitespace (two spaces, "\r\n", 40 of indent)
+    for prefix in prefixes:
+        config = grammar.feed_bytes(grammar.initial_config(), prefix)
+        assert config is not None, prefix
+        assert _longest_blank_run(grammar, config) <= bound, prefix
