@@ -153,7 +153,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
 
 
 def _numpy_product(tables: list[np.ndarray], max_states: int, deadline: Deadline) -> tuple[np.ndarray, np.ndarray]:
-    """``product_jit.product`` in numpy (without numba, or for tuples too wide to pack)."""
+    """``product_jit.product`` in numpy (where numba is not installed)."""
     n_comp = len(tables)
     index: dict[tuple, int] = {("init",): 0}
     order: list[tuple] = [tuple(0 for _ in tables)]

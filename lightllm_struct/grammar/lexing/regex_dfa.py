@@ -13,6 +13,7 @@ import numpy as np
 from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, minimize
 from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
 from lightllm_struct.grammar.errors import GrammarTooComplex
+from lightllm_struct.grammar.lexing import subset_jit
 from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.lexing.regex_nfa import C, build_nfa, parse_regex
 
@@ -129,6 +130,13 @@ def _intervals(edges: list[tuple[int, int, int]]) -> list[tuple[int, int, frozen
 
 
 def _determinize(nfa, start: int, final: int, max_states: int, deadline: Deadline):
+    if subset_jit.AVAILABLE and not nfa.virtual:
+        return subset_jit.determinize(nfa, start, final, max_states, deadline)
+    return _determinize_py(nfa, start, final, max_states, deadline)
+
+
+def _determinize_py(nfa, start: int, final: int, max_states: int, deadline: Deadline):
+    """Subset construction in Python (``subset_jit``'s without numba; tests compare the two)."""
     closures: dict[frozenset, frozenset] = {}  # many cuts lead to the same NFA targets
 
     def closure_of(targets: frozenset) -> frozenset:

@@ -11,15 +11,15 @@ removal of unused rules and terminals.
 from __future__ import annotations
 
 import re
+from ast import literal_eval
 from dataclasses import dataclass
-
-from lark.load_grammar import eval_escaping
 
 from lightllm_struct.grammar.parsing.lr import Terminal
 
 _RULE = re.compile(r"([a-z_][a-z_0-9]*):(.*)")
 _TERMINAL = re.compile(r"([A-Z_][A-Z_0-9]*): /(.*)/")
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,35 @@ def _terminals(lines: list[tuple[str, str]]) -> list[Terminal] | None:
         # lark's regex token ends at the first unescaped "/": one inside would mean lark reads it otherwise
         if not inner or "/" in inner.replace("\\\\", "").replace("\\/", ""):
             return None
-        out.append(Terminal(name, eval_escaping(inner), None, 0, order))
+        pattern = _eval_escaping(inner)
+        if pattern is None:
+            return None
+        out.append(Terminal(name, pattern, None, 0, order))
     return out
+
+
+def _eval_escaping(s: str) -> str | None:
+    """lark's ``load_grammar.eval_escaping`` (what a ``/regex/`` token means), without its character loop.
+
+    lark appends the text a character at a time to a string (quadratic on the 50 KB key regexes of big
+    schemas: 6 ms each); a backslash takes the next character with it either way. None where lark would
+    raise (a trailing backslash, or text Python's literal parser refuses): the caller then leaves the text
+    to lark.
+    """
+    if s.endswith("\\") and (len(s) - len(s.rstrip("\\"))) % 2:
+        return None
+
+    def one(m: re.Match) -> str:
+        c = m.group(1)
+        if c == "\\":
+            return "\\\\\\\\"
+        return ("\\" if c in "Uuxnftr" else "\\\\") + c
+
+    w = _ESCAPE.sub(one, s).replace('\\"', '"').replace("'", "\\'")
+    try:
+        return literal_eval("u'''%s'''" % w)
+    except (SyntaxError, ValueError):
+        return None
 
 
 def _rules(lines: list[tuple[str, list[str]]]) -> list[tuple[str, tuple[str, ...]]] | None:

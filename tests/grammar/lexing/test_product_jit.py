@@ -55,3 +55,12 @@ def test_state_limit():
     assert product_jit.product(tables, max_states=20) == (None, None)
     with pytest.raises(GrammarTooComplex):
         _numpy_product(tables, 20, NO_DEADLINE)
+
+
+def test_wide_product_equals_numpy():
+    """40 components: far past what a packed 62-bit tuple held (the numpy path used to take these)."""
+    tables = [regex_dfa(PATTERNS[i % len(PATTERNS)]).table for i in range(40)]
+    tables += [regex_dfa(f'"k{i}[a-z]*"').table for i in range(20)]
+    jit_table, jit_comps = product_jit.product(tables, max_states=10_000)
+    np_table, np_comps = _numpy_product(tables, 10_000, NO_DEADLINE)
+    _same_automaton(jit_table, jit_comps, np_table, np_comps)
