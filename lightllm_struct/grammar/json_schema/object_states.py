@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 MAX_OBJECT_STATES = 4096
 
-State = tuple[int, int, tuple[tuple[int, bool], ...]]  # (member index, count, remembered presence)
+# (member index, count, remembered members: index -> the class written, -1 when skipped)
+State = tuple[int, int, tuple[tuple[int, int], ...]]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,13 @@ class Member:
     key: str
     piece: Piece
     required: bool
+    # a value tested by conditions: disjoint classes (piece, keys of the value sets it lies in); None: one class
+    classes: tuple[tuple[Piece, frozenset[str]], ...] | None = None
+
+    def options(self) -> tuple[tuple[Piece, frozenset[str]], ...]:
+        if self.classes is not None:
+            return self.classes
+        return ((self.piece, frozenset()),) if self.piece.sym is not None else ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ class _Walk:
         self.cap = cap
         self.start: State = (0, 0, ())
         self.x_next: dict[State, State | None] = {}
-        self.y_next: dict[State, tuple[State | None, State | None]] = {}
+        self.y_next: dict[State, tuple[list[State | None], State | None]] = {}
         self._alive_x: dict[State, bool] = {}
         self._alive_y: dict[State, bool] = {}
 
@@ -97,12 +105,13 @@ class _Walk:
         c2 = self._bump(c)
         return None if c2 is None else (i, c2, mem)
 
-    def _decide(self, s: State, written: bool) -> State | None:
+    def _decide(self, s: State, written: int) -> State | None:
+        """The state after member i is written with its class ``written`` (-1: skipped)."""
         i, c, mem = s
         m = self.members[i]
-        if written:
+        if written >= 0:
             c2 = self._bump(c)
-            if m.piece.sym is None or c2 is None:
+            if c2 is None:
                 return None
         else:
             if m.required:
@@ -112,7 +121,8 @@ class _Walk:
         known[i] = written
         for ci in self.ending[i]:
             f, idx = self.conds[ci]
-            if not evaluate(f, {self.members[k].key: known[k] for k in idx}):
+            env = {self.members[k].key: None if known[k] < 0 else self.members[k].options()[known[k]][1] for k in idx}
+            if not evaluate(f, env):
                 return None
         kept = tuple(sorted((k, v) for k, v in known.items() if self.until.get(k, -1) > i))
         return (i + 1, c2, kept)
@@ -125,9 +135,10 @@ class _Walk:
             nxt = [self._extra(s)]
             self.x_next[s] = nxt[0]
             if s[0] < self.n:
-                pair = (self._decide(s, True), self._decide(s, False))
-                self.y_next[s] = pair
-                nxt += list(pair)
+                wrote = [self._decide(s, j) for j in range(len(self.members[s[0]].options()))]
+                skipped = self._decide(s, -1)
+                self.y_next[s] = (wrote, skipped)
+                nxt += [*wrote, skipped]
             for t in nxt:
                 if t is not None and t not in seen:
                     seen.add(t)
@@ -142,8 +153,9 @@ class _Walk:
             if i == self.n:
                 y = self.constant_ok and c >= self.counts.lo
             else:
-                y = any(t is not None and (self._alive_x[t] if w else self._alive_y[t])
-                        for w, t in zip((True, False), self.y_next[s]))
+                wrote, skipped = self.y_next[s]
+                y = any(t is not None and self._alive_x[t] for t in wrote) or \
+                    skipped is not None and self._alive_y[skipped]
             self._alive_y[s] = y
             t = self.x_next[s]
             self._alive_x[s] = y or (t is not None and t != s and self._alive_x[t])
@@ -180,9 +192,10 @@ class _Walk:
                 alts.append("")
             else:
                 wrote, skipped = self.y_next[s]
-                if wrote is not None and self._alive_x[wrote]:
-                    m = self.members[s[0]]
-                    alts.append(f"{comma}{b.terminal(b.literal(m.key))} {b.colon} {m.piece.sym} {ref('x', wrote)}")
+                m = self.members[s[0]]
+                for t, (piece, _inside) in zip(wrote, m.options()):
+                    if t is not None and self._alive_x[t]:
+                        alts.append(f"{comma}{b.terminal(b.literal(m.key))} {b.colon} {piece.sym} {ref('x', t)}")
                 if skipped is not None and self._alive_y[skipped]:
                     alts.append(ref("y", skipped))
             b.set_rule(f"{prefix}_{kind}{ids[s]}", alts)

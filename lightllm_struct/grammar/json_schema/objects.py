@@ -15,8 +15,9 @@ from lightllm_struct.grammar.json_schema.builder import NOTHING, Piece
 from lightllm_struct.grammar.json_schema.key_classes import declared_value, extra_keys, matches, patterns_of
 from lightllm_struct.grammar.json_schema.key_names import names_fsm
 from lightllm_struct.grammar.json_schema.object_states import Counts, Member, object_rules
-from lightllm_struct.grammar.json_schema.presence import keys_of, object_conditions
+from lightllm_struct.grammar.json_schema.presence import keys_of, object_conditions, value_sets
 from lightllm_struct.grammar.json_schema.refs import escape_token
+from lightllm_struct.grammar.json_schema.value_classes import member_classes
 from lightllm_struct.grammar.json_schema.values import nonneg_int
 
 if TYPE_CHECKING:
@@ -47,15 +48,18 @@ def compile_object(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
             sub, sub_ptr = props[key], f"{ptr}/properties/{escape_token(key)}"
         else:
             sub, sub_ptr = (addl_schema if not any(matches(p, key) for p in pats) else True), ptr
-        piece = conv.compile(declared_value(key, sub, pats), base, sub_ptr) if allowed else NOTHING
-        members.append(Member(key, piece, key in required))
+        own = declared_value(key, sub, pats)
+        piece = conv.compile(own, base, sub_ptr) if allowed else NOTHING
+        sets = value_sets(conditions, key)
+        classes = tuple(member_classes(conv, own, piece, sets, base, sub_ptr)) if sets and piece.sym else None
+        members.append(Member(key, piece, key in required, classes))
     if any(m.required and m.piece.sym is None for m in members):
         return NOTHING
     lead = conv.lead_required[-1] and any(m.required for m in members)
     excluded = [m.key for m in members]
     if lead:  # a union branch: written from its first required property on, extras only after it
         first = next(i for i, m in enumerate(members) if m.required)
-        members = [Member(m.key, NOTHING, False) if i < first else m for i, m in enumerate(members)]
+        members = [Member(m.key, NOTHING, False, ()) if i < first else m for i, m in enumerate(members)]
     wanted = set(named)
     members = [m for m in members if m.piece.sym is not None or m.key in wanted]
     extras = extra_keys(conv, schema, base, ptr, excluded, names)

@@ -6,7 +6,9 @@ Boolean function of the set of keys present. With the keys in a fixed order, suc
 condition over the object's members (object_states.py walks it), so it is enforced exactly in the object
 grammar instead of as a union of object branches (which one LALR(1) table cannot decide in general).
 
-A formula is JSON (it goes into the converter's memo keys): ``["req", key]``, ``["not", f]``, ``["and", [fs]]``,
+Beyond presence, ``properties: {k: {const/enum...}}`` asks whether k's value lies in a finite set: ``["val", k,
+values]`` (value_classes.py splits k's value by such sets). A formula is JSON (it goes into the converter's
+memo keys): ``["req", key]``, ``["not", f]``, ``["and", [fs]]``,
 ``["or", [fs]]``, ``["one", [fs]]`` (exactly one), ``["true"]``. Besides its formula over objects, a schema has a
 truth value for every non-object instance (``required`` holds there vacuously, ``type: object`` does not).
 """
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.combinators import ANNOTATIONS
 from lightllm_struct.grammar.json_schema.refs import escape_token
+from lightllm_struct.grammar.json_schema.value_classes import set_key, value_set
 
 if TYPE_CHECKING:
     from lightllm_struct.grammar.json_schema.converter import Converter
@@ -34,12 +37,17 @@ class NotPresence(Exception):
     """The schema says more than which keys are present."""
 
 
-def evaluate(formula: Formula, present: Mapping[str, bool]) -> bool:
+def evaluate(formula: Formula, present: Mapping[str, frozenset[str] | None]) -> bool:
+    """``present``: for each key, None when absent, else the keys (value_classes.set_key) of the value sets
+    its value lies in."""
     op = formula[0]
     if op == "true":
         return True
     if op == "req":
-        return present[formula[1]]
+        return present[formula[1]] is not None
+    if op == "val":
+        inside = present[formula[1]]
+        return inside is not None and set_key(formula[2]) in inside
     if op == "not":
         return not evaluate(formula[1], present)
     values = [evaluate(f, present) for f in formula[1]]
@@ -48,13 +56,28 @@ def evaluate(formula: Formula, present: Mapping[str, bool]) -> bool:
 
 def keys_of(formula: Formula) -> list[str]:
     """The keys a formula mentions, in first-mention order."""
-    if formula[0] == "req":
+    if formula[0] in ("req", "val"):
         return [formula[1]]
     if formula[0] == "not":
         return keys_of(formula[1])
     if formula[0] == "true":
         return []
     return list(dict.fromkeys(k for f in formula[1] for k in keys_of(f)))
+
+
+def value_sets(formulas: list[Formula], key: str) -> list[list]:
+    """The value sets the formulas test ``key``'s value against (distinct)."""
+    out: dict[str, list] = {}
+    stack = list(formulas)
+    while stack:
+        f = stack.pop()
+        if f[0] == "val" and f[1] == key:
+            out.setdefault(set_key(f[2]), f[2])
+        elif f[0] == "not":
+            stack.append(f[1])
+        elif f[0] in ("and", "or", "one"):
+            stack.extend(f[1])
+    return list(out.values())
 
 
 def implies(a: Formula, b: Formula) -> Formula:
@@ -96,8 +119,11 @@ def presence_of(conv: Converter, schema: Any, base: str, ptr: str = "", depth: i
             if not isinstance(value, dict):
                 raise NotPresence
             for k, sub in value.items():
+                values = value_set(sub)
                 if sub is False:
                     parts.append(["not", ["req", k]])
+                elif values is not None:  # present -> its value is one of these (value_classes.py)
+                    parts.append(implies(["req", k], ["val", k, values]))
                 elif sub is not True and sub != {} and set(sub) - ANNOTATIONS:
                     raise NotPresence
         elif word == "dependentRequired":
