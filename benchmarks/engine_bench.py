@@ -5,7 +5,11 @@ kernel), free vs JSON-schema constrained, on a random-weight model of a real sha
 times what a server's step loop really costs per step, Python scheduling included. Run on a CUDA machine:
 
     PYTHONPATH=. python benchmarks/engine_bench.py --tokenizer-dir DIR --shape llama-3.2-1b --batch 32
+    PYTHONPATH=. python benchmarks/engine_bench.py --tokenizer-dir DIR --batches 1,32,128,256 --jump-forward off
     PYTHONPATH=. python benchmarks/engine_bench.py --tokenizer-dir DIR --shape llama-3.2-1b --ttft
+
+A step's time is start to start of consecutive ``Engine.step`` calls with no device sync between them (the
+overlapped loop's real period, host and device together); ``median_call_ms`` is the call alone.
 
 ``--ttft`` times, in a fresh engine, the first token of: the process's first constrained request (right
 after start-up, while the grammar warm-up may still run), then requests with schemas the engine has not
@@ -70,22 +74,28 @@ def run_steps(llm: LLM, *, batch: int, steps: int, constrained: bool, prompt_len
         prompt = [(17 * i + 5 * j) % 1000 + 3 for j in range(prompt_len)]  # distinct prompts: no prefix reuse
         engine.add_request(Request(prompt_token_ids=prompt, sampling=sampling, request_id=f"{constrained}-{i}",
                                    constraint=Constraint("json_schema", ARRAY_SCHEMA) if constrained else None))
-    times, produced, errors = [], 0, 0
+    times, starts, produced, errors = [], [], 0, 0
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     while engine.has_unfinished():
         if len(times) == steps + 2:
             for i in range(batch):
                 engine.abort_request(f"{constrained}-{i}")
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        # No device sync between steps: the overlapped loop keeps one step queued, and a sync here would
+        # time the host and the device one after the other instead of what a server sees.
         t = time.perf_counter()
+        starts.append(t)
         outs = engine.step()
         times.append(time.perf_counter() - t)
         for out in outs:
             produced += out.finished and len(out.token_ids)
             errors += out.finished and out.error is not None
     decode = times[2:]  # the first steps prefill (after the grammar compile)
+    periods = [b - a for a, b in zip(starts[2:], starts[3:steps + 3])]  # start to start: the step's real time
     # With jump-forward a step may append several forced tokens per request: tokens/s compares fairly.
-    return dict(median_step_ms=statistics.median(decode) * 1e3, mean_step_ms=statistics.fmean(decode) * 1e3,
+    return dict(median_step_ms=statistics.median(periods or decode) * 1e3,
+                mean_step_ms=statistics.fmean(periods or decode) * 1e3,
+                median_call_ms=statistics.median(decode) * 1e3,
                 steps=len(times), tokens=produced, tokens_per_s=produced / sum(times), errors=errors)
 
 
@@ -138,6 +148,9 @@ def main() -> None:
     parser.add_argument("--tokenizer-dir", type=Path, required=True)
     parser.add_argument("--shape", default="llama-3.2-1b", choices=sorted(SHAPES))
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batches", default=None,
+                        help="comma-separated batch sizes run by one engine (max_num_seqs = the largest)")
+    parser.add_argument("--jump-forward", default="both", choices=("both", "on", "off"))
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=None,
@@ -159,20 +172,24 @@ def main() -> None:
             finally:
                 llm.engine.shutdown()
             model_dir = None
-        for jump_forward in (True, False) if model_dir is not None else ():
-            llm = LLM(str(model_dir), device=args.device, max_num_seqs=args.batch, enable_jump_forward=jump_forward,
-                      num_kv_slots=args.batch * (args.prompt_len + max(args.steps, args.max_tokens or 0) + 8) + 64)
+        batches = [int(b) for b in args.batches.split(",")] if args.batches else [args.batch]
+        modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.jump_forward]
+        for jump_forward in modes if model_dir is not None else ():
+            top = max(batches)
+            llm = LLM(str(model_dir), device=args.device, max_num_seqs=top, enable_jump_forward=jump_forward,
+                      num_kv_slots=top * (args.prompt_len + max(args.steps, args.max_tokens or 0) + 8) + 64)
             try:
-                run_steps(llm, batch=args.batch, steps=8, constrained=True, prompt_len=args.prompt_len)  # warm-up
-                run_steps(llm, batch=args.batch, steps=8, constrained=False, prompt_len=args.prompt_len)
-                for constrained in (False, True, False, True):
-                    res = _maybe_profiled(args.profile, lambda: run_steps(
-                        llm, batch=args.batch, steps=args.steps, constrained=constrained, prompt_len=args.prompt_len,
-                        max_tokens=args.max_tokens))
-                    rows.append(dict(shape=args.shape, batch=args.batch, jump_forward=jump_forward,
-                                     max_tokens=args.max_tokens or args.steps,
-                                     constrained=constrained, **res))
-                    print(json.dumps(rows[-1]), flush=True)
+                for batch in batches:
+                    run_steps(llm, batch=batch, steps=8, constrained=True, prompt_len=args.prompt_len)  # warm-up
+                    run_steps(llm, batch=batch, steps=8, constrained=False, prompt_len=args.prompt_len)
+                    for constrained in (False, True, False, True):
+                        res = _maybe_profiled(args.profile, lambda: run_steps(
+                            llm, batch=batch, steps=args.steps, constrained=constrained, prompt_len=args.prompt_len,
+                            max_tokens=args.max_tokens))
+                        rows.append(dict(shape=args.shape, batch=batch, jump_forward=jump_forward,
+                                         max_tokens=args.max_tokens or args.steps,
+                                         constrained=constrained, **res))
+                        print(json.dumps(rows[-1]), flush=True)
             finally:
                 llm.engine.shutdown()
     if args.out:

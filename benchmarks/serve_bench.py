@@ -170,7 +170,7 @@ def run_plan(shape: str, clients: list[int], args, tmp: Path, out: Path, *, comp
             for mix in args.mixes.split(","):
                 row = run_load(url, name, clients=n, mix=mix, requests_per_client=args.requests_per_client,
                                max_tokens=args.max_tokens, constrained_max_tokens=args.constrained_max_tokens,
-                               schema=SCHEMA, validate=_validator())
+                               schema=SCHEMA, validate=_validator(), procs=max(1, -(-n // args.clients_per_proc)))
                 rows.append(row)
                 print(json.dumps({"shape": shape, **row}), flush=True)
         if compare_jump_forward:
@@ -221,6 +221,8 @@ def main() -> None:
     parser.add_argument("--constrained-max-tokens", type=int, default=160)
     parser.add_argument("--jump-forward-clients", type=int, default=8,
                         help="clients of the forced-keys schema, jump-forward on vs off (first plan; 0 = skip)")
+    parser.add_argument("--clients-per-proc", type=int, default=8,
+                        help="streaming clients per client process (one asyncio process cannot keep up with 64)")
     parser.add_argument("--server-arg", action="append", default=[], help="passed on to serve (repeatable)")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     args = parser.parse_args()

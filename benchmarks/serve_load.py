@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing as mp
 import statistics
 import time
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ async def _one(http: httpx.AsyncClient, url: str, body: dict, constrained: bool,
 
 
 async def _load(url: str, model: str, *, clients: int, mix: str, requests_per_client: int, max_tokens: int,
-                constrained_max_tokens: int, schema: dict, validate) -> tuple[list[RequestResult], float]:
+                constrained_max_tokens: int, schema: dict, validate, first: int = 0) -> tuple[list[RequestResult], float]:
     results: list[RequestResult] = []
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as http:
@@ -79,7 +80,7 @@ async def _load(url: str, model: str, *, clients: int, mix: str, requests_per_cl
                 results.append(await _one(http, url + "/v1/chat/completions", body, constrained, validate))
 
         start = time.perf_counter()
-        await asyncio.gather(*(client(i) for i in range(clients)))
+        await asyncio.gather(*(client(i) for i in range(first, first + clients)))
         return results, time.perf_counter() - start
 
 
@@ -90,18 +91,46 @@ def _pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def _load_in_process(queue, kwargs: dict) -> None:
+    queue.put(asyncio.run(_load(**kwargs)))
+
+
+def _load_spread(procs: int, **kwargs) -> tuple[list[RequestResult], float]:
+    """``_load`` with the clients split over ``procs`` processes (forked: ``validate`` need not pickle).
+
+    One asyncio process parsing every stream's SSE falls behind a fast server at tens of clients; its delay
+    would show as the server's TPOT."""
+    clients = kwargs.pop("clients")
+    shares = [clients // procs + (i < clients % procs) for i in range(procs)]
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    workers, first = [], 0
+    for share in (s for s in shares if s):
+        workers.append(ctx.Process(target=_load_in_process, args=(queue, dict(kwargs, clients=share, first=first))))
+        first += share
+    for w in workers:
+        w.start()
+    parts = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return [r for rs, _ in parts for r in rs], max(wall for _, wall in parts)
+
+
 def run_load(url: str, model: str, *, clients: int, mix: str, requests_per_client: int, max_tokens: int,
-             constrained_max_tokens: int, schema: dict, validate) -> dict:
-    """One load level: the summary row (tokens/s over the wall time, TTFT/TPOT p50/p99 in ms, validity)."""
-    results, wall = asyncio.run(_load(url, model, clients=clients, mix=mix, requests_per_client=requests_per_client,
-                                      max_tokens=max_tokens, constrained_max_tokens=constrained_max_tokens,
-                                      schema=schema, validate=validate))
+             constrained_max_tokens: int, schema: dict, validate, procs: int = 1) -> dict:
+    """One load level: the summary row (tokens/s over the wall time, TTFT/TPOT p50/p99 in ms, validity);
+    ``procs`` > 1 spreads the clients over that many client processes."""
+    kwargs = dict(url=url, model=model, clients=clients, mix=mix, requests_per_client=requests_per_client,
+                  max_tokens=max_tokens, constrained_max_tokens=constrained_max_tokens, schema=schema,
+                  validate=validate)
+    procs = min(procs, clients)
+    results, wall = _load_spread(procs, **kwargs) if procs > 1 else asyncio.run(_load(**kwargs))
     ttft = [r.ttft_s * 1e3 for r in results if r.ttft_s is not None]
     tpot = [r.tpot_s * 1e3 for r in results if r.tpot_s is not None]
     constrained = [r for r in results if r.constrained]
     errors = [r.error for r in results if r.error]
     tokens = sum(r.tokens for r in results)
-    return dict(clients=clients, mix=mix, requests=len(results), out_tokens=tokens, wall_s=wall,
+    return dict(clients=clients, mix=mix, client_procs=procs, requests=len(results), out_tokens=tokens, wall_s=wall,
                 out_tokens_per_s=tokens / wall if wall else 0.0,
                 ttft_p50_ms=_pct(ttft, 0.5), ttft_p99_ms=_pct(ttft, 0.99),
                 tpot_p50_ms=_pct(tpot, 0.5), tpot_p99_ms=_pct(tpot, 0.99),

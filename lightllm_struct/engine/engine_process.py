@@ -12,17 +12,23 @@ from __future__ import annotations
 import importlib
 import logging
 import signal
+import sys
 import time
 from multiprocessing.connection import Connection
 
 import torch
 
+from lightllm_struct.engine.outbox import Outbox, OutboxClosed
 from lightllm_struct.engine.output_delta import DeltaEncoder
 from lightllm_struct.errors import EngineDeadError, LightLLMStructError
 
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 0.25
+SLOW_STEP_S = 0.25  # a step this long is logged with its shape (a compile, a stall: TTFT outliers)
+# How long a thread waiting for the GIL lets the holder run before asking for it: the outbox's thread sends
+# a step's outputs within this of the step (Python's default, 5 ms, is several decode steps).
+SWITCH_INTERVAL_S = 0.0005
 _MAX_CONSECUTIVE_STEP_FAILURES = 3
 
 
@@ -54,6 +60,9 @@ def run_engine_process(config, requests: Connection, outputs: Connection, warmup
     """The engine process's main function (a ``multiprocessing`` target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s engine: %(message)s")
+    from lightllm_struct.engine.compile_watch import watch_compiles
+
+    compiles = watch_compiles()  # before the engine: graph capture's compiles count too
     try:
         from lightllm_struct.engine.engine import Engine
 
@@ -62,23 +71,30 @@ def run_engine_process(config, requests: Connection, outputs: Connection, warmup
             from lightllm_struct.engine.warmup import warm_up
 
             warm_up(engine)
+        if compiles is not None:
+            logger.info("%d Triton kernel variants compiled in %.1f s before ready", compiles.total,
+                        compiles.seconds)
+            compiles.armed = True  # from here on each compile is logged: the warm-up missed it
     except BaseException as exc:  # noqa: BLE001 -- the server reports it and exits
         logger.exception("the engine failed to start")
         outputs.send(("failed", portable_error(exc)))
         return
     outputs.send(("ready", {"model_dir": str(engine.tokenizer.model_dir), "max_model_len": engine.max_model_len}))
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    outbox = Outbox(outputs)
     try:
         with torch.inference_mode():
-            _EngineLoop(engine, requests, outputs).run()
-    except (EOFError, BrokenPipeError, ConnectionResetError):
+            _EngineLoop(engine, requests, outbox, compiles=compiles).run()
+    except (EOFError, BrokenPipeError, ConnectionResetError, OutboxClosed):
         pass  # the server went away
     finally:
+        outbox.close()
         engine.shutdown()
 
 
 class _EngineLoop:
-    def __init__(self, engine, requests: Connection, outputs: Connection) -> None:
-        self.engine, self.requests, self.outputs = engine, requests, outputs
+    def __init__(self, engine, requests: Connection, outputs: Outbox, *, compiles=None) -> None:
+        self.engine, self.requests, self.outputs, self.compiles = engine, requests, outputs, compiles
         self.in_flight: set[str] = set()  # ids of the requests added and not yet finished
         self.deltas = DeltaEncoder()
         self.stopping = False
@@ -92,8 +108,11 @@ class _EngineLoop:
                 self._receive()
             if self.engine.has_unfinished():
                 try:
+                    start = time.perf_counter()
                     done = self.engine.step()
                     failures = 0
+                    if time.perf_counter() - start > SLOW_STEP_S:
+                        self._log_slow_step(time.perf_counter() - start, done)
                 except Exception as exc:  # noqa: BLE001 -- one bad step fails its requests, not the server
                     failures += 1
                     logger.exception("engine step failed (%d in a row)", failures)
@@ -102,12 +121,22 @@ class _EngineLoop:
                         raise
                     continue
                 if done:
-                    self.outputs.send(("outputs", [self._portable(out) for out in done]))
+                    self.outputs.put(("outputs", [self._portable(out) for out in done]))
             now = time.monotonic()
             if now - self.last_stats >= STATS_INTERVAL_S:
                 self.last_stats = now
-                stats = dict(self.engine.stats(), kv_reclaimable_slots=self.engine.kv.num_reclaimable)
-                self.outputs.send(("stats", stats))
+                stats = dict(self.engine.stats(), kv_reclaimable_slots=self.engine.kv.num_reclaimable,
+                             engine_messages_sent=self.outputs.num_sent, engine_messages_merged=self.outputs.num_merged,
+                             **(self.compiles.stats if self.compiles is not None else {}))
+                self.outputs.put(("stats", stats))
+
+    def _log_slow_step(self, seconds: float, done: list) -> None:
+        after = self.compiles.after_armed if self.compiles is not None else 0
+        logger.warning("slow step: %.2f s, %d running, %d waiting, %d outputs (%d new first tokens); "
+                       "Triton compiles after warm-up so far: %d %s", seconds, len(self.engine.scheduler.running),
+                       len(self.engine.scheduler.waiting), len(done),
+                       sum(1 for out in done if out.num_output_tokens == 1), after,
+                       self.compiles.last[-3:] if after else "")
 
     def _receive(self) -> None:
         while self.requests.poll(0):
@@ -118,7 +147,7 @@ class _EngineLoop:
                     self.engine.add_request(request)
                     self.in_flight.add(request.request_id)
                 except Exception as exc:  # noqa: BLE001 -- a bad request fails alone
-                    self.outputs.send(("error", request.request_id, portable_error(exc)))
+                    self.outputs.put(("error", request.request_id, portable_error(exc)))
             elif kind == "abort":
                 self.engine.abort_request(args[0])
             elif kind == "shutdown":
@@ -136,5 +165,5 @@ class _EngineLoop:
         error = portable_error(EngineStepError(f"the engine failed: {type(exc).__name__}: {exc}"))
         for request_id in list(self.in_flight):
             self.engine.abort_request(request_id)
-            self.outputs.send(("error", request_id, error))
+            self.outputs.put(("error", request_id, error))
         self.in_flight.clear()

@@ -70,6 +70,9 @@ class ReqToTokenTable:
     """Rows of ``[max_seq_len]`` slot ids, one row per running request: position -> KV slot.
 
     Attention gathers a request's context through its row, so a request's slots need not be contiguous.
+    On a device the host keeps a copy of each row's slots as it writes them (``slots_of``): reading them back
+    from the device would wait for every step queued there, and a request's prompt is cached and its slots
+    freed while the next forward runs.
     """
 
     def __init__(self, *, max_rows: int, max_seq_len: int, device: torch.device | str = "cpu") -> None:
@@ -77,6 +80,7 @@ class ReqToTokenTable:
         self.max_seq_len = max_seq_len
         self._free_rows = list(range(max_rows - 1, -1, -1))
         self._pending: list[tuple[int, int, torch.Tensor]] = []
+        self._host: list[list[int]] | None = None if self.table.device.type == "cpu" else [[] for _ in range(max_rows)]
 
     @property
     def num_free_rows(self) -> int:
@@ -88,6 +92,8 @@ class ReqToTokenTable:
         return self._free_rows.pop()
 
     def free_row(self, row: int) -> None:
+        if self._host is not None:
+            self._host[row] = []
         self._free_rows.append(row)
 
     def write(self, row: int, start: int, slots: torch.Tensor) -> None:
@@ -98,6 +104,11 @@ class ReqToTokenTable:
         """
         if slots.numel():
             self._pending.append((row, start, slots))
+            if self._host is not None:
+                host = self._host[row]
+                if len(host) < start:
+                    host.extend([0] * (start - len(host)))
+                host[start:start + slots.numel()] = slots.tolist()
 
     def flush(self) -> None:
         """Apply the recorded writes to the table."""
@@ -120,6 +131,8 @@ class ReqToTokenTable:
         return self.table[index, :length]
 
     def slots_of(self, row: int, length: int) -> torch.Tensor:
-        """The slots of the first ``length`` positions of ``row`` (host copy)."""
+        """The slots of the first ``length`` positions of ``row`` (host copy; never waits for the device)."""
+        if self._host is not None:
+            return torch.tensor(self._host[row][:length], dtype=torch.int64)
         self.flush()
-        return self.table[row, :length].to("cpu")
+        return self.table[row, :length].clone()

@@ -88,7 +88,8 @@ class Scheduler:
     def schedule(self) -> ScheduledBatch:
         """Plan the next step: continue running requests, then admit waiting ones while budget and memory last."""
         batch, budget = ScheduledBatch(), self.config.max_num_batched_tokens
-        i = 0
+        i = self._continue_all(batch, budget)
+        budget -= batch.num_tokens
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
             # A token still in flight is computed now too: its id comes from the device (overlapped steps).
@@ -109,6 +110,31 @@ class Scheduler:
             batch.add(seq, seq.num_computed, self._alloc(seq, n))
             budget -= n
         return batch
+
+    def _continue_all(self, batch: ScheduledBatch, budget: int) -> int:
+        """The common step: every running request continues and the free slots suffice (nothing to evict or
+        preempt), so their slots come from one allocation. Returns how many were scheduled (0: the
+        request-by-request loop decides)."""
+        plan, total = [], 0
+        for seq in self.running:
+            if total >= budget:
+                return 0  # the budget ends inside the running set: the loop handles the cut
+            n = min(seq.num_tokens + seq.num_inflight - seq.num_computed, budget - total)
+            if self.max_decode_tokens is not None and seq.num_computed >= len(seq.req.prompt_token_ids):
+                n = min(n, self.max_decode_tokens)
+            plan.append(n)
+            total += n
+        if not plan or total > self.allocator.num_free:
+            return 0
+        slots = self.allocator.alloc(total)
+        offset = 0
+        for seq, n in zip(self.running, plan):
+            mine = slots[offset:offset + n]
+            offset += n
+            self.table.write(seq.row, seq.num_computed, mine)
+            batch.add(seq, seq.num_computed, mine)
+            seq.num_computed += n
+        return len(plan)
 
     def finish(self, seq: Sequence) -> None:
         """Release a finished (stopped, length, aborted, failed) sequence's slots and row."""

@@ -3,11 +3,19 @@
 CUDA graphs are captured when the engine is built; this compiles the rest: the Triton prefill and sampling
 kernels (masked and unmasked variants, a long prompt's block size), and the grammar machinery (the grammar
 manager's own warm-up where it has one, and one constrained request end to end).
+
+The sampling kernel runs outside the graphs on the step's real row count, and its launch changes with that
+count (the split of a row over programs, a compile-time constant, and Triton's specialisation of its integer
+arguments), as the penalties kernel's does with its entry and row counts: every row count the engine can
+sample is run once here, so that no batch size met under load compiles a variant (seconds, during which the
+whole batch waits: the TTFT outliers of issue 19).
 """
 from __future__ import annotations
 
 import logging
 import time
+
+import torch
 
 from lightllm_struct.request import Constraint, Request, SamplingParams
 
@@ -48,6 +56,39 @@ def warm_up(engine, *, timeout_s: float = 120.0) -> float:
         except Exception:  # noqa: BLE001 -- a failed warm-up costs the first request time, nothing more
             logger.warning("grammar warm-up did not finish", exc_info=True)
     engine.flush_prefix_cache()
+    if engine.device.type == "cuda":
+        warm_sampler(engine)
     seconds = time.perf_counter() - start
     logger.info("warm-up took %.1f s", seconds)
     return seconds
+
+
+def warm_sampler(engine, *, penalty_counts: tuple[int, ...] = (1, 2, 16)) -> int:
+    """Run ``engine.sampler`` at every row count 1..max_num_seqs, with and without a grammar mask, and the
+    penalties at entry x row counts of each of Triton's integer classes (1, a multiple of 16, other);
+    returns the launches made. Outputs are discarded."""
+    from lightllm_struct.engine.sampler import SamplingTensors
+    from lightllm_struct.kernels.reference import SparsePenalties
+
+    device, vocab, rows = engine.device, engine.model_config.vocab_size, engine.config.max_num_seqs
+    logits = torch.zeros(rows, vocab, dtype=torch.float32, device=device)
+    mask = torch.full((rows, (vocab + 31) // 32), -1, dtype=torch.int32, device=device)
+    launches = 0
+
+    def params(b: int, penalties=None) -> SamplingTensors:
+        return SamplingTensors.from_lists(temperature=[0.7] * b, top_p=[1.0] * b, top_k=[0] * b, seed=[0] * b,
+                                          step=[0] * b, penalties=penalties, device=device)
+
+    for b in range(1, rows + 1):
+        for bitmask in (None, mask[:b]):
+            engine.sampler(logits[:b], params(b), bitmask)
+            launches += 1
+    for b in (n for n in penalty_counts if n <= rows):
+        for per_row in penalty_counts:
+            entries = [{t: (1.0, 1.0, 0.0) for t in range(per_row)}] + [{}] * (b - 1)  # n = per_row entries
+            pen = SparsePenalties.from_rows(entries, [(1.1, 0.1, 0.1)] * b, device=device)
+            engine.sampler(logits[:b], params(b, pen), None)
+            launches += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return launches

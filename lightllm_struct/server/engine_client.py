@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import multiprocessing as mp
+import sys
 import threading
 import time
 
@@ -21,6 +22,10 @@ from lightllm_struct.errors import EngineDeadError, LightLLMStructError
 from lightllm_struct.request import Request
 
 logger = logging.getLogger(__name__)
+
+# The reader thread shares this process's GIL with the event loop that writes every SSE chunk: with Python's
+# default switch interval (5 ms) it would get the GIL back after each pipe read only that much later.
+SWITCH_INTERVAL_S = 0.0005
 
 
 class EngineStartError(LightLLMStructError):
@@ -65,6 +70,7 @@ class EngineClient(AsyncEngine):
         EngineStartError
             If it died or did not report within ``timeout_s``.
         """
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.process.start()
         atexit.register(self._stop_at_exit)  # runs before multiprocessing's own exit handler joins it
         for end in self._child_ends:
@@ -129,11 +135,7 @@ class EngineClient(AsyncEngine):
             while True:
                 kind, *args = self._outputs.recv()
                 if kind == "outputs":
-                    for delta, error in args[0]:
-                        out = self._deltas.decode(delta)
-                        if error is not None:
-                            out = _with_exception(out, rebuild_error(error))
-                        self._publish(out.request_id, out)
+                    self._publish_outputs(args[0])
                 elif kind == "error":
                     self._publish(args[0], rebuild_error(args[1]))
                 elif kind == "stats":
@@ -150,6 +152,34 @@ class EngineClient(AsyncEngine):
             ids = list(self._streams)
         for request_id in ids:
             self._publish(request_id, self.dead)
+
+
+    def _publish_outputs(self, deltas: list[tuple]) -> None:
+        """Rebuild a message's snapshots and hand each request its newest, one event-loop callback a loop.
+
+        Snapshots are cumulative (the whole text and every token so far), so when a message carries several
+        of one request (steps merged while the server was busy) only the last is worth a stream's time.
+        """
+        latest: dict[str, object] = {}
+        for delta, error in deltas:
+            out = self._deltas.decode(delta)
+            latest[out.request_id] = out if error is None else _with_exception(out, rebuild_error(error))
+        by_loop: dict = {}
+        with self._lock:
+            for request_id, out in latest.items():
+                stream = self._streams.get(request_id)
+                if stream is not None:  # else its caller already left
+                    by_loop.setdefault(stream.loop, []).append((stream.queue, out))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:
+                pass  # the caller's event loop is closed
+
+
+def _deliver(items: list) -> None:
+    for queue, item in items:
+        queue.put_nowait(item)
 
 
 def _with_exception(out, exc: BaseException):

@@ -58,3 +58,21 @@ def test_table_applies_a_steps_writes_together_in_order():
     assert table.slots_of(a, 4).tolist() == [9, 8, 7, 6] and table.slots_of(b, 3).tolist() == [4, 5, 3]
     table.write(a, 1, torch.tensor([1, 2]))  # rewritten after a rollback: the newest value wins
     assert table.rows([a], 4).tolist() == [[9, 1, 2, 6]]
+
+
+def test_a_device_table_answers_slots_of_from_its_host_copy():
+    """On a device, ``slots_of`` reads the host's copy of the writes (a read from the device would wait for
+    every queued step); the ``meta`` device holds no data, so only the host copy can answer here."""
+    table = ReqToTokenTable(max_rows=2, max_seq_len=16, device="meta")
+    row = table.alloc_row()
+    table.write(row, 0, torch.tensor([7, 8, 9]))  # a cached prefix
+    table.write(row, 3, torch.tensor([4]))  # decode steps
+    table.write(row, 4, torch.tensor([5]))
+    table.write(row, 0, torch.tensor([1, 2]))  # the prefix cache swaps in its own slots for a prefix
+    table.rows([row], 5)  # flushes to the device copy (meta: shapes only)
+    assert table.slots_of(row, 5).tolist() == [1, 2, 9, 4, 5]
+    assert table.slots_of(row, 2).tolist() == [1, 2]
+    table.free_row(row)
+    again = table.alloc_row()
+    table.write(again, 0, torch.tensor([3]))
+    assert again == row and table.slots_of(again, 1).tolist() == [3]
