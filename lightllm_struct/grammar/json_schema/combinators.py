@@ -21,6 +21,8 @@ _LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties
 _UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties", "maxContains")
 # Patterns beyond the first of a merged node: every one must match (scalars.py intersects their automata).
 MORE_PATTERNS = "$lightllm:patterns"
+# Patterns no string of the node may match (complements of ``pattern`` and of string const/enum, negation.py).
+NOT_PATTERNS = "$lightllm:notPatterns"
 _SCHEMA_VALUED = ("items", "additionalProperties", "propertyNames", "unevaluatedItems", "unevaluatedProperties")
 MAX_BRANCHES = 64
 
@@ -125,8 +127,14 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
         out["uniqueItems"] = True
     _merge_branches(a, b, out, pointer)
     _merge_patterns(a, b, out)
+    excluded = list(dict.fromkeys(p for s in (a, b) for p in s.get(NOT_PATTERNS, [])))
+    if excluded:
+        out[NOT_PATTERNS] = excluded
+    if "not" in a and "not" in b and not json_equal(a["not"], b["not"]):
+        out["not"] = {"anyOf": [a["not"], b["not"]]}  # ¬x ∧ ¬y = ¬(x ∨ y)
     handled = {"type", "properties", "additionalProperties", "prefixItems", "items", "enum", "const", "required",
-               "uniqueItems", "anyOf", "oneOf", "pattern", MORE_PATTERNS, *_LOWER, *_UPPER, *ANNOTATIONS}
+               "uniqueItems", "anyOf", "oneOf", "pattern", MORE_PATTERNS, NOT_PATTERNS, *_LOWER, *_UPPER,
+               *ANNOTATIONS} | ({"not"} if "not" in out else set())
     for key in (k for s in (a, b) for k in s if k not in handled):
         if key in a and key in b and not json_equal(a[key], b[key]):
             if key in _SCHEMA_VALUED:
@@ -147,14 +155,25 @@ def _merge_patterns(a: dict, b: dict, out: dict) -> None:
         out[MORE_PATTERNS] = patterns[1:]
 
 
+def as_jsonschema(schema: dict) -> dict:
+    """``schema`` with this package's internal keywords written as JSON Schema (for ``jsonschema`` checks)."""
+    if MORE_PATTERNS not in schema and NOT_PATTERNS not in schema:
+        return schema
+    out = {k: v for k, v in schema.items() if k not in (MORE_PATTERNS, NOT_PATTERNS)}
+    extra = [{"pattern": p} for p in schema.get(MORE_PATTERNS, [])]
+    if schema.get(NOT_PATTERNS):
+        extra.append({"not": {"type": "string", "anyOf": [{"pattern": p} for p in schema[NOT_PATTERNS]]}})
+    return {**out, "allOf": [*out.get("allOf", []), *extra]}
+
+
 def _merge_branches(a: dict, b: dict, out: dict, pointer: str) -> None:
     for key in ("anyOf", "oneOf"):
         if key in a and key in b:
-            if key == "oneOf":
-                raise UnsupportedSchemaFeature("cannot merge two oneOf", pointer=f"{pointer}/oneOf")
             pairs = list(itertools.product(a[key], b[key]))
             if len(pairs) > MAX_BRANCHES:
-                raise UnsupportedSchemaFeature("anyOf product too large to merge", pointer=f"{pointer}/anyOf")
+                raise UnsupportedSchemaFeature(f"{key} product too large to merge", pointer=f"{pointer}/{key}")
+            # exactly one a_i and exactly one b_j  <=>  exactly one pair (a_i, b_j): if a_i, a_k and b_j held,
+            # both (a_i, b_j) and (a_k, b_j) would; so two oneOfs merge into the oneOf of their pairs
             out[key] = [{"allOf": [x, y]} for x, y in pairs]
         elif key in a or key in b:
             out[key] = a[key] if key in a else b[key]

@@ -15,13 +15,15 @@ import jsonschema
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema import scalars
 from lightllm_struct.grammar.json_schema.builder import KINDS, NOTHING, GrammarBuilder, Piece
-from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MORE_PATTERNS, Unsatisfiable,
-                                                              absorb_unevaluated, merge)
+from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MORE_PATTERNS, NOT_PATTERNS, Unsatisfiable,
+                                                              absorb_unevaluated, as_jsonschema, merge)
 from lightllm_struct.grammar.json_schema.arrays import compile_array
 from lightllm_struct.grammar.json_schema.objects import compile_object
 from lightllm_struct.grammar.json_schema.values import const_piece
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
+from lightllm_struct.grammar.json_schema.exclusive import exclusive_branches
+from lightllm_struct.grammar.json_schema.negation import Negator
 from lightllm_struct.grammar.json_schema.presence import PRESENCE, absorb
 from lightllm_struct.grammar.json_schema.refs import RefResolver
 
@@ -37,7 +39,7 @@ TYPE_KEYWORDS = {
 }
 _GENERIC = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "nullable", "not", "if", "then", "else"}
 KNOWN_KEYWORDS = _GENERIC | ANNOTATIONS | {k for ks in TYPE_KEYWORDS.values() for k in ks} | {INTEGER_SYNTAX,
-                                                                                           MORE_PATTERNS, PRESENCE}
+                                                                                           MORE_PATTERNS, PRESENCE, NOT_PATTERNS}
 JSON_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
 MAX_MERGE_DEPTH = 64
 
@@ -160,19 +162,29 @@ class Converter:
             return self._compile_enum(schema, ptr)
         # anyOf/oneOf/not/if that only ask which keys are present: conditions inside the object's rules
         schema = absorb(self, schema, base)
-        if "not" in schema:
-            schema = _apply_not(schema, ptr)
-            if schema is None:
-                return NOTHING
+        if "not" in schema:  # folded into positive keywords, which may bring an enum or another not: again
+            schema = self._apply_not(schema, base, ptr)
+            return NOTHING if schema is None else self._compile_flat(schema, base, ptr)
         self._check_generic(schema, ptr)
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 return self._compile_branches(schema, key, base, ptr)
         return self._compile_types(schema, base, ptr)
 
+    def _flattener(self, base: str):
+        return lambda schema, ptr: self._flat(schema, base, ptr, 0)
+
+    def _apply_not(self, schema: dict, base: str, ptr: str) -> dict | None:
+        """``schema`` with its ``not`` replaced by the complement's positive pieces (negation.py); None: nothing."""
+        rest = {k: v for k, v in schema.items() if k != "not"}
+        negator = Negator(self._flattener(base), assert_formats=self.builder.assert_formats)
+        pieces = negator.negate(schema["not"], f"{ptr}/not", within=rest)
+        if not pieces:
+            return None
+        single = len(pieces) == 1 and not {"allOf", "$ref"} & set(pieces[0])  # merge takes flat schemas only
+        return merge(rest, pieces[0] if single else {"anyOf": pieces}, pointer=f"{ptr}/not")
+
     def _check_generic(self, schema: dict, ptr: str) -> None:
-        if "not" in schema:
-            raise UnsupportedSchemaFeature("not is not supported", pointer=f"{ptr}/not")
         if "if" in schema and ("then" in schema or "else" in schema):
             raise UnsupportedSchemaFeature("if/then/else is not supported", pointer=f"{ptr}/if")
 
@@ -196,7 +208,7 @@ class Converter:
             checker = cls.FORMAT_CHECKER if self.builder.assert_formats else None
             self._validator = cls(self.root, format_checker=checker)
         try:
-            validator = self._validator.evolve(schema=schema)
+            validator = self._validator.evolve(schema=as_jsonschema(schema))
             validator.is_valid(None)
         except jsonschema.exceptions.SchemaError as exc:
             raise SchemaError(f"invalid schema: {exc.message}", pointer=ptr) from exc
@@ -208,7 +220,7 @@ class Converter:
     def scalar_const(self, value: Any) -> Piece:
         return scalars.const_scalar(self.builder, value)
 
-    def _compile_branches(self, schema: dict, key: str, base: str, ptr: str) -> Piece:
+    def _compile_branches(self, schema: dict, key: str, base: str, ptr: str, *, label: str | None = None) -> Piece:
         branches = schema[key]
         if not isinstance(branches, list) or not branches:
             raise SchemaError(f"{key} must be a non-empty array", pointer=f"{ptr}/{key}")
@@ -222,9 +234,14 @@ class Converter:
             # starts with its first required property instead (a discriminator, typically), a sound restriction.
             pieces = self._branch_pieces(branches, rest, key, base, ptr, union_mode=True)
         if key == "oneOf":
-            check_disjoint(pieces, pointer=f"{ptr}/oneOf")
+            try:
+                check_disjoint(pieces, pointer=f"{ptr}/oneOf")
+            except UnsupportedSchemaFeature:  # overlapping branches: exactly one, as disjoint pieces
+                exclusive = exclusive_branches(branches, rest, self._flattener(base),
+                                               assert_formats=self.builder.assert_formats, ptr=f"{ptr}/oneOf")
+                return self._compile_branches({**rest, "anyOf": exclusive}, "anyOf", base, ptr, label="oneOf")
         if sum(1 for p in pieces if p.regex is None and p.sym is not None) > 1:
-            self.union_pointers.append(f"{ptr}/{key}")
+            self.union_pointers.append(f"{ptr}/{label or key}")
         return self.builder.union(pieces)
 
     def _branch_pieces(self, branches: list, rest: dict, key: str, base: str, ptr: str, *,
@@ -259,35 +276,3 @@ class Converter:
                 pieces.append(scalars.compile_scalar(self.builder, schema, t, ptr))
         return self.builder.union(pieces, "types")
 
-
-def _apply_not(schema: dict, ptr: str) -> dict | None:
-    """Fold the ``not`` forms that have an exact positive equivalent: booleans, ``{"type": ...}`` and
-    ``{"required": [k]}``.
-
-    Returns None when nothing is left; other ``not`` forms stay (and are refused by the generic check).
-    """
-    negated = schema["not"]
-    rest = {k: v for k, v in schema.items() if k != "not"}
-    if negated is True or negated == {}:
-        return None
-    if negated is False:
-        return rest
-    if isinstance(negated, dict) and set(negated) - ANNOTATIONS == {"required"} and \
-            isinstance(negated["required"], list) and len(negated["required"]) == 1:
-        # "not required [k]": an object (required holds for anything else) without k
-        key = negated["required"][0]
-        return merge(rest, {"type": ["object"], "properties": {key: False}}, pointer=f"{ptr}/not")
-    if not isinstance(negated, dict) or set(negated) - ANNOTATIONS != {"type"}:
-        return schema
-    excluded = negated["type"]
-    excluded = {excluded} if isinstance(excluded, str) else set(excluded) if isinstance(excluded, list) else None
-    if excluded is None or not excluded <= set(JSON_TYPES):
-        raise SchemaError("type must be a type name or an array of them", pointer=f"{ptr}/not/type")
-    if "number" in excluded:
-        excluded.add("integer")
-    types = rest.get("type", list(JSON_TYPES))
-    types = [types] if isinstance(types, str) else types
-    if "integer" in excluded and "number" in types and "number" not in excluded:
-        raise UnsupportedSchemaFeature("not integer (non-integral numbers only)", pointer=f"{ptr}/not")
-    left = [t for t in types if t not in excluded]
-    return {**rest, "type": left} if left else None

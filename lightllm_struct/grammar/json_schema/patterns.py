@@ -20,6 +20,8 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_constants as sre_c  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
+from lightllm_struct.grammar.json_schema.anchors import (AnchorUnsupported, flat_alternatives, has_anchor,
+                                                        split_anchors)
 from lightllm_struct.grammar.json_schema.regex_util import (MAX_CODE_POINT, Ranges, alt, char_class, complement,
                                                            normalize, repeat)
 from lightllm_struct.grammar.json_schema.strings import ALL, ANY_UNIT, unit
@@ -57,15 +59,25 @@ def pattern_content_regex(pattern: str) -> str:
     Raises
     ------
     re.error : the pattern does not parse.
-    PatternUnsupported : back-references, look-around, word boundaries, inline flags, inner anchors.
+    PatternUnsupported : back-references, look-around, word boundaries, inline flags, anchors in repeats.
     """
     parsed = sre_parse.parse(pattern)
     if parsed.state.flags & (sre_c.SRE_FLAG_IGNORECASE | sre_c.SRE_FLAG_MULTILINE | sre_c.SRE_FLAG_DOTALL):
         raise PatternUnsupported("inline flags")
     tree = list(parsed)
     if len(tree) == 1 and tree[0][0] == sre_c.BRANCH:  # "a|^b$": each branch carries its own anchors
-        return alt([_anchored(list(branch)) for branch in tree[0][1][1]]) or ""
-    return _anchored(tree)
+        branches = [list(branch) for branch in tree[0][1][1]]
+    else:
+        branches = [tree]
+    try:  # anchors anywhere else: distributed into anchored alternatives (anchors.py)
+        flat = [seq for b in branches for seq in (flat_alternatives(b) if has_anchor(b) else [b])]
+        parts = [_anchored(split) for split in (split_anchors(seq, parsed.state) for seq in flat)
+                 if split is not None]
+    except AnchorUnsupported as exc:
+        raise PatternUnsupported(str(exc)) from exc
+    if not parts:
+        raise PatternUnsupported("a pattern whose anchors leave it nothing to match")
+    return alt(parts) or ""
 
 
 _SINGLE_UNIT = (sre_c.LITERAL, sre_c.NOT_LITERAL, sre_c.ANY, sre_c.IN, sre_c.CATEGORY)
@@ -104,16 +116,14 @@ def length_limited_content(pattern: str, lo: int, hi: int | None) -> str | None:
     return _seq(body)
 
 
-def _anchored(tree: list) -> str:
-    anchored_start = bool(tree) and tree[0] == (sre_c.AT, sre_c.AT_BEGINNING)
-    if anchored_start:
-        tree = tree[1:]
-    anchored_end = bool(tree) and tree[-1][0] == sre_c.AT and tree[-1][1] in (sre_c.AT_END, sre_c.AT_END_STRING)
-    if anchored_end:
-        tree = tree[:-1]
+def _anchored(split) -> str:
+    anchored_start, tree, anchored_end, end = split
     anything = ANY_UNIT if _RENDER.get() is encoded_unit else char_class(ALL)
     any_star = repeat(anything, 0, None) if anything else ""
     body = _seq(tree)
+    # Python's "$" also holds before one final newline: a complement (negation.py) needs that whole language
+    if anchored_end and end == sre_c.AT_END and _DOLLAR_NEWLINE.get():
+        body += repeat(_unit([(0x0A, 0x0A)]), 0, 1)
     return ("" if anchored_start else any_star) + body + ("" if anchored_end else any_star)
 
 
@@ -129,20 +139,25 @@ def encoded_unit(ranges: Ranges) -> str | None:
 # How a code-point set is written: as JSON string content (the grammar's terminals), or as the bare characters
 # (decoded text, for automaton products that are encoded only at the end, see fsm_regex.intersection).
 _RENDER: contextvars.ContextVar = contextvars.ContextVar("pattern_render", default=encoded_unit)
+# Whether "$" takes Python's final-newline slack (a superset of the ECMA "$" the grammar uses for patterns that
+# must match, which is the sound side there; a pattern that must *not* match needs the superset instead).
+_DOLLAR_NEWLINE: contextvars.ContextVar = contextvars.ContextVar("pattern_dollar_newline", default=False)
 
 
-def pattern_decoded_regex(pattern: str) -> str:
-    """Full-match regex over *decoded* text for strings that ``re.search(pattern, text)`` matches.
+def pattern_decoded_regex(pattern: str, *, python_dollar: bool = False) -> str:
+    """Full-match regex over *decoded* text for strings that ``re.search(pattern, text)`` matches (with
+    ``python_dollar``, also those that match only through ``$`` before a final newline).
 
     Raises
     ------
     re.error, PatternUnsupported : as pattern_content_regex.
     """
-    token = _RENDER.set(char_class)
+    token, dollar = _RENDER.set(char_class), _DOLLAR_NEWLINE.set(python_dollar)
     try:
         return pattern_content_regex(pattern)
     finally:
         _RENDER.reset(token)
+        _DOLLAR_NEWLINE.reset(dollar)
 
 
 def _unit(ranges: Ranges) -> str:

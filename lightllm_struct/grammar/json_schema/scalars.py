@@ -17,7 +17,7 @@ from lightllm_struct.grammar.json_schema.patterns import (
     length_range,
     pattern_content_regex,
 )
-from lightllm_struct.grammar.json_schema.combinators import MORE_PATTERNS
+from lightllm_struct.grammar.json_schema.combinators import MORE_PATTERNS, NOT_PATTERNS
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.fsm_regex import intersection
 from lightllm_struct.grammar.json_schema.multiples import multiple_fsm, step_parts
@@ -113,7 +113,12 @@ def _string(schema: dict, ptr: str, *, assert_formats: bool = True) -> str | Non
     if not assert_formats or fmt not in FORMATS:
         fmt = None
     content = _pattern(pattern, ptr) if pattern is not None else None
-    more = [p for p in schema.get(MORE_PATTERNS, []) if _pattern(p, ptr)]  # merged allOf patterns: all must hold
+    # merged allOf patterns (all must hold) and complements (negation.py: none may match); _pattern checks
+    # each one (a pattern whose content regex is empty, "^$", counts all the same)
+    more = [p for p in schema.get(MORE_PATTERNS, []) if _pattern(p, ptr) is not None]
+    excluded = [p for p in schema.get(NOT_PATTERNS, []) if _pattern(p, ptr) is not None]
+    if excluded:
+        return _intersection([] if pattern is None else [pattern, *more], fmt, (lo, hi), ptr, excluded=excluded)
     if fmt is None and content is None:
         return string_regex(lo, hi)
     counted = lengths and not _implied(pattern, fmt, lo, hi)
@@ -129,11 +134,13 @@ def _string(schema: dict, ptr: str, *, assert_formats: bool = True) -> str | Non
 
 
 def _intersection(patterns: list[str], fmt: str | None, lengths: tuple[int, int | None] | None,
-                  ptr: str) -> str | None:
-    """Strings matching the patterns, format and lengths given: the product of their automata over decoded
-    text, written back as JSON string content."""
+                  ptr: str, *, excluded: list[str] = ()) -> str | None:
+    """Strings matching the patterns, format and lengths given and none of the ``excluded`` patterns: the
+    product of their automata over decoded text, written back as JSON string content."""
     parts = [FORMATS[fmt]] if fmt is not None else []  # format regexes are ASCII: their own decoded form
     parts += [pattern_decoded_regex(p) for p in patterns]
+    # what must not match takes Python's wider "$" (jsonschema's verdict), so no value it rejects gets through
+    minus = [pattern_decoded_regex(p, python_dollar=True) for p in excluded]
     if lengths is not None:
         lo, hi = lengths
         if max(lo, hi or 0) > MAX_INTERSECTED_LENGTH:
@@ -141,7 +148,7 @@ def _intersection(patterns: list[str], fmt: str | None, lengths: tuple[int, int 
                                            "pattern or format", pointer=f"{ptr}/{'maxLength' if hi else 'minLength'}")
         parts.append(repeat(char_class(ALL) or "", lo, hi))
     try:
-        content = intersection(parts, render=encoded_unit)
+        content = intersection(parts, minus, render=encoded_unit)
         return None if content is None else '"' + content + '"'
     except OverflowError as exc:
         raise UnsupportedSchemaFeature(f"pattern/format/length combination too large to intersect ({exc})",

@@ -1,0 +1,42 @@
+"""``oneOf`` whose branches may overlap, enforced exactly: "exactly one" as a union of disjoint pieces.
+
+``oneOf [B1, ..., Bn]`` holds exactly when some ``Bi`` holds and no other does, so it is the anyOf of
+``Bi ∧ ¬(B1 ∨ ... ∨ Bi-1 ∨ Bi+1 ∨ ... ∨ Bn)``, each complement written as positive schemas by negation.py.
+The pieces of different ``i`` are disjoint by construction (and those of one ``i`` too, see negation.py), so
+the union needs no further exclusivity check; whether one LALR(1) table can parse it is checked as for any
+union. A branch whose complement has no exact form refuses the oneOf by the pointer of that keyword.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
+from lightllm_struct.grammar.json_schema.combinators import MAX_BRANCHES, Unsatisfiable
+from lightllm_struct.grammar.json_schema.negation import Flatten, Negator
+
+
+def exclusive_branches(branches: list, rest: dict, flatten: Flatten, *, assert_formats: bool,
+                       ptr: str) -> list[Any]:
+    """anyOf branches (schemas) whose union is exactly ``oneOf: branches`` under ``rest``.
+
+    Raises
+    ------
+    UnsupportedSchemaFeature : a branch with no exact complement here, or too many pieces.
+    """
+    negator = Negator(flatten, assert_formats=assert_formats)
+    out: list[Any] = []
+    for i, branch in enumerate(branches):
+        if branch is False:
+            continue
+        try:
+            within = flatten({"allOf": [rest, branch]} if rest else branch, f"{ptr}/{i}")
+        except Unsatisfiable:
+            continue  # this branch accepts nothing under rest
+        except UnsupportedSchemaFeature:
+            within = None
+        others = [j for j in range(len(branches)) if j != i]
+        for piece in negator.none_of([branches[j] for j in others], ptr, within=within, indices=others):
+            out.append(branch if piece == {} else {"allOf": [branch, piece]})
+        if len(out) > MAX_BRANCHES:
+            raise UnsupportedSchemaFeature("oneOf: exactly-one needs too many pieces", pointer=ptr)
+    return out
