@@ -82,6 +82,12 @@ def _add_server_limits(serve: argparse.ArgumentParser) -> None:
                        help="open connections plus tasks beyond which new requests get 503")
     group.add_argument("--timeout-keep-alive", type=int, default=30,
                        help="seconds an idle keep-alive connection is held open")
+    group.add_argument("--timeout-header", type=float, default=10.0,
+                       help="seconds a connection has to send a complete request head (slowloris guard)")
+    group.add_argument("--timeout-idle", type=float, default=30.0,
+                       help="seconds a request body may stop arriving before its connection is closed")
+    group.add_argument("--max-connections", type=int, default=1024,
+                       help="open connections beyond which new ones get a 503 and are closed at once")
     group.add_argument("--allow-public-without-key", action="store_true",
                        help="serve a non-loopback --host without an API key (otherwise refused)")
 
@@ -132,9 +138,25 @@ def serve(args: argparse.Namespace) -> None:
     engine_process = config.tensor_parallel_size == 1 if args.engine_process is None else args.engine_process
     app = build_app(config, served_model_name=args.served_model_name, max_pending=args.max_pending,
                     policy=policy, engine_process=engine_process, warmup=args.warmup)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_keep_alive=args.timeout_keep_alive, limit_concurrency=args.limit_concurrency,
-                h11_max_incomplete_event_size=_MAX_HEADER_BYTES)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **uvicorn_options(args))
+
+
+def uvicorn_options(args: argparse.Namespace) -> dict:
+    """uvicorn's settings of the limit flags: its own timeouts and caps, plus the connection guards
+    (``server/connections.py``); the open-file limit is raised so the cap, not fd exhaustion, refuses first.
+
+    Raises
+    ------
+    ConfigError
+        A timeout that is not positive or a cap below 1.
+    """
+    from lightllm_struct.server.connections import guarded_protocol, raise_open_file_limit
+
+    raise_open_file_limit(args.max_connections)
+    protocol = guarded_protocol(header_timeout_s=args.timeout_header, idle_timeout_s=args.timeout_idle,
+                                max_connections=args.max_connections)
+    return {"http": protocol, "timeout_keep_alive": args.timeout_keep_alive,
+            "limit_concurrency": args.limit_concurrency, "h11_max_incomplete_event_size": _MAX_HEADER_BYTES}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

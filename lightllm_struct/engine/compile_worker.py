@@ -88,7 +88,24 @@ class _VocabUnpickler(pickle.Unpickler):
             return self._tokenizer
         if pid == ("trie",):
             return self._tokenizer.trie
-        return self._tokenizer._shared[pid[1]]
+        return _shared_object(self._tokenizer, pid[1])
+
+
+def _shared_object(tok: Any, key: Any) -> Any:
+    """The receiver's own per-vocabulary object under ``key``, built here if this process has not yet (a
+    server's byte-vocabulary tracking grammars arrive before it ever computed a mask)."""
+    obj = tok._shared.get(key)
+    if obj is not None:
+        return obj
+    if key == "budget_columns":
+        from lightllm_struct.grammar.masks.budget import byte_columns
+
+        return byte_columns(tok)
+    if isinstance(key, tuple) and key[0] == "scan_cache":
+        from lightllm_struct.grammar.masks.token_mask import scan_cache_for
+
+        return scan_cache_for(tok, key[1])
+    raise KeyError(f"no per-vocabulary object {key!r} to attach the grammar to")
 
 
 def dump_grammar(grammar: Any, tokenizer: Any) -> bytes:
@@ -208,6 +225,10 @@ def compile_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple
         return "error", pack_error(GrammarTooComplex("the constraint nests too deeply to compile"))
     except Exception as exc:  # noqa: BLE001 -- every failure goes back typed; the worker lives on
         return "error", pack_error(exc)
+    except BaseException as exc:  # rpds (jsonschema's Rust maps) raises PanicException, a BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        return "error", pack_error(GrammarTooComplex("the constraint nests too deeply to compile"))
 
 
 def worker_main(conn: Any) -> None:

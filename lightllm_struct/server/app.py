@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from lightllm_struct.engine.async_engine import AsyncEngine
 from lightllm_struct.server.chat import create_chat_completion
 from lightllm_struct.server.completions import create_completion
+from lightllm_struct.server.compiles import ServerCompiles
 from lightllm_struct.server.errors import check_model, install_error_handlers, parse_json_body
 from lightllm_struct.server.metrics import CONTENT_TYPE, ServerMetrics
 from lightllm_struct.server.protocol import ModelCard, ModelList
@@ -21,7 +22,8 @@ from lightllm_struct.server.turns import TurnSupport
 
 
 def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_model_len: int,
-               policy: AccessPolicy | None = None, tool_call_format: str = "auto") -> FastAPI:
+               policy: AccessPolicy | None = None, tool_call_format: str = "auto",
+               compiles: ServerCompiles | None = None) -> FastAPI:
     """An app serving ``engine``; the engine thread starts with the app and stops with it.
 
     Parameters
@@ -38,6 +40,9 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
         API key, Host and CORS rules and the body size limit; by default no key, any host, no CORS.
     tool_call_format:
         The tool-call format (``tool_formats.py``), or "auto" to read it from the chat template.
+    compiles:
+        The server's compile workers (tool-turn grammars, structural tags, tracking grammars); by default two
+        workers with the engine's default deadline and limits.
 
     Raises
     ------
@@ -45,7 +50,7 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
         An unknown ``tool_call_format``, or one the chat template does not write (``TurnSupport.check_template``).
     """
     policy = policy or AccessPolicy()
-    turns = TurnSupport(tokenizer, tool_call_format=tool_call_format)
+    turns = TurnSupport(tokenizer, tool_call_format=tool_call_format, compiles=compiles)
     turns.check_template()
     state = ServerState(engine=engine, tokenizer=tokenizer, model_name=model_name,
                         max_model_len=max_model_len, metrics=ServerMetrics(engine.stats), turns=turns)
@@ -54,7 +59,9 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
     async def lifespan(_: FastAPI):
         if not engine.started:
             engine.start()
+        turns.compiles.pool.prestart()  # in the background: the first tool request finds them warm
         yield
+        turns.compiles.shutdown()
         engine.shutdown()
 
     app = FastAPI(title="lightllm-struct", version="0.1.0", lifespan=lifespan)
@@ -92,7 +99,7 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
     async def health() -> JSONResponse:
         stats = engine.stats()
         alive = engine.dead is None
-        body = {"status": "ok" if alive else "dead", "model": model_name, **stats}
+        body = {"status": "ok" if alive else "dead", "model": model_name, **stats, **turns.compiles.counters()}
         if not alive:
             body["error"] = str(engine.dead)
         return JSONResponse(body, status_code=200 if alive else 503)

@@ -45,8 +45,8 @@ async def create_chat_completion(state: ServerState, body: object, http: HTTPReq
     sampling = sampling_params(req, max_tokens=max_tokens, prompt_len=len(prompt_ids),
                                max_model_len=state.max_model_len, prompt_param="messages",
                                logprobs=req.num_logprobs())
-    # tool schemas convert to Lark: not on the event loop
-    spec, turn = await asyncio.to_thread(chat_constraint, req, state.turns.chat, prompt)
+    # tool schemas convert to Lark in the server's compile workers: never in this interpreter
+    spec, turn = await chat_constraint(req, state.turns, prompt)
     request = make_request(prompt_ids, sampling, prompt=prompt, constraint=spec,
                            vocab_size=state.tokenizer.vocab_size)
     runnings = await start_choices(state, with_choices([request], req.n), spec)

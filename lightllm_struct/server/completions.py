@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from lightllm_struct.request import Request, RequestOutput
 from lightllm_struct.server.chat import usage_of
 from lightllm_struct.server.choices import finish_choices, merged_outputs, start_choices, with_choices
-from lightllm_struct.server.constraints import constraint_of
+from lightllm_struct.server.constraints import request_constraint
 from lightllm_struct.server.logprobs import completion_logprobs
 from lightllm_struct.server.protocol import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, new_id
 from lightllm_struct.server.serving import Running, ServerState, encode_off_loop, make_request, sampling_params
@@ -52,7 +52,7 @@ def _logprobs(state: ServerState, out: RequestOutput, *, echo: bool, entries, of
 
 async def create_completion(state: ServerState, body: object, http: HTTPRequest) -> Response:
     req = CompletionRequest.model_validate(body)
-    spec = constraint_of(req)
+    spec = await request_constraint(req, state.turns.compiles)  # a structural tag converts in a worker
     requests = await _requests(state, req, spec)
     runnings = await start_choices(state, with_choices(requests, req.n), spec)
     if req.stream:

@@ -39,8 +39,12 @@ def _schema_from_text(text: str, param: str) -> Any:
         raise InvalidRequestError(f"{param} is not valid JSON: {exc}", param=param) from None
 
 
-def constraint_of(req: _SamplingRequest) -> ConstraintSpec | None:
-    """The output constraint of ``response_format`` or ``structured_outputs``, if any."""
+def constraint_of(req: _SamplingRequest, *, structural_tag_lark: str | None = None) -> ConstraintSpec | None:
+    """The output constraint of ``response_format`` or ``structured_outputs``, if any.
+
+    A structural tag is converted here unless ``structural_tag_lark`` gives its grammar already
+    (:func:`request_constraint` converts it in a compile worker).
+    """
     rf = req.response_format
     if rf is not None and rf.type == "json_object":
         return ConstraintSpec.of("json_object", None, "response_format")
@@ -57,11 +61,43 @@ def constraint_of(req: _SamplingRequest) -> ConstraintSpec | None:
     if so.grammar is not None:
         return ConstraintSpec.of("lark", so.grammar, "structured_outputs.grammar")
     if so.structural_tag is not None:
-        return ConstraintSpec.of("lark", _structural_tag_lark(so.structural_tag), "structured_outputs.structural_tag")
+        lark = structural_tag_lark if structural_tag_lark is not None else structural_tag_to_lark(so.structural_tag)
+        return ConstraintSpec.of("lark", lark, "structured_outputs.structural_tag")
     return ConstraintSpec.of("choice", list(so.choice), "structured_outputs.choice")
 
 
-def _structural_tag_lark(tag: Any) -> str:
+async def request_constraint(req: _SamplingRequest, compiles: Any) -> ConstraintSpec | None:
+    """:func:`constraint_of`, with a structural tag converted in one of the server's compile workers
+    (``compiles``, a ``ServerCompiles``): its schemas are the request's, of unbounded cost."""
+    so = req.structured_outputs
+    if so is None or so.structural_tag is None or _read_before_tag(req):
+        return constraint_of(req)
+    lark = await _in_worker(compiles, "structured_outputs.structural_tag", structural_tag_to_lark, so.structural_tag)
+    return constraint_of(req, structural_tag_lark=lark)
+
+
+def _read_before_tag(req: _SamplingRequest) -> bool:
+    """A constraint field that :func:`constraint_of` reads before the structural tag is set."""
+    so = req.structured_outputs
+    return req.response_format is not None and req.response_format.type in ("json_object", "json_schema") or \
+        so.json_ is not None or so.regex is not None or so.grammar is not None
+
+
+async def _in_worker(compiles: Any, param: str, fn: Any, *args: Any) -> Any:
+    """``compiles.call(fn, *args)`` with the pool's own errors (deadline, worker death) blamed on ``param``."""
+    from lightllm_struct.grammar.errors import GrammarError
+
+    try:
+        return await compiles.call(fn, *args)
+    except GrammarError as exc:
+        if exc.param is None:
+            exc.param = param
+            exc.message = f"{param}: {exc.message}"
+        raise
+
+
+def structural_tag_to_lark(tag: Any) -> str:
+    """The Lark grammar of a structural tag (run in a compile worker by :func:`request_constraint`)."""
     from lightllm_struct.grammar.errors import GrammarError
     from lightllm_struct.grammar.structural import turn_grammar
     from lightllm_struct.grammar.structural.tag import PARAM, structural_tag_spec
@@ -73,8 +109,8 @@ def _structural_tag_lark(tag: Any) -> str:
                                   param=PARAM) from exc
 
 
-def _answer_lark(spec: ConstraintSpec | None) -> str | None:
-    """The answer constraint as a Lark grammar to embed after reasoning or beside calls.
+def _answer_schema(spec: ConstraintSpec | None) -> tuple[Any, str] | None:
+    """The answer constraint as (JSON schema, parameter) to embed after reasoning or beside calls.
 
     Raises
     ------
@@ -83,37 +119,36 @@ def _answer_lark(spec: ConstraintSpec | None) -> str | None:
     """
     if spec is None:
         return None
-    from lightllm_struct.grammar.errors import GrammarError
-    from lightllm_struct.grammar.json_schema import json_schema_to_lark
-
     kind = spec.constraint.kind
     if kind not in ("json_schema", "json_object"):
         raise InvalidRequestError(f"{spec.param} cannot be combined with tools or a reasoning model; use a JSON "
                                   "schema", param=spec.param)
-    schema = {"type": "object"} if kind == "json_object" else spec.constraint.spec
-    try:
-        return json_schema_to_lark(schema, whitespace="compact")
-    except GrammarError as exc:
-        raise InvalidRequestError(f"{spec.param}: {exc.message}", param=spec.param) from exc
+    return ({"type": "object"} if kind == "json_object" else spec.constraint.spec), spec.param
 
 
-def chat_constraint(req: ChatCompletionRequest, chat: Any, prompt: str) -> tuple[ConstraintSpec | None, Any]:
+async def chat_constraint(req: ChatCompletionRequest, turns: Any, prompt: str) -> tuple[ConstraintSpec | None, Any]:
     """The constraint of a chat turn, and its turn grammar when tools or reasoning shape it (else None).
 
-    ``chat`` is the server's ``ChatFormat``; ``prompt`` the rendered prompt (it may open or skip reasoning).
+    ``turns`` is the server's ``TurnSupport`` (its ``chat`` format and its ``compiles`` workers, where the
+    tool schemas convert); ``prompt`` the rendered prompt (it may open or skip reasoning).
     """
-    plain = constraint_of(req)
+    from lightllm_struct.server.tools import turn_in_worker
+
+    chat = turns.chat
+    plain = await request_constraint(req, turns.compiles)
     choice = req.effective_tool_choice()
     if plain is not None and req.tools and choice not in ("none", "auto"):
         raise InvalidRequestError("tool_choice that forces a call cannot be combined with response_format "
                                   "or structured_outputs", param="tool_choice")
     if req.structured_outputs is not None and req.structured_outputs.structural_tag is not None:
         return plain, None  # the user's own structures: the output is theirs to read
-    calling = bool(req.tools) and choice != "none"
-    if not calling and chat.reasoning_of(prompt, None) is None:
+    spec = chat.turn_spec(req, prompt)
+    if spec is None:
         return plain, None
-    turn = chat.turn(req, prompt, _answer_lark(plain))
-    return ConstraintSpec.of("lark", turn.lark, "tools" if req.tools else "messages"), turn
+    answer = _answer_schema(plain)
+    param = "tools" if req.tools else "messages"
+    turn = await _in_worker(turns.compiles, param, turn_in_worker, spec, answer, turns.compiles.limits)
+    return ConstraintSpec.of("lark", turn.lark, param), turn
 
 
 def blame(exc: LightLLMStructError, spec: ConstraintSpec | None) -> LightLLMStructError:

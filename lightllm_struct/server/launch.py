@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from lightllm_struct.config import EngineConfig
 from lightllm_struct.engine.async_engine import AsyncEngine
 from lightllm_struct.server.app import create_app
+from lightllm_struct.server.compiles import ServerCompiles
 from lightllm_struct.server.security import AccessPolicy
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -36,6 +37,7 @@ def build_app(config: EngineConfig, *, served_model_name: str | None = None, max
         If the model cannot be loaded or the configuration is invalid.
     """
     name = served_model_name or model_name_of(config)
+    compiles = server_compiles(config)
     if engine_process:
         from lightllm_struct.engine.tokenizer import Tokenizer
         from lightllm_struct.server.engine_client import EngineClient
@@ -44,7 +46,7 @@ def build_app(config: EngineConfig, *, served_model_name: str | None = None, max
         info = client.start_process()
         return create_app(client, tokenizer=Tokenizer(info["model_dir"]), model_name=name,
                           max_model_len=info["max_model_len"], policy=policy,
-                          tool_call_format=config.tool_call_format)
+                          tool_call_format=config.tool_call_format, compiles=compiles)
     from lightllm_struct.engine.engine import Engine
 
     engine = Engine(config)
@@ -53,4 +55,13 @@ def build_app(config: EngineConfig, *, served_model_name: str | None = None, max
 
         warm_up(engine)
     return create_app(AsyncEngine(engine, max_pending=max_pending), tokenizer=engine.tokenizer, model_name=name,
-                      max_model_len=engine.max_model_len, policy=policy, tool_call_format=config.tool_call_format)
+                      max_model_len=engine.max_model_len, policy=policy, tool_call_format=config.tool_call_format,
+                      compiles=compiles)
+
+
+def server_compiles(config: EngineConfig) -> ServerCompiles:
+    """The server's compile workers under the engine's deadline, memory allowance and size limits."""
+    from lightllm_struct.engine.constraint_limits import constraint_limits
+
+    return ServerCompiles(workers=config.grammar_compile_threads, timeout_s=config.grammar_compile_timeout_s,
+                          memory_mb=config.grammar_compile_memory_mb, limits=constraint_limits(config))

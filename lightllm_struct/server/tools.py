@@ -140,14 +140,9 @@ class ChatFormat:
         opened = tail.endswith(THINK_OPEN)
         return Reasoning(open="" if opened else THINK_OPEN, close=THINK_CLOSE, max_units=max_units)
 
-    def turn(self, req: ChatCompletionRequest, prompt: str, answer: str | None) -> TurnGrammar | None:
-        """The grammar of the whole turn, or None when neither tools nor reasoning shape it.
-
-        Raises
-        ------
-        InvalidRequestError
-            A tool's ``parameters`` schema is invalid or unsupported (naming ``tools[i].function.parameters``).
-        """
+    def turn_spec(self, req: ChatCompletionRequest, prompt: str, answer: str | None = None) -> TurnSpec | None:
+        """What the turn may hold (cheap: no schema is converted), or None when neither tools nor reasoning
+        shape it; ``answer`` is a Lark grammar the answer must match (None: free text)."""
         choice = req.effective_tool_choice()
         reasoning = self.reasoning_of(prompt, req.max_reasoning_tokens)
         calling = bool(req.tools) and choice != "none"
@@ -158,11 +153,22 @@ class ChatFormat:
         if calling:
             mode = "auto" if choice == "auto" else "required"
             calls = self.calls(req.tools, choice)
-        spec = TurnSpec(calls=calls, mode=mode, parallel=req.parallel_tool_calls and self.fmt.parallel,
+        return TurnSpec(calls=calls, mode=mode, parallel=req.parallel_tool_calls and self.fmt.parallel,
                         separator=self.fmt.separator, block_open=self.fmt.block_open,
                         block_close=self.fmt.block_close, triggers=(self.fmt.trigger,) if mode == "auto" else (),
                         reasoning=reasoning, answer=answer)
-        return build_turn(spec)
+
+    def turn(self, req: ChatCompletionRequest, prompt: str, answer: str | None) -> TurnGrammar | None:
+        """The grammar of the whole turn, built here (the start-up template check; requests build theirs in
+        a compile worker through :func:`turn_in_worker`), or None when neither tools nor reasoning shape it.
+
+        Raises
+        ------
+        InvalidRequestError
+            A tool's ``parameters`` schema is invalid or unsupported (naming ``tools[i].function.parameters``).
+        """
+        spec = self.turn_spec(req, prompt, answer)
+        return None if spec is None else build_turn(spec)
 
     def calls(self, tools: Sequence[Tool], choice: str | NamedToolChoice) -> tuple[CallSpec, ...]:
         named = choice.function.name if isinstance(choice, NamedToolChoice) else None
@@ -179,12 +185,51 @@ def build_turn(spec: TurnSpec) -> TurnGrammar:
     ------
     InvalidRequestError
     """
-    from lightllm_struct.grammar.errors import GrammarError
+    from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, GrammarTooComplex
 
     try:
         return turn_grammar(spec)
+    except (CompileTimeout, GrammarTooComplex) as exc:  # their own status (422, 413), not a bad request
+        exc.param = exc.param or "tools"
+        raise
     except GrammarError as exc:
         raise InvalidRequestError(exc.message, param=exc.param or "tools") from exc
+
+
+def turn_in_worker(spec: TurnSpec, answer: tuple[Any, str] | None, limits: Any) -> TurnGrammar:
+    """The turn grammar of ``spec`` with ``answer`` (a JSON schema and the parameter it came from) as the
+    constrained answer; run in a compile worker (``ServerCompiles.call``): every schema it converts came
+    from the request, so the size limits come first and the deadline kills what they let through.
+
+    Raises
+    ------
+    GrammarTooComplex
+        A schema over ``limits`` (413, with its pointer).
+    InvalidRequestError
+        A schema that is invalid or unsupported.
+    """
+    from dataclasses import replace
+
+    from lightllm_struct.engine.constraint_limits import check_limits
+    from lightllm_struct.grammar.errors import GrammarError, GrammarTooComplex
+    from lightllm_struct.grammar.json_schema import json_schema_to_lark
+    from lightllm_struct.request import Constraint
+
+    schemas = [(call.schema, call.param or "tools") for call in spec.calls]
+    for schema, param in schemas + ([answer] if answer is not None else []):
+        try:
+            check_limits(Constraint("json_schema", schema), limits)
+        except GrammarTooComplex as exc:
+            exc.param = param
+            exc.message = f"{param}: {exc.message}"
+            raise
+    if answer is not None:
+        schema, param = answer
+        try:
+            spec = replace(spec, answer=json_schema_to_lark(schema, whitespace="compact"))
+        except GrammarError as exc:
+            raise InvalidRequestError(f"{param}: {exc.message}", param=param) from exc
+    return build_turn(spec)
 
 
 def tool_call_grammar(tools: Sequence[Tool], choice: str | NamedToolChoice, *, parallel: bool = True,

@@ -2,7 +2,7 @@
 
 Tracking needs the turn's grammar as the engine compiled it, but no token masks: it is compiled once more,
 against a 256-byte vocabulary (the lexers and LR tables are the same, and cheap without a real vocabulary),
-cached by grammar text, off the event loop. At start-up ``check_template`` renders a sample turn with the
+cached by grammar text, in the server's compile workers (``compiles.py``). At start-up ``check_template`` renders a sample turn with the
 model's own template and requires the grammar built for it to accept it.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from lightllm_struct.config import ConfigError
 from lightllm_struct.grammar.structural import RegionTracker, TurnGrammar
+from lightllm_struct.server.compiles import ServerCompiles
 from lightllm_struct.server.protocol import ChatCompletionRequest
 from lightllm_struct.server.tools import ChatFormat
 from lightllm_struct.server.turn_parser import TurnParser
@@ -44,8 +45,10 @@ class TurnSupport:
         An unknown format name.
     """
 
-    def __init__(self, tokenizer: Any, *, tool_call_format: str = "auto", cache_size: int = 64) -> None:
+    def __init__(self, tokenizer: Any, *, tool_call_format: str = "auto", cache_size: int = 64,
+                 compiles: ServerCompiles | None = None) -> None:
         self.chat = ChatFormat.of(tokenizer, tool_call_format)
+        self.compiles = compiles or ServerCompiles(cache_size=cache_size)
         self.tokenizer = tokenizer
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_size = cache_size
@@ -54,7 +57,8 @@ class TurnSupport:
         self._token_bytes: tuple[list[bytes], frozenset[int]] | None = None
 
     def tracking_grammar(self, lark: str) -> Any:
-        """The compiled grammar a tracker walks (blocking; cached)."""
+        """The compiled grammar a tracker walks, compiled here (blocking; cached): for the start-up template
+        check only, whose grammar is our own; a request's tracking grammar compiles in a worker."""
         with self._lock:
             grammar = self._cache.get(lark)
             if grammar is not None:
@@ -84,7 +88,7 @@ class TurnSupport:
 
     async def parser(self, turn: TurnGrammar) -> TurnParser:
         """A parser for one output of ``turn`` (compiles its tracking grammar in a thread when new)."""
-        grammar = await asyncio.to_thread(self.tracking_grammar, turn.lark)
+        grammar = await self.compiles.tracking_grammar(turn.lark)
         vocab, skip = await asyncio.to_thread(self._tokens)
         return TurnParser(RegionTracker(grammar, turn.regions, turn.strips), turn.names, token_bytes=vocab,
                           skip=skip, new_id=self.chat.fmt.new_id)

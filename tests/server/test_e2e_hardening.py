@@ -70,3 +70,35 @@ def test_empty_languages_and_oversized_constraints_are_4xx_before_any_token(serv
         assert r.status_code == (413 if code == "grammar_too_complex" else 400) and err["code"] == code, r.text
         assert err["param"].startswith("structured_outputs"), err
     assert server.health()["status"] == "ok"
+
+
+def test_a_pathological_tool_schema_is_a_typed_error_while_health_and_a_stream_stay_responsive(server):
+    # issue 11: a tool with 250 optional parameters froze the whole server (/health included) for 17 s. This
+    # one is short (its prompt fits the context) but its conversion alone takes minutes (a multipleOf over a
+    # 1,500-digit range: the automaton's work grows with the square of the digits), so it must end at the
+    # deadline in one of the server's compile workers
+    params = {"type": "object", "properties": {"n": {"type": "integer", "minimum": -10 ** 1500,
+                                                     "maximum": 10 ** 1500, "multipleOf": 7}}}
+    body = {"model": server.model, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": params}}],
+            "tool_choice": "required"}
+    before = server.health()["server_conversions_total"]
+    with cf.ThreadPoolExecutor(4) as pool:
+        attack = pool.submit(httpx.post, server.base_url + "/chat/completions", json=body, timeout=120)
+        stream = pool.submit(_stream_tokens, server, 16)
+        slowest = 0.0
+        while not attack.done():
+            start = time.monotonic()
+            assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+            slowest = max(slowest, time.monotonic() - start)
+            time.sleep(0.2)
+        n_chunks, reason = stream.result(timeout=120)
+    r = attack.result()
+    err = r.json()["error"]
+    assert r.status_code in (413, 422) and err["code"] in ("grammar_compile_timeout", "grammar_too_complex"), r.text
+    assert err["param"].startswith("tools")
+    assert slowest < 2.0, f"/health took {slowest:.2f} s during the attack"
+    assert reason == "length" and n_chunks >= 1
+    health = server.health()
+    assert health["server_conversions_total"] == before + 1  # it was converted in the server's workers
+    assert health["status"] == "ok"
