@@ -161,7 +161,20 @@ class Converter:
         if "enum" in schema or "const" in schema:
             return self._compile_enum(schema, ptr)
         # anyOf/oneOf/not/if that only ask which keys are present: conditions inside the object's rules
-        schema = absorb(self, schema, base)
+        absorbed = absorb(self, schema, base)
+        if absorbed is not schema:
+            try:
+                return self._compile_applied(absorbed, base, ptr)
+            except UnsupportedSchemaFeature as refused:
+                # a value condition the object walk cannot split: the union path may still be exact; if it is
+                # not either, the object walk's refusal names the more precise pointer
+                try:
+                    return self._compile_applied(schema, base, ptr)
+                except UnsupportedSchemaFeature:
+                    raise refused from None
+        return self._compile_applied(schema, base, ptr)
+
+    def _compile_applied(self, schema: dict, base: str, ptr: str) -> Piece:
         if "not" in schema:  # folded into positive keywords, which may bring an enum or another not: again
             schema = self._apply_not(schema, base, ptr)
             return NOTHING if schema is None else self._compile_flat(schema, base, ptr)
