@@ -126,27 +126,9 @@ class BudgetMasks:
         return rows, values, float(values.max()) if len(values) else 0.0
 
     # -- the cache by shape -----------------------------------------------------------------------
-    def _entry(self, config, words: np.ndarray) -> tuple[_Entry, float]:
-        stack, lexer, q = config
-        base_key = (lexer.uid, q)
-        height = stack[1]
-        reach = self.dist.stack.reach
-        for depth, exact in self._shapes.get(base_key, ()):
-            states, cell = [], stack
-            for _ in range(depth):
-                if cell is None:
-                    break
-                states.append(cell[0])
-                cell = cell[2]
-            window, shift = self.dist.stack.window(cell, reach)
-            hit = self._entries.get((base_key, id(words), depth, height if exact else -1, tuple(states), window))
-            if hit is not None and hit.words is words and height + hit.peak <= self._max_depth:
-                return hit, shift
-        touch = Touch(height)
-        rows, values = self._full_values(config, words, touch)
-        base = self._finish(config, touch)
-        depth = height - touch.low + 1
-        exact = touch.hit_limit or touch.low <= 0
+    def _shape(self, stack, depth: int, reach) -> tuple[tuple, tuple, float]:
+        """The states of the top ``depth`` cells of ``stack``, and the completion window (and its shift) of the
+        cell beneath them: the part of a cache key that the stack contributes."""
         states, cell = [], stack
         for _ in range(depth):
             if cell is None:
@@ -154,11 +136,29 @@ class BudgetMasks:
             states.append(cell[0])
             cell = cell[2]
         window, shift = self.dist.stack.window(cell, reach)
+        return tuple(states), window, shift
+
+    def _entry(self, config, words: np.ndarray) -> tuple[_Entry, float]:
+        stack, lexer, q = config
+        base_key = (lexer.uid, q)
+        height = stack[1]
+        reach = self.dist.stack.reach
+        for depth, exact in self._shapes.get(base_key, ()):
+            states, window, shift = self._shape(stack, depth, reach)
+            hit = self._entries.get((base_key, id(words), depth, height if exact else -1, states, window))
+            if hit is not None and hit.words is words and height + hit.peak <= self._max_depth:
+                return hit, shift
+        touch = Touch(height)
+        rows, values = self._full_values(config, words, touch)
+        base = self._finish(config, touch)
+        depth = height - touch.low + 1
+        exact = touch.hit_limit or touch.low <= 0
+        states, window, shift = self._shape(stack, depth, reach)
         high = values > base
         entry = _Entry(words, base - shift, (float(values.max()) if len(values) else 0.0) - shift,
                        rows[high].astype(np.int32), (values[high] - shift).astype(np.float32),
                        touch.peak - height, touch.hit_limit)
-        key = (base_key, id(words), depth, height if exact else -1, tuple(states), window)
+        key = (base_key, id(words), depth, height if exact else -1, states, window)
         with self._lock:
             shapes = self._shapes.get(base_key, ())
             if (depth, exact) not in shapes:
