@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from lightllm_struct.grammar.lexing.jit_hash import EMPTY, rehashed
+
 try:
     from numba import njit
 except ImportError:  # pragma: no cover - numba is a dependency; the numpy product covers its absence
     njit = None
 
 AVAILABLE = njit is not None
-_EMPTY = -1
 
 
 def _product(tables, offsets, max_states):  # pragma: no cover - compiled by numba
@@ -27,7 +28,7 @@ def _product(tables, offsets, max_states):  # pragma: no cover - compiled by num
     comps = np.empty((cap, k), np.int32)
     rows = np.empty((cap, 256), np.int32)
     hcap = 256
-    hkeys = np.full(hcap, _EMPTY, np.int64)
+    hkeys = np.full(hcap, EMPTY, np.int64)
     hvals = np.empty(hcap, np.int32)
     cur = np.empty(k, np.int32)
     for i in range(k):
@@ -50,7 +51,7 @@ def _product(tables, offsets, max_states):  # pragma: no cover - compiled by num
                 continue
             slot = key & (hcap - 1)
             found = -1
-            while hkeys[slot] != _EMPTY:
+            while hkeys[slot] != EMPTY:
                 if hkeys[slot] == key:
                     j = hvals[slot]
                     same = True
@@ -81,18 +82,8 @@ def _product(tables, offsets, max_states):  # pragma: no cover - compiled by num
             rows[done, b] = n
             n += 1
             if 2 * n > hcap:  # keep the hash at most half full
-                hcap *= 2
-                nkeys = np.full(hcap, _EMPTY, np.int64)
-                nvals = np.empty(hcap, np.int32)
-                for j in range(hkeys.shape[0]):
-                    if hkeys[j] != _EMPTY:
-                        s2 = hkeys[j] & (hcap - 1)
-                        while nkeys[s2] != _EMPTY:
-                            s2 = (s2 + 1) & (hcap - 1)
-                        nkeys[s2] = hkeys[j]
-                        nvals[s2] = hvals[j]
-                hkeys = nkeys
-                hvals = nvals
+                hkeys, hvals = rehashed(hkeys, hvals)
+                hcap = hkeys.shape[0]
         done += 1
     return rows[:n], comps[:n], n
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from lightllm_struct.grammar.deadline import Deadline
 from lightllm_struct.grammar.errors import GrammarTooComplex
+from lightllm_struct.grammar.lexing.jit_hash import EMPTY, rehashed
 
 try:
     from numba import njit
@@ -26,7 +27,6 @@ except ImportError:  # pragma: no cover - numba is a dependency; regex_dfa's Pyt
     njit = None
 
 AVAILABLE = njit is not None
-_EMPTY = -1
 _SLICE = 512  # DFA states made between two deadline checks
 
 
@@ -137,7 +137,7 @@ def _step(eps_ptr, eps_dst, edge_ptr, edge_cls_lo, edge_cls_hi, edge_dst, import
             hcap = hkeys.shape[0]
             slot = key & (hcap - 1)
             found = -1
-            while hkeys[slot] != _EMPTY:
+            while hkeys[slot] != EMPTY:
                 if hkeys[slot] == key:
                     s = hvals[slot]
                     a = pool_ptr[s]
@@ -167,18 +167,8 @@ def _step(eps_ptr, eps_dst, edge_ptr, edge_cls_lo, edge_cls_hi, edge_dst, import
                 hvals[slot] = n
                 n += 1
                 if 2 * n > hcap:  # rehash at half full
-                    hcap *= 2
-                    nkeys = np.full(hcap, _EMPTY, np.int64)
-                    nvals = np.empty(hcap, np.int32)
-                    for j in range(hkeys.shape[0]):
-                        if hkeys[j] != _EMPTY:
-                            s2 = hkeys[j] & (hcap - 1)
-                            while nkeys[s2] != _EMPTY:
-                                s2 = (s2 + 1) & (hcap - 1)
-                            nkeys[s2] = hkeys[j]
-                            nvals[s2] = hvals[j]
-                    hkeys = nkeys
-                    hvals = nvals
+                    hkeys, hvals = rehashed(hkeys, hvals)
+                    hcap = hkeys.shape[0]
             dest[c] = found
         for c in range(n_cls):
             rows[done, c] = dest[c]
@@ -258,7 +248,7 @@ def determinize(nfa, start: int, final: int, max_states: int, deadline: Deadline
     rows = np.empty((64, n_cls), np.int32)
     acc = np.zeros(64, np.bool_)
     acc[0] = first_final
-    hkeys = np.full(256, _EMPTY, np.int64)  # the initial state is looked up like any other
+    hkeys = np.full(256, EMPTY, np.int64)  # the initial state is looked up like any other
     hvals = np.empty(256, np.int32)
     key = _hash(first)
     hkeys[int(key) & 255] = key
