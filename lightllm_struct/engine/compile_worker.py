@@ -225,9 +225,10 @@ def compile_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple
         return "error", pack_error(GrammarTooComplex("the constraint nests too deeply to compile"))
     except Exception as exc:  # noqa: BLE001 -- every failure goes back typed; the worker lives on
         return "error", pack_error(exc)
-    except BaseException as exc:  # rpds (jsonschema's Rust maps) raises PanicException, a BaseException
-        if type(exc).__name__ != "PanicException":
-            raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException:  # noqa: BLE001 -- rpds (jsonschema's Rust maps) panics as pyo3's PanicException, a
+        # BaseException that no module exports: every BaseException but the interpreter's own stop signals
         return "error", pack_error(GrammarTooComplex("the constraint nests too deeply to compile"))
 
 
