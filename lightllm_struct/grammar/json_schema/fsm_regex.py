@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import interegular
 from interegular.fsm import FSM, anything_else
 
+from lightllm_struct.grammar.json_schema.fsm_ops import minimal, product
 from lightllm_struct.grammar.json_schema.regex_util import (MAX_CODE_POINT, alt, char_class, complement, is_atom,
                                                            normalize)
 
@@ -37,12 +38,11 @@ def intersection(regexes: Sequence[str | FSM], excluded: Sequence[str] = (), *,
     Returns None when the language is empty; raises OverflowError when it has no regex within the bounds.
     """
     automata = [r if isinstance(r, FSM) else fsm_of(r) for r in regexes]
-    fsm = automata[0]
-    for other in automata[1:]:
-        fsm = fsm & other
-    for other in excluded:
-        fsm = fsm - fsm_of(other)
-    fsm = fsm.reduce()
+    k = len(automata)
+    automata += [fsm_of(other) for other in excluded]
+    fsm = automata[0] if len(automata) == 1 else product(
+        automata, lambda accepts: all(accepts[:k]) and not any(accepts[k:]))
+    fsm = minimal(fsm)
     if fsm.empty():
         return None
     return to_regex(fsm, render=render)
