@@ -110,28 +110,13 @@ def _step(eps_ptr, eps_dst, edge_ptr, edge_cls_lo, edge_cls_hi, edge_dst, import
             # epsilon closure of the class's targets, keeping the important nodes
             mark += 1
             top = 0
-            size = 0
-            is_final = False
             for t in range(count[c], count[c + 1]):
                 v = targets[t]
                 if stamp[v] != mark:
                     stamp[v] = mark
                     stack[top] = v
                     top += 1
-            while top > 0:
-                top -= 1
-                v = stack[top]
-                if important[v]:
-                    got[size] = v
-                    size += 1
-                if v == final:
-                    is_final = True
-                for k in range(eps_ptr[v], eps_ptr[v + 1]):
-                    w = eps_dst[k]
-                    if stamp[w] != mark:
-                        stamp[w] = mark
-                        stack[top] = w
-                        top += 1
+            size, is_final = _close(eps_ptr, eps_dst, important, final, stack, top, stamp, mark, got)
             members = np.sort(got[:size])
             key = _hash(members)
             hcap = hkeys.shape[0]
@@ -176,14 +161,10 @@ def _step(eps_ptr, eps_dst, edge_ptr, edge_cls_lo, edge_cls_hi, edge_dst, import
     return pool, pool_ptr, rows, acc, hkeys, hvals, n, done
 
 
-def _closure0(eps_ptr, eps_dst, important, final, start):  # pragma: no cover - compiled by numba
-    n_nodes = eps_ptr.shape[0] - 1
-    seen = np.zeros(n_nodes, np.bool_)
-    stack = np.empty(n_nodes, np.int32)
-    got = np.empty(n_nodes, np.int32)
-    seen[start] = True
-    stack[0] = start
-    top, size, is_final = 1, 0, False
+def _close(eps_ptr, eps_dst, important, final, stack, top, stamp, mark, got):  # pragma: no cover - numba
+    """Epsilon-close the ``top`` nodes on ``stack`` (already stamped ``mark``): the important nodes reached go
+    to ``got``; returns (how many, whether the final node was reached)."""
+    size, is_final = 0, False
     while top > 0:
         top -= 1
         v = stack[top]
@@ -194,17 +175,28 @@ def _closure0(eps_ptr, eps_dst, important, final, start):  # pragma: no cover - 
             is_final = True
         for k in range(eps_ptr[v], eps_ptr[v + 1]):
             w = eps_dst[k]
-            if not seen[w]:
-                seen[w] = True
+            if stamp[w] != mark:
+                stamp[w] = mark
                 stack[top] = w
                 top += 1
-    return np.sort(got[:size]), is_final
+    return size, is_final
 
+
+def _closure0(eps_ptr, eps_dst, important, final, start):  # pragma: no cover - compiled by numba
+    n_nodes = eps_ptr.shape[0] - 1
+    stamp = np.zeros(n_nodes, np.int32)
+    stack = np.empty(n_nodes, np.int32)
+    got = np.empty(n_nodes, np.int32)
+    stamp[start] = 1
+    stack[0] = start
+    size, is_final = _close(eps_ptr, eps_dst, important, final, stack, 1, stamp, 1, got)
+    return np.sort(got[:size]), is_final
 
 if AVAILABLE:
     _grow = njit(nogil=True, cache=True)(_grow)
     _grow_rows = njit(nogil=True, cache=True)(_grow_rows)
     _hash = njit(nogil=True, cache=True)(_hash)
+    _close = njit(nogil=True, cache=True)(_close)
     _step = njit(nogil=True, cache=True)(_step)
     _closure0 = njit(nogil=True, cache=True)(_closure0)
 
