@@ -16,6 +16,7 @@ Llama 3 vocabulary (quicktok) in two kinds of runs per schema:
     .venv/bin/python benchmarks/grammar_runtime_bench.py --schemas person,gpu_bench --batch 8 --profile
     .venv/bin/python benchmarks/grammar_runtime_bench.py --budget 48   # budget-aware masks (max_tokens 48)
     .venv/bin/python benchmarks/grammar_runtime_bench.py --schemas gpu_bench --batch 256 --passes 2  # host ms a step
+    .venv/bin/python benchmarks/grammar_runtime_bench.py --sharing --batch 256 --passes 2 --steps 24  # batch fill
 
 With ``--budget N`` every fill passes the tokens a request of ``max_tokens=N`` has left (what the engine
 does), and a decode request that reaches N tokens must be complete (then it starts over).
@@ -95,37 +96,77 @@ def replay(grammar, trace: list[int], eos: int, timer: Timer, mask) -> None:
     assert done, "trace did not terminate"
 
 
-def decode(grammar, rng: random.Random, timer: Timer, batch: int, steps: int) -> None:
+def decode(grammar, rng: random.Random, timer: Timer, batch: int, steps: int, *, batch_fill: bool = False) -> None:
     """An engine's decode loop without the model: fill every request's mask row, pick a random allowed
     token per row (the GPU's job: no host memory touched beyond the mask words), then accept and check
-    termination for every request; a finished request starts over, so requests drift apart."""
+    termination for every request; a finished request starts over, so requests drift apart.
+
+    ``grammar`` is one grammar for every request or a list of one a request; ``batch_fill`` fills the rows
+    with ``BatchMaskFiller`` (what the engine's grammar manager does) instead of one fill a request."""
     import numpy as np
 
     from lightllm_struct.grammar import Matcher, allocate_token_bitmask
+    from lightllm_struct.grammar.batch_fill import BatchMaskFiller
 
-    matchers = [Matcher(grammar) for _ in range(batch)]
-    mask = allocate_token_bitmask(batch, grammar.tokenizer.vocab_size)
+    grammars = grammar if isinstance(grammar, list) else [grammar] * batch
+    matchers = [Matcher(g) for g in grammars]
+    vocab_size = grammars[0].tokenizer.vocab_size
+    mask = allocate_token_bitmask(batch, vocab_size)
+    filler = BatchMaskFiller((vocab_size + 31) // 32) if batch_fill else None
     words = mask.numpy().view(np.uint32)
     clock = time.perf_counter_ns
     for _ in range(steps):
         batch_start = clock()
-        for i, matcher in enumerate(matchers):
-            t0 = clock()
-            matcher.fill_next_token_bitmask(mask, index=i, max_tokens_left=tokens_left(matcher))
-            timer.add("fill", t0, clock())
+        if filler is not None:
+            rows = filler.fill(matchers, [tokens_left(m) for m in matchers]).rows
+            words = rows.numpy().view(np.uint32)
+        else:
+            for i, matcher in enumerate(matchers):
+                t0 = clock()
+                matcher.fill_next_token_bitmask(mask, index=i, max_tokens_left=tokens_left(matcher))
+                timer.add("fill", t0, clock())
         timer.add("step fill, whole batch", batch_start, clock())
         tokens = [pick(words[i], rng) for i in range(batch)]
         batch_start = clock()
-        for matcher, token in zip(matchers, tokens):
+        for matcher, token, g in zip(matchers, tokens, grammars):
             ok, done = step(timer, matcher, None, token, fill=False)
             assert ok, f"allowed token {token} rejected"
             out_of_budget = BUDGET is not None and matcher.num_accepted_tokens >= BUDGET
             # guaranteed from the shortest answer's bytes up (below it: best effort)
-            assert done or not out_of_budget or matcher.is_complete() or BUDGET < grammar.distances.start, \
+            assert done or not out_of_budget or matcher.is_complete() or BUDGET < g.distances.start, \
                 "a request ran out of budget unfinished"
             if done or out_of_budget:
                 matcher.reset()
         timer.add("step accept, whole batch", batch_start, clock())
+
+
+def schema_variant(k: int) -> dict:
+    """The gpu_bench schema with its own enum and length bounds: ``k`` -> a distinct grammar."""
+    schema = json.loads(json.dumps(GPU_BENCH_SCHEMA))
+    props = schema["properties"]
+    props["role"]["enum"] = [f"role{k}", f"r{k}x", "guest"]
+    props["name"]["maxLength"] = 8 + k % 17
+    props["tags"]["maxItems"] = 1 + k % 5
+    return schema
+
+
+def sharing(compiler, args) -> None:
+    """Host ms a decode step for ``--batch`` requests of one schema and of as many schemas, with one fill a
+    request (the engine before ``BatchMaskFiller``) and with the batch fill, all in this run. Both modes
+    replay the same ``--passes`` walks after a warm-up pass over them, so both meet cached masks."""
+    one = compiler.compile_json_schema(GPU_BENCH_SCHEMA)
+    start = time.perf_counter()
+    many = [compiler.compile_json_schema(schema_variant(k)) for k in range(args.batch)]
+    print(f"compiled {len(many)} schema variants in {time.perf_counter() - start:.1f} s", flush=True)
+    for layout, grammar in (("one schema", one), (f"{args.batch} schemas", many)):
+        for index in range(args.passes):  # both modes take the same walks: warm every state they meet first
+            decode(grammar, random.Random(args.seed + index), Timer(), args.batch, args.steps)
+        for mode in ("per-request fill", "batch fill"):
+            timer = Timer()
+            for index in range(args.passes):
+                decode(grammar, random.Random(args.seed + index), timer, args.batch, args.steps,
+                       batch_fill=mode == "batch fill")
+            report(f"{layout}, {mode}, masks cached", timer)
 
 
 def pick(row, rng: random.Random) -> int:
@@ -166,6 +207,8 @@ def main() -> None:
     parser.add_argument("--exact", action="store_true",
                         help="no runtime memos (CompiledGrammar.memoize = False): the plain definitions")
     parser.add_argument("--budget", type=int, default=None, help="max_tokens of every request (budget-aware masks)")
+    parser.add_argument("--sharing", action="store_true",
+                        help="only the batch-fill comparison: one schema and --batch schemas, per-request vs batch fill")
     args = parser.parse_args()
     global BUDGET
     BUDGET = args.budget
@@ -176,6 +219,9 @@ def main() -> None:
     qv = load_quicktok_vocab("llama3")
     compiler = GrammarCompiler(TokenizerInfo.from_vocab(qv.vocab, eos_token_ids=qv.eos_token_ids,
                                                         special_token_ids=qv.special_token_ids))
+    if args.sharing:
+        sharing(compiler, args)
+        return
     mask = allocate_token_bitmask(1, len(qv.vocab))
     labels = ("trace cold", "trace warm", "decode pass 1", "decode pass 2")
     totals = {label: Timer() for label in labels}

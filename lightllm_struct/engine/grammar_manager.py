@@ -25,6 +25,7 @@ from lightllm_struct.engine.constraint_limits import ConstraintLimits
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import LightLLMStructError
 from lightllm_struct.engine.step_guard import fail_request
+from lightllm_struct.grammar.batch_fill import BatchMaskFiller
 from lightllm_struct.grammar.cache import LRU
 from lightllm_struct.grammar.errors import (CompileTimeout, EmptyLanguageError, GrammarError, GrammarTooComplex,
                                             InvalidTokenError)
@@ -98,8 +99,7 @@ class GrammarManager:
         self.max_model_len = max_model_len
         self.mask_budget_s, self.memory_mb = mask_budget_s, memory_mb
         self.limits = limits or ConstraintLimits()
-        self._pin = pin_memory
-        self._masks = torch.empty(0, (vocab_size + 31) // 32, dtype=torch.int32)
+        self._filler = BatchMaskFiller((vocab_size + 31) // 32, pin_memory=pin_memory)
         self.cache_size = cache_size
         self._compiler, self._compiler_lock = compiler, threading.Lock()
         self._matcher_cls = matcher_cls
@@ -178,34 +178,24 @@ class GrammarManager:
         """The int32 ``[len(seqs), ceil(V/32)]`` mask of this step's sampling rows; None if none is constrained.
 
         Free rows stay all ones, so constrained and free requests share one batched sampling call. The
-        tensor is a view of one buffer reused every step (matchers keep their view of it, and a pinned
-        buffer is registered once): use it before the next call.
+        tensor is a view of one buffer reused every step (a pinned buffer is registered once; the filler
+        remembers what each row holds, so a row whose mask did not change is not rewritten): use it before
+        the next call and never write it.
         """
         if not any(s.matcher is not None for s in seqs):
             return None
-        if len(seqs) > len(self._masks):
-            rows = max(len(seqs), 2 * len(self._masks))
-            self._masks = torch.empty(rows, self._masks.shape[1], dtype=torch.int32, pin_memory=self._pin)
-        masks = self._masks
-        for i, seq in enumerate(seqs):
-            if seq.matcher is None:
-                masks[i] = -1
-                continue
-            start = time.perf_counter()
-            try:
-                seq.matcher.fill_next_token_bitmask(
-                    masks, index=i, max_tokens_left=budget_for_mask(seq, self.max_model_len))
-            except Exception as exc:  # noqa: BLE001 -- this request's grammar failed, not the batch
-                masks[i] = -1  # its token is discarded: the request is finished below
-                fail_request(seq, exc, "computing its grammar mask")
-                continue
-            spent = time.perf_counter() - start
-            if spent > self.mask_budget_s:
-                # The step waited this long once; finishing the request keeps it from doing so every token.
-                fail_request(seq, GrammarTooComplex(
-                    f"the grammar's token mask took {spent:.2f} s to compute, over the per-step budget of "
-                    f"{self.mask_budget_s:g} s (grammar_mask_budget_s): simplify the constraint"), "masking")
-        return masks[:len(seqs)]
+        # Rows of one grammar in one state share one mask: computed once, copied once (``grammar/batch_fill.py``).
+        budgets = [None if s.matcher is None else budget_for_mask(s, self.max_model_len)
+                   for s in seqs]
+        fill = self._filler.fill([s.matcher for s in seqs], budgets, slow_s=self.mask_budget_s)
+        for i, exc in fill.failed:  # that row allows every token; its token is discarded as the request ends
+            fail_request(seqs[i], exc, "computing its grammar mask")
+        for i, spent in fill.slow:
+            # The step waited this long once; finishing the request keeps it from doing so every token.
+            fail_request(seqs[i], GrammarTooComplex(
+                f"the grammar's token mask took {spent:.2f} s to compute, over the per-step budget of "
+                f"{self.mask_budget_s:g} s (grammar_mask_budget_s): simplify the constraint"), "masking")
+        return fill.rows
 
     def accept(self, seq: Sequence, token_id: int) -> None:
         """Advance ``seq``'s matcher by the sampled token.

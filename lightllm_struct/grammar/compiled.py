@@ -57,6 +57,7 @@ class CompiledGrammar:
         self.memoize = True
         self._lexing: dict[tuple, int] = {}  # (lexer, q, bytes) -> end state, _DEAD or _CROSSES
         self._lexing_size = memo_size
+        self._cells: dict[tuple, Stack] = {}  # (id(stack), state) -> the cell (state, height, stack)
         self._memo_min_bytes = _MEMO_MIN_BYTES
         small = max(memo_size // 16, 64)
         self._crossings = StackMemo(max_stack_depth, capacity=memo_size // 8)  # tokens crossing terminals
@@ -183,11 +184,29 @@ class CompiledGrammar:
         pop, push, lexer, q = edit
         for _ in range(pop):
             stack = stack[2]
-        height = stack[1]
+        return (self._push(stack, push) if push else stack, lexer, q)
+
+    def _push(self, stack: Stack, push: tuple) -> Stack:
+        """``stack`` with the states ``push`` on top, each cell one shared object per (cell below, state).
+
+        Stacks are immutable, so sharing cells changes no result; it makes equal stacks the same object
+        however they were reached (every cell is interned on the one below it, down to the shared bottom),
+        so requests in one state are told apart by identity cheaply (``Matcher.mask_state``, the batch
+        fill's grouping). Bounded: starts afresh when full (equal stacks may then be distinct objects).
+        """
+        cells = self._cells
         for state in push:
-            height += 1
-            stack = (state, height, stack)
-        return (stack, lexer, q)
+            key = (id(stack), state)
+            hit = cells.get(key)
+            if hit is not None and hit[2] is stack:  # the entry keeps ``stack`` alive: its id is not reused
+                stack = hit
+                continue
+            cell = (state, stack[1] + 1, stack)
+            if len(cells) >= self._lexing_size:
+                cells.clear()
+            cells[key] = cell
+            stack = cell
+        return stack
 
     def _crossing(self, stack: Stack, key: tuple, touch: Touch) -> tuple | None:
         """A token that crosses a terminal boundary, as an edit of the stack: (pop, push, lexer, q)."""

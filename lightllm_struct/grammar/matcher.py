@@ -128,13 +128,7 @@ class Matcher:
             the shortest finish (in bytes, each byte a token) exceeds ``max_tokens_left - 1`` are left
             out, so that followed every step the output is a whole sentence by the last token.
         """
-        config, terminated = self._history[-1]
-        if terminated:
-            words = self.grammar.masker.eos_mask
-        else:
-            words = self.grammar.masker.mask(config)
-            if max_tokens_left is not None:
-                words = self.grammar.budget_masks.restrict(config, words, max_tokens_left)
+        words = self.next_token_words(max_tokens_left=max_tokens_left)
         if bitmask is self._view_of:  # engines refill one batch tensor every step: keep its numpy view
             target = self._view
         else:
@@ -146,6 +140,31 @@ class Matcher:
                 return
             self._view_of, self._view = bitmask, target
         np.copyto(target[index] if target.ndim == 2 else target, words)
+
+    def next_token_words(self, *, max_tokens_left: int | None = None) -> np.ndarray:
+        """The packed int32 mask row of the allowed next tokens (``fill_next_token_bitmask``'s row).
+
+        Usually a cached array shared with every matcher in the same state: read it, never write it.
+        """
+        config, terminated = self._history[-1]
+        if terminated:
+            return self.grammar.masker.eos_mask
+        words = self.grammar.masker.mask(config)
+        if max_tokens_left is not None:
+            words = self.grammar.budget_masks.restrict(config, words, max_tokens_left)
+        return words
+
+    def mask_state(self) -> tuple:
+        """A key equal for matchers whose next-token masks are equal without a budget (cheap: identities).
+
+        Two matchers of one grammar with the same stack object, lexer and lexer state have the same mask
+        (``CompiledGrammar`` interns stack cells, so equal stacks are mostly one object; where they are not,
+        the masks are still shared through the grammar's mask cache). Valid while both are unchanged.
+        """
+        (stack, lexer, q), terminated = self._history[-1]
+        if terminated:
+            return (id(self.grammar), True)
+        return (id(self.grammar), id(stack), id(lexer), q)
 
     def allowed_token_ids(self, *, max_tokens_left: int | None = None) -> list[int]:
         """The allowed next tokens as a list (tests and debugging; the bitmask is the fast path)."""

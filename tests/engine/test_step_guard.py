@@ -49,7 +49,8 @@ def test_a_failing_mask_fails_its_request_only(llm):
     def broken(*_args, **_kwargs):
         raise RuntimeError("injected mask failure")
 
-    engine._seqs[bad.request_id].matcher.fill_next_token_bitmask = broken
+    matcher = engine._seqs[bad.request_id].matcher
+    matcher.fill_next_token_bitmask = matcher.next_token_words = broken  # the batch fill reads the latter
     finals = _run(engine)
     assert bad.status == RequestStatus.FINISHED_ERROR and isinstance(bad.error, EngineRequestError)
     assert "RuntimeError" not in bad.error.message and "injected" not in bad.error.message
@@ -77,14 +78,14 @@ def test_a_mask_over_its_budget_fails_its_request_while_a_free_one_finishes(llm,
     engine.add_request(good)
     slow = _constrained(engine, tok, Constraint("choice", ["yes", "no"]))
     matcher = engine._seqs[slow.request_id].matcher
-    fill, calls = matcher.fill_next_token_bitmask, []
+    fill, calls = matcher.next_token_words, []  # what the batch fill reads (grammar/batch_fill.py)
 
     def slow_fill(*args, **kwargs):
         calls.append(1)
         time.sleep(0.1)
         return fill(*args, **kwargs)
 
-    matcher.fill_next_token_bitmask = slow_fill
+    matcher.next_token_words = slow_fill
     finals = _run(engine)
     assert isinstance(slow.error, GrammarTooComplex) and "grammar_mask_budget_s" in slow.error.message
     assert finals[good.request_id].num_output_tokens == N_FREE
