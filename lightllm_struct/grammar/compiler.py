@@ -7,6 +7,7 @@ import numpy as np
 
 from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, minimize
 from lightllm_struct.grammar.lexing.dfa_cache import terminal_dfa
+from lightllm_struct.grammar.lexing.jit_warm import warm_lexing_jit
 from lightllm_struct.grammar.compiled import CompiledGrammar
 from lightllm_struct.grammar.deadline import Deadline, compiling_within
 from lightllm_struct.grammar.errors import GrammarSyntaxError, GrammarTooComplex, RegexError
@@ -53,8 +54,10 @@ class GrammarCompiler:
         self.max_stack_depth = max_stack_depth
         self.mask_cache_size = mask_cache_size
         self.scanner = scanner
-        # one-time set-up per vocabulary (token trie, compiled scan walks) here, outside compile deadlines
+        # one-time set-up per vocabulary (token trie, compiled scan walks) and per process (the lexer
+        # builders' numba code) here, outside compile deadlines
         scan_cache_for(tokenizer, scanner)
+        warm_lexing_jit()
 
     def compile_lark(self, text: str) -> CompiledGrammar:
         """Compile a Lark grammar whose start rule is ``start``.
