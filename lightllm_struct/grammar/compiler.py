@@ -132,8 +132,11 @@ class GrammarCompiler:
 
         # one deadline for the frontend (its grammar check builds the terminal DFAs) and the compile
         with compiling_within(Deadline(self.compile_timeout_s)) as deadline:
-            text = json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes,
-                                       assert_formats=assert_formats, draft=draft, strict=strict)
+            try:
+                text = json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes,
+                                           assert_formats=assert_formats, draft=draft, strict=strict)
+            except RecursionError:  # the converter walks subschemas recursively; thousands of levels end here
+                raise GrammarTooComplex("the schema nests too deeply to compile") from None
             return self._compile_lark(text, deadline)
 
     def compile_json_object(self) -> CompiledGrammar:

@@ -20,6 +20,7 @@ from lightllm_struct.grammar.json_schema.builder import WHITESPACE_MODES, Gramma
 from lightllm_struct.grammar.json_schema.converter import Converter
 from lightllm_struct.grammar.json_schema.dialects import DRAFTS, normalize
 from lightllm_struct.grammar.json_schema.lalr_check import check_grammar
+from lightllm_struct.grammar.json_schema.schema_check import check_schema
 
 __all__ = ["json_schema_to_lark", "any_json_lark", "WHITESPACE_MODES", "DRAFTS"]
 
@@ -64,6 +65,7 @@ def json_schema_to_lark(schema: dict | str | bool, *, whitespace: str = "compact
             raise SchemaError(f"schema is not valid JSON: {exc}") from exc
     if not isinstance(schema, (dict, bool)):
         raise SchemaError("a schema must be an object or a boolean")
+    check_schema(schema, draft=draft)  # wrong-typed keywords refused by pointer, before the converter reads them
     schema = normalize(schema, draft=draft, strict=strict)
     conv = Converter(schema, whitespace=whitespace, literal_escapes=literal_escapes, assert_formats=assert_formats)
     start = conv.compile(schema, conv.resolver.root_base, "")

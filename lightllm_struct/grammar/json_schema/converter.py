@@ -215,7 +215,7 @@ class Converter:
         pieces, seen = [], set()
         for i, value in enumerate(values):
             text = json.dumps(value, sort_keys=False, ensure_ascii=False)
-            if text in seen or not validator.is_valid(value):
+            if text in seen or not _admits(validator, value, ptr):
                 continue
             if (is_const is not None and i < n_enum and not is_const.is_valid(value)) or (
                     in_enum is not None and i >= n_enum and not in_enum.is_valid(value)):
@@ -298,3 +298,20 @@ class Converter:
                 pieces.append(scalars.compile_scalar(self.builder, schema, t, ptr))
         return self.builder.union(pieces, "types")
 
+
+def _admits(validator: jsonschema.protocols.Validator, value: Any, ptr: str) -> bool:
+    """``validator.is_valid(value)``, with what jsonschema cannot evaluate (a ``$ref`` to nowhere, a ``$ref``
+    cycle it recurses into without end) refused by pointer rather than raised untyped."""
+    try:
+        return validator.is_valid(value)
+    except RecursionError:
+        raise UnsupportedSchemaFeature("enum/const next to a recursive $ref that cannot be checked",
+                                       pointer=ptr) from None
+    except Exception as exc:  # noqa: BLE001 -- referencing's errors have no common public base
+        raise UnsupportedSchemaFeature(f"enum/const next to a keyword that cannot be checked: {exc}"[:300],
+                                       pointer=ptr) from None
+    except BaseException as exc:  # rpds (Rust) turns a RecursionError inside it into a PanicException
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise UnsupportedSchemaFeature("enum/const next to a recursive $ref that cannot be checked",
+                                       pointer=ptr) from None

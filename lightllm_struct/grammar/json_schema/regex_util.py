@@ -128,6 +128,8 @@ def alt(parts: Sequence[str]) -> str | None:
 
 def is_atom(text: str) -> bool:
     """Whether ``text`` is one regex atom (so a quantifier may follow it directly)."""
+    if not text:  # the empty regex (``(a|a)`` parses as "a" then a branch of two empty sequences)
+        return False
     if len(text) == 1 or (len(text) == 2 and text[0] == "\\") or (len(text) == 4 and text.startswith("\\x")):
         return True
     if text[0] not in "[(":
