@@ -187,23 +187,36 @@ def _setup(init: WorkerInit) -> tuple[Any, Any]:
                                     special_token_ids=init.special_token_ids)
     compiler = GrammarCompiler(info, **init.compiler_options)
     # Before any deadline: the first schema imports jsonschema, whose format checkers build a Lark grammar
-    # at import time (seconds on a busy machine); an alarm inside an import leaves the module half made.
-    compiler.compile_json_schema({"type": "object", "properties": {"a": {"type": "string", "format": "uri"}}})
+    # at import time (seconds on a busy machine); an alarm inside an import leaves the module half made. The
+    # first compile and mask also load (or, after an upgrade, build) numba's cached kernels. Set-up is bounded
+    # by the pool's start-up timeout, not by a compile's deadline: under load it took over 2 s, and a worker
+    # that raised its own CompileTimeout here never started.
+    deadline, compiler.compile_timeout_s = compiler.compile_timeout_s, None
+    try:
+        grammar = compiler.compile_json_schema(
+            {"type": "object", "properties": {"a": {"type": "string", "format": "uri"}}})
+        _first_mask(grammar, info)
+    finally:
+        compiler.compile_timeout_s = deadline
     return info, compiler
 
 
 def _probe_first_mask(grammar: Any, info: Any, budget_s: float) -> None:
     """The first mask, computed here under the per-step budget: a grammar whose masks alone would stall the
     batch is refused now, and the cached mask travels with the grammar."""
+    error = GrammarTooComplex(f"the grammar's first token mask takes over {budget_s:g} s to compute "
+                              "(grammar_mask_budget_s): simplify the constraint")
+    with _Alarm(budget_s, error):
+        _first_mask(grammar, info)
+
+
+def _first_mask(grammar: Any, info: Any) -> None:
     import torch
 
     from lightllm_struct.grammar import Matcher
 
     mask = torch.empty(1, info.num_words, dtype=torch.int32)
-    error = GrammarTooComplex(f"the grammar's first token mask takes over {budget_s:g} s to compute "
-                              "(grammar_mask_budget_s): simplify the constraint")
-    with _Alarm(budget_s, error):
-        Matcher(grammar).fill_next_token_bitmask(mask, index=0)
+    Matcher(grammar).fill_next_token_bitmask(mask, index=0)
 
 
 def compile_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple[str, Any]:
