@@ -6,6 +6,8 @@ check (which then builds, once, the very DFAs the compiler uses next).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lightllm_struct.grammar.cache import LRU
@@ -17,6 +19,10 @@ from lightllm_struct.grammar.lexing.lexer import LAZY_STATES_FACTOR
 from lightllm_struct.grammar.lexing.regex_dfa import lazy_regex_dfa, regex_dfa, wants_lazy
 
 _CACHE: LRU = LRU(1024)
+# pattern -> make(max_states=, deadline=): terminals whose DFA a frontend builds from what the regex was written
+# from (an object's "any other key" from its key list), never through the regex. Bounded like _CACHE; an
+# evicted entry only sends its pattern down the regex path, to the same DFA.
+_MAKERS: LRU = LRU(1024)
 # Bytes from its start within which a lazy DFA is made at once: a tame counted repeat has a few states a
 # byte there, an explosive regex ((a|b)*a(a|b){100}) thousands, refused now, not mid-generation.
 _EXPLORE_BYTES = 16
@@ -24,9 +30,9 @@ _EXPLORE_BYTES = 16
 
 def terminal_dfa(pattern: str, literal: str | None, *, max_states: int,
                  deadline: Deadline = NO_DEADLINE) -> ByteDFA | LazyDFA:
-    """The DFA of a terminal: a literal's, a regex's minimal eager DFA, or a lazy one for long counted
-    repeats (``maxLength: 2000``), whose states within 16 bytes of its start are made now (that bounds
-    explosive regexes here and leaves the first masks little to do).
+    """The DFA of a terminal: one a frontend provides (``provide``), a literal's, a regex's minimal eager
+    DFA, or a lazy one for long counted repeats (``maxLength: 2000``), whose states within 16 bytes of its
+    start are made now (that bounds explosive regexes here and leaves the first masks little to do).
 
     Raises
     ------
@@ -36,7 +42,10 @@ def terminal_dfa(pattern: str, literal: str | None, *, max_states: int,
     dfa = _CACHE.get(key)
     if dfa is not None:
         return dfa
-    if literal is not None:
+    make = _MAKERS.get(pattern) if literal is None else None
+    if make is not None:
+        dfa = make(max_states=max_states, deadline=deadline)
+    elif literal is not None:
         dfa = literal_dfa(literal.encode("utf-8"))
     elif not wants_lazy(pattern):
         dfa = regex_dfa(pattern, max_states=max_states, deadline=deadline)
@@ -46,6 +55,12 @@ def terminal_dfa(pattern: str, literal: str | None, *, max_states: int,
         dfa.explore(_EXPLORE_BYTES, limit=max_states // 4, deadline=deadline)
     _CACHE.put(key, dfa)
     return dfa
+
+
+def provide(pattern: str, make: Callable[..., ByteDFA]) -> None:
+    """Let ``terminal_dfa(pattern, None, ...)`` build its DFA as ``make(max_states=, deadline=)``, which must
+    accept exactly the byte strings that fully match ``pattern`` (and raise what regex_dfa would)."""
+    _MAKERS.put(pattern, make)
 
 
 def dfas_intersect(a: ByteDFA, b: ByteDFA, *, limit: int = 200_000, deadline: Deadline = NO_DEADLINE) -> bool:

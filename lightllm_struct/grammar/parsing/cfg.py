@@ -10,6 +10,7 @@ removal of unused rules and terminals.
 """
 from __future__ import annotations
 
+import functools
 import re
 from ast import literal_eval
 from dataclasses import dataclass
@@ -64,11 +65,18 @@ def _terminals(lines: list[tuple[str, str]]) -> list[Terminal] | None:
         # lark's regex token ends at the first unescaped "/": one inside would mean lark reads it otherwise
         if not inner or "/" in inner.replace("\\\\", "").replace("\\/", ""):
             return None
-        pattern = _eval_escaping(inner)
+        pattern = lark_regex(inner)
         if pattern is None:
             return None
         out.append(Terminal(name, pattern, None, 0, order))
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def lark_regex(inner: str) -> str | None:
+    """The regex a ``NAME: /inner/`` terminal means (see ``_eval_escaping``), memoised: a frontend that
+    supplies a terminal's DFA itself (dfa_cache.provide) computes the key the reader then computes again."""
+    return _eval_escaping(inner)
 
 
 def _eval_escaping(s: str) -> str | None:
