@@ -264,3 +264,5 @@ class RequestOutput:
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     logprobs: list[TokenLogprob] | None = None  # of the output tokens, when asked for
     prompt_logprobs: list[TokenLogprob | None] | None = None  # of the prompt tokens, when asked for
+    # JSON pointers of schema keywords the constraint was compiled without (its unsupported="report" option)
+    unsupported: tuple[str, ...] = ()

@@ -87,4 +87,5 @@ def make_output(seq: Sequence) -> RequestOutput:
         exception=req.error,
         logprobs=None if req.output_logprobs is None else req.output_logprobs[:len(req.output_token_ids)],
         prompt_logprobs=None if req.prompt_logprobs is None else list(req.prompt_logprobs),
+        unsupported=getattr(getattr(seq.matcher, "grammar", None), "unsupported", ()),
     )

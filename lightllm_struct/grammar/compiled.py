@@ -49,6 +49,8 @@ class CompiledGrammar:
         self.lr = lr
         self.dfas = dfas
         self.source = source
+        # JSON pointers of schema keywords compiled without (unsupported="report"): never dropped in silence
+        self.unsupported: tuple[str, ...] = ()
         self.dpda = DPDA(lr, max_stack_depth=max_stack_depth)
         self._ignore = frozenset(lr.ignore)
         self._max_lexer_states = max_lexer_states

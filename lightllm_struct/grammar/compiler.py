@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,8 @@ class GrammarCompiler:
 
     def compile_json_schema(self, schema: dict | str | bool, *, whitespace: str = "compact",
                             literal_escapes: str = "canonical", assert_formats: bool = True,
-                            draft: str | None = None, strict: bool = False) -> CompiledGrammar:
+                            draft: str | None = None, strict: bool = False,
+                            documents: dict[str, Any] | None = None, unsupported: str = "refuse") -> CompiledGrammar:
         """Compile a JSON schema.
 
         Parameters
@@ -121,6 +123,11 @@ class GrammarCompiler:
         draft, strict:
             The draft of a schema without ``$schema``, and whether unknown keywords are refused (see
             ``json_schema_to_lark``).
+        documents:
+            Preloaded schema documents by URI: where a ``$ref`` outside the schema may lead (nothing is fetched).
+        unsupported:
+            "refuse" (default) raises on a keyword that cannot be enforced; "report" (opt-in) compiles without
+            it and lists its JSON pointer in the grammar's ``unsupported`` attribute.
 
         Raises
         ------
@@ -128,16 +135,19 @@ class GrammarCompiler:
             From the schema front end, with a JSON pointer.
         GrammarTooComplex, CompileTimeout
         """
-        from lightllm_struct.grammar.json_schema import json_schema_to_lark
+        from lightllm_struct.grammar.json_schema import convert_json_schema
 
         # one deadline for the frontend (its grammar check builds the terminal DFAs) and the compile
         with compiling_within(Deadline(self.compile_timeout_s)) as deadline:
             try:
-                text = json_schema_to_lark(schema, whitespace=whitespace, literal_escapes=literal_escapes,
-                                           assert_formats=assert_formats, draft=draft, strict=strict)
+                conversion = convert_json_schema(schema, whitespace=whitespace, literal_escapes=literal_escapes,
+                                                 assert_formats=assert_formats, draft=draft, strict=strict,
+                                                 documents=documents, unsupported=unsupported)
             except RecursionError:  # the converter walks subschemas recursively; thousands of levels end here
                 raise GrammarTooComplex("the schema nests too deeply to compile") from None
-            return self._compile_lark(text, deadline)
+            grammar = self._compile_lark(conversion.text, deadline)
+        grammar.unsupported = conversion.unsupported
+        return grammar
 
     def compile_json_object(self) -> CompiledGrammar:
         """Any JSON object (``response_format={"type": "json_object"}``)."""

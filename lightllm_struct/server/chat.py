@@ -15,8 +15,8 @@ from lightllm_struct.server.constraints import chat_constraint
 from lightllm_struct.server.logprobs import chat_logprobs
 from lightllm_struct.server.protocol import (AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion,
                                              ChatCompletionChunk, ChatCompletionRequest, ChatDelta,
-                                             FunctionCall, FunctionCallDelta, ToolCall, ToolCallDelta, Usage,
-                                             new_id)
+                                             FunctionCall, FunctionCallDelta, StructReport, ToolCall,
+                                             ToolCallDelta, Usage, new_id)
 from lightllm_struct.server.serving import Running, ServerState, encode_off_loop, make_request, sampling_params
 from lightllm_struct.server.streaming import sse_event, sse_response
 from lightllm_struct.server.turn_parser import Delta, TurnParser
@@ -56,8 +56,9 @@ async def create_chat_completion(state: ServerState, body: object, http: HTTPReq
         return sse_response(_chunks(state, runnings, parsers, include_usage=include_usage))
     outs = await finish_choices(runnings, http)
     choices = [_choice(state, i, out, parser) for i, (out, parser) in enumerate(zip(outs, parsers))]
-    completion = ChatCompletion(model=state.model_name, usage=usage_of(outs), choices=choices)
-    return JSONResponse(completion.model_dump())
+    completion = ChatCompletion(model=state.model_name, usage=usage_of(outs), choices=choices,
+                                lightllm_struct=StructReport.of(outs))
+    return JSONResponse(completion.body())
 
 
 def _choice(state: ServerState, index: int, out: RequestOutput, parser: TurnParser | None) -> ChatChoice:

@@ -13,7 +13,8 @@ from lightllm_struct.server.chat import usage_of
 from lightllm_struct.server.choices import finish_choices, merged_outputs, start_choices, with_choices
 from lightllm_struct.server.constraints import request_constraint
 from lightllm_struct.server.logprobs import completion_logprobs
-from lightllm_struct.server.protocol import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, new_id
+from lightllm_struct.server.protocol import (Completion, CompletionChoice, CompletionLogprobs, CompletionRequest,
+                                             StructReport, new_id)
 from lightllm_struct.server.serving import Running, ServerState, encode_off_loop, make_request, sampling_params
 from lightllm_struct.server.streaming import sse_event, sse_response
 
@@ -63,8 +64,9 @@ async def create_completion(state: ServerState, body: object, http: HTTPRequest)
                                 finish_reason=out.finish_reason,
                                 logprobs=_logprobs(state, out, echo=req.echo, entries=out.logprobs or []))
                for i, out in enumerate(outs)]
-    completion = Completion(model=state.model_name, usage=usage_of(outs, num_prompts=len(requests)), choices=choices)
-    return JSONResponse(completion.model_dump())
+    completion = Completion(model=state.model_name, usage=usage_of(outs, num_prompts=len(requests)), choices=choices,
+                            lightllm_struct=StructReport.of(outs))
+    return JSONResponse(completion.body())
 
 
 async def _chunks(state: ServerState, runnings: list[Running], req: CompletionRequest, *, include_usage: bool,

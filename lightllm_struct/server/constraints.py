@@ -23,10 +23,10 @@ class ConstraintSpec:
     param: str
 
     @classmethod
-    def of(cls, kind: str, spec: Any, param: str) -> "ConstraintSpec":
+    def of(cls, kind: str, spec: Any, param: str, options: dict | None = None) -> "ConstraintSpec":
         """Raises ``InvalidRequestError`` (naming ``param``) for a spec of the wrong type."""
         try:
-            return cls(Constraint(kind, spec), param)
+            return cls(Constraint(kind, spec, options or {}), param)
         except InvalidRequestError as exc:
             exc.param = exc.param or param
             raise
@@ -48,14 +48,16 @@ def constraint_of(req: _SamplingRequest, *, structural_tag_lark: str | None = No
     rf = req.response_format
     if rf is not None and rf.type == "json_object":
         return ConstraintSpec.of("json_object", None, "response_format")
+    # unsupported="report" only where the response can say what was left out (not inside tool/turn grammars)
+    report = {"unsupported": "report"} if req.unsupported == "report" else None
     if rf is not None and rf.type == "json_schema":
-        return ConstraintSpec.of("json_schema", rf.json_schema.schema_, "response_format.json_schema.schema")
+        return ConstraintSpec.of("json_schema", rf.json_schema.schema_, "response_format.json_schema.schema", report)
     so = req.structured_outputs
     if so is None:
         return None
     if so.json_ is not None:
         schema = _schema_from_text(so.json_, "structured_outputs.json") if isinstance(so.json_, str) else so.json_
-        return ConstraintSpec.of("json_schema", schema, "structured_outputs.json")
+        return ConstraintSpec.of("json_schema", schema, "structured_outputs.json", report)
     if so.regex is not None:
         return ConstraintSpec.of("regex", so.regex, "structured_outputs.regex")
     if so.grammar is not None:

@@ -148,6 +148,9 @@ class _SamplingRequest(_Request):
     min_tokens: StrictInt = Field(default=0, ge=0)
     min_p: float | None = Field(default=None, ge=0, le=1)
     stop_token_ids: list[StrictInt] | None = None
+    # Extension: "report" compiles a JSON schema without the keywords that cannot be enforced and names them
+    # (JSON pointers) in the response's ``lightllm_struct.unsupported``; "refuse" (default) answers 400.
+    unsupported: Literal["refuse", "report"] = "refuse"
 
     @model_validator(mode="after")
     def _one_constraint(self) -> _SamplingRequest:
@@ -303,6 +306,19 @@ class ChatChoice(_Response):
     logprobs: ChatLogprobs | None = None
 
 
+class StructReport(_Response):
+    """The ``lightllm_struct`` extension of a response: the schema keywords compiled without, by JSON pointer
+    (``unsupported="report"`` requests; present only when something was left out)."""
+
+    unsupported: list[str]
+
+    @classmethod
+    def of(cls, outs: list) -> StructReport | None:
+        """The report over a response's outputs (``RequestOutput``s), or None when nothing was left out."""
+        pointers = list(dict.fromkeys(p for out in outs for p in out.unsupported))
+        return cls(unsupported=pointers) if pointers else None
+
+
 class ChatCompletion(_Response):
     id: str = Field(default_factory=lambda: new_id("chatcmpl"))
     object: Literal["chat.completion"] = "chat.completion"
@@ -310,6 +326,11 @@ class ChatCompletion(_Response):
     model: str
     choices: list[ChatChoice]
     usage: Usage
+    lightllm_struct: StructReport | None = None
+
+    def body(self) -> dict:
+        """The JSON body; the extension only when it says something."""
+        return self.model_dump(exclude=None if self.lightllm_struct else {"lightllm_struct"})
 
 
 class FunctionCallDelta(_Response):
@@ -361,6 +382,11 @@ class Completion(_Response):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
+    lightllm_struct: StructReport | None = None
+
+    def body(self) -> dict:
+        """The JSON body; the extension only when it says something."""
+        return self.model_dump(exclude=None if self.lightllm_struct else {"lightllm_struct"})
 
 
 class ModelCard(_Response):

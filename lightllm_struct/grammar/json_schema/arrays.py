@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from lightllm_struct.grammar.errors import GrammarTooComplex, SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import NOTHING, Piece
+from lightllm_struct.grammar.json_schema.unique import finite_values, unique_array_rule
 from lightllm_struct.grammar.json_schema.values import nonneg_int
 
 if TYPE_CHECKING:
@@ -31,10 +32,25 @@ def compile_array(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
     if hi is not None and lo > hi:
         return NOTHING
     if schema.get("uniqueItems") is True and (hi is None or hi > 1):
-        raise UnsupportedSchemaFeature("uniqueItems is not supported", pointer=f"{ptr}/uniqueItems")
+        return _unique_array(conv, schema, base, ptr, len(pieces), lo, hi)
     if max(lo, hi or 0) > MAX_EXPANDED_ITEMS:
         raise GrammarTooComplex(f"minItems/maxItems above {MAX_EXPANDED_ITEMS}")
     return Piece(_array_rules(conv, pieces, items, lo, hi), None, frozenset({"array"}))
+
+
+def _unique_array(conv: Converter, schema: dict, base: str, ptr: str, n_prefix: int, lo: int,
+                  hi: int | None) -> Piece:
+    """``uniqueItems: true`` where every position has finitely many values (unique.py), else refused."""
+    prefix = schema.get("prefixItems", [])[:n_prefix if hi is None else min(n_prefix, hi)]
+    domains = [finite_values(conv, s, base, f"{ptr}/prefixItems/{i}") for i, s in enumerate(prefix)]
+    # positions past hi never occur: their schema does not matter
+    tail = [] if hi is not None and hi <= n_prefix else finite_values(conv, schema.get("items", True), base,
+                                                                      f"{ptr}/items")
+    if tail is None or any(d is None for d in domains):
+        raise UnsupportedSchemaFeature("uniqueItems over items with infinitely many values is not supported "
+                                       "(only enum, const, boolean and null items)", pointer=f"{ptr}/uniqueItems")
+    rule = unique_array_rule(conv, domains, tail, lo, hi, ptr)
+    return NOTHING if rule is None else Piece(rule, None, frozenset({"array"}))
 
 
 def _check_array_keywords(schema: dict, ptr: str) -> None:

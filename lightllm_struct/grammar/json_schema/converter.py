@@ -25,7 +25,7 @@ from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
 from lightllm_struct.grammar.json_schema.exclusive import exclusive_branches
 from lightllm_struct.grammar.json_schema.negation import Negator
 from lightllm_struct.grammar.json_schema.presence import PRESENCE, absorb
-from lightllm_struct.grammar.json_schema.refs import RefResolver
+from lightllm_struct.grammar.json_schema.refs import RefResolver, preloaded_registry
 
 TYPE_KEYWORDS = {
     "null": (),
@@ -56,11 +56,12 @@ class Converter:
     """Compiles one schema document into a :class:`GrammarBuilder`."""
 
     def __init__(self, root: Any, *, whitespace: str, literal_escapes: str = "canonical",
-                 assert_formats: bool = True) -> None:
+                 assert_formats: bool = True, documents: dict[str, Any] | None = None) -> None:
         self.root = root
         self.builder = GrammarBuilder(whitespace=whitespace, literal_escapes=literal_escapes,
                                       assert_formats=assert_formats)
-        self.resolver = RefResolver(root)
+        self.documents = documents or {}
+        self.resolver = RefResolver(root, documents=self.documents)
         self._memo: dict[tuple[str, str], Piece] = {}
         self._validator: jsonschema.protocols.Validator | None = None
         self.union_pointers: list[str] = []
@@ -228,7 +229,7 @@ class Converter:
         if self._validator is None:
             cls = jsonschema.Draft202012Validator
             checker = cls.FORMAT_CHECKER if self.builder.assert_formats else None
-            self._validator = cls(self.root, format_checker=checker)
+            self._validator = cls(self.root, format_checker=checker, registry=preloaded_registry(self.documents))
         try:
             validator = self._validator.evolve(schema=as_jsonschema(schema))
             validator.is_valid(None)

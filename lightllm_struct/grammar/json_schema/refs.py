@@ -1,22 +1,27 @@
 """``$ref`` resolution inside one schema document: JSON pointers, ``$id`` resources and ``$anchor`` names.
 
-References leaving the document (remote schemas) cannot be fetched here and raise UnsupportedSchemaFeature;
-references into the document that lead nowhere raise SchemaError. Recursion is handled by the converter (it
+References leaving the document are never fetched (no network or file access while compiling): they resolve
+only into the documents the caller preloaded (``documents``: URI -> schema), else UnsupportedSchemaFeature;
+references into a known document that lead nowhere raise SchemaError. Recursion is handled by the converter (it
 names a rule per resolved target before compiling it), not here.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
+
+import referencing
+from referencing.jsonschema import DRAFT202012
 
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 
 DEFAULT_BASE = "https://lightllm-struct.invalid/schema.json"
 # Keywords whose values are subschemas (dict of, list of, or single): walked to find $id and $anchor.
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
-_SCHEMA_LISTS = ("prefixItems", "allOf", "anyOf", "oneOf")
-_SCHEMA_SINGLE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else",
+SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+SCHEMA_LISTS = ("prefixItems", "allOf", "anyOf", "oneOf")
+SCHEMA_SINGLE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else",
                   "unevaluatedItems", "unevaluatedProperties", "contentSchema")
 
 
@@ -25,6 +30,14 @@ def join(base: str, ref: str) -> str:
     if ref.startswith("#"):
         return urldefrag(base)[0] + ref
     return urljoin(base, ref)
+
+
+def preloaded_registry(documents: Mapping[str, Any]) -> referencing.Registry:
+    """A ``referencing`` registry of the preloaded documents (for jsonschema checks of enum/const values); it
+    retrieves nothing else, so jsonschema never fetches either."""
+    return referencing.Registry().with_resources(
+        (urldefrag(join(DEFAULT_BASE, uri))[0],
+         referencing.Resource.from_contents(doc, default_specification=DRAFT202012)) for uri, doc in documents.items())
 
 
 def escape_token(token: str) -> str:
@@ -43,13 +56,18 @@ class Target:
 class RefResolver:
     """Index of one document's resources (``$id``) and anchors; resolves ``$ref`` values against a base."""
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, *, documents: Mapping[str, Any] | None = None) -> None:
         self.root = root
         root_id = root.get("$id") if isinstance(root, dict) else None
         self.root_base = urldefrag(join(DEFAULT_BASE, root_id))[0] if isinstance(root_id, str) else DEFAULT_BASE
         self._resources: dict[str, Target] = {}
         self._anchors: dict[str, Target] = {}
         self._index(root, self.root_base, "")
+        for uri, doc in (documents or {}).items():
+            # A preloaded document's places are named "<uri>#<pointer>" in errors and reports.
+            base = urldefrag(join(DEFAULT_BASE, uri))[0]
+            self._index(doc, base, f"{base}#")
+            self._resources.setdefault(base, Target(doc, self.base_of(doc, base), f"{base}#"))
 
     def base_of(self, schema: Any, base: str) -> str:
         """The base URI inside ``schema`` (its own ``$id`` re-bases it)."""
@@ -65,15 +83,15 @@ class RefResolver:
         for key in ("$anchor", "$dynamicAnchor"):
             if isinstance(schema.get(key), str):
                 self._anchors.setdefault(f"{base}#{schema[key]}", Target(schema, base, pointer))
-        for key in _SCHEMA_MAPS:
+        for key in SCHEMA_MAPS:
             if isinstance(schema.get(key), dict):
                 for name, sub in schema[key].items():
                     self._index(sub, base, f"{pointer}/{key}/{escape_token(name)}")
-        for key in _SCHEMA_LISTS:
+        for key in SCHEMA_LISTS:
             if isinstance(schema.get(key), list):
                 for i, sub in enumerate(schema[key]):
                     self._index(sub, base, f"{pointer}/{key}/{i}")
-        for key in _SCHEMA_SINGLE:
+        for key in SCHEMA_SINGLE:
             self._index(schema.get(key), base, f"{pointer}/{key}")
 
     def resolve(self, ref: Any, base: str, *, pointer: str) -> Target:
@@ -82,15 +100,15 @@ class RefResolver:
         Raises
         ------
         SchemaError : not a string, or a fragment that does not resolve inside the document.
-        UnsupportedSchemaFeature : a reference to another document.
+        UnsupportedSchemaFeature : a reference to a document that is neither this one nor preloaded.
         """
         if not isinstance(ref, str):
             raise SchemaError("$ref must be a string", pointer=pointer)
         uri, fragment = urldefrag(join(base, ref))
         resource = self._resources.get(uri)
         if resource is None:
-            raise UnsupportedSchemaFeature(f"$ref {ref!r} points outside this schema (remote references "
-                                           "are not fetched)", pointer=pointer)
+            raise UnsupportedSchemaFeature(f"$ref {ref!r} points outside this schema (remote references are "
+                                           "never fetched; pass documents={uri: schema})", pointer=pointer)
         if not fragment:
             return resource
         if not fragment.startswith("/"):
