@@ -1,5 +1,5 @@
 """Schemas of the keywords issue 18 added (pattern properties, divisibility, pattern with lengths, key names,
-property counts), shared by the soundness walks and the completeness tests."""
+property counts, uniqueItems over finite item domains), shared by the soundness walks and the completeness tests."""
 from __future__ import annotations
 
 KEYWORD_SCHEMAS = {
@@ -21,4 +21,8 @@ KEYWORD_SCHEMAS = {
                             "oneOf": [{"required": ["a"]}, {"required": ["b"]}],
                             "if": {"required": ["c"]}, "then": {"required": ["b"]}, "maxProperties": 2,
                             "additionalProperties": {"type": "integer", "maximum": 9}},
+    "unique_enum": {"type": "array", "items": {"enum": ["a", "b", 1, True, None]}, "uniqueItems": True,
+                    "maxItems": 4},
+    "unique_tuple": {"type": "array", "prefixItems": [{"type": "boolean"}, {"type": "boolean"}],
+                     "items": {"enum": [1, 2, False]}, "uniqueItems": True},
 }
