@@ -1,5 +1,5 @@
 """Schemas of the keywords issue 18 added (pattern properties, divisibility, pattern with lengths, key names,
-property counts, uniqueItems over finite item domains), shared by the soundness walks and the completeness tests."""
+property counts, uniqueItems over finite item domains, contains counts), shared by the soundness walks and the completeness tests."""
 from __future__ import annotations
 
 KEYWORD_SCHEMAS = {
@@ -25,4 +25,6 @@ KEYWORD_SCHEMAS = {
                     "maxItems": 4},
     "unique_tuple": {"type": "array", "prefixItems": [{"type": "boolean"}, {"type": "boolean"}],
                      "items": {"enum": [1, 2, False]}, "uniqueItems": True},
+    "contains_counted": {"type": "array", "items": {"type": ["string", "null"], "maxLength": 3},
+                         "contains": {"type": "string"}, "minContains": 1, "maxContains": 2, "maxItems": 5},
 }

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from lightllm_struct.grammar.errors import GrammarTooComplex, SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import NOTHING, Piece
+from lightllm_struct.grammar.json_schema.contains import compile_contains
 from lightllm_struct.grammar.json_schema.unique import finite_values, unique_array_rule
 from lightllm_struct.grammar.json_schema.values import nonneg_int
 
@@ -31,6 +32,11 @@ def compile_array(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
         hi = len(pieces) if hi is None else min(hi, len(pieces))
     if hi is not None and lo > hi:
         return NOTHING
+    if "contains" in schema:
+        if schema.get("uniqueItems") is True and (hi is None or hi > 1):
+            raise UnsupportedSchemaFeature("uniqueItems together with contains is not supported",
+                                           pointer=f"{ptr}/uniqueItems")
+        return compile_contains(conv, schema, base, ptr, lo, hi)
     if schema.get("uniqueItems") is True and (hi is None or hi > 1):
         return _unique_array(conv, schema, base, ptr, len(pieces), lo, hi)
     if max(lo, hi or 0) > MAX_EXPANDED_ITEMS:
@@ -54,8 +60,6 @@ def _unique_array(conv: Converter, schema: dict, base: str, ptr: str, n_prefix: 
 
 
 def _check_array_keywords(schema: dict, ptr: str) -> None:
-    if "contains" in schema:
-        raise UnsupportedSchemaFeature("contains is not supported", pointer=f"{ptr}/contains")
     if "unevaluatedItems" in schema and schema["unevaluatedItems"] not in (True, {}):
         raise UnsupportedSchemaFeature("unevaluatedItems is not supported", pointer=f"{ptr}/unevaluatedItems")
 

@@ -98,6 +98,25 @@ def _merge_items(a: dict, b: dict, out: dict) -> None:
         out["items"] = _both(a.get("items", True), b.get("items", True))
 
 
+def _merge_contains(a: dict, b: dict, out: dict, pointer: str) -> None:
+    """minContains/maxContains count the items of their own node's ``contains`` (without one they say
+    nothing): the counts of one ``contains`` schema merge exactly (the larger minimum, the smaller maximum),
+    two different ``contains`` schemas are two counts, refused."""
+    out.pop("minContains", None)
+    out.pop("maxContains", None)
+    sides = [s for s in (a, b) if "contains" in s]
+    if not sides:
+        return
+    if len(sides) == 2 and not json_equal(a["contains"], b["contains"]):
+        raise UnsupportedSchemaFeature("cannot merge two different 'contains' constraints",
+                                       pointer=f"{pointer}/contains")
+    out["contains"] = sides[0]["contains"]
+    out["minContains"] = max(s.get("minContains", 1) for s in sides)
+    maxes = [s["maxContains"] for s in sides if "maxContains" in s]
+    if maxes:
+        out["maxContains"] = min(maxes)
+
+
 def merge(a: dict, b: dict, *, pointer: str) -> dict:
     """The conjunction of two schemas without ``$ref``/``allOf`` at their top level.
 
@@ -132,9 +151,10 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
         out[NOT_PATTERNS] = excluded
     if "not" in a and "not" in b and not json_equal(a["not"], b["not"]):
         out["not"] = {"anyOf": [a["not"], b["not"]]}  # ¬x ∧ ¬y = ¬(x ∨ y)
+    _merge_contains(a, b, out, pointer)
     handled = {"type", "properties", "additionalProperties", "prefixItems", "items", "enum", "const", "required",
                "uniqueItems", "anyOf", "oneOf", "pattern", MORE_PATTERNS, NOT_PATTERNS, *_LOWER, *_UPPER,
-               *ANNOTATIONS} | ({"not"} if "not" in out else set())
+               *ANNOTATIONS, "contains"} | ({"not"} if "not" in out else set())
     for key in (k for s in (a, b) for k in s if k not in handled):
         if key in a and key in b and not json_equal(a[key], b[key]):
             if key in _SCHEMA_VALUED:
