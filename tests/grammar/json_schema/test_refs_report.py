@@ -66,8 +66,9 @@ def test_preloaded_documents_bad_arguments():
 
 REPORTED = {"type": "object", "required": ["tags", "kind", "n"], "properties": {
     "tags": {"type": "array", "items": {"type": "string", "maxLength": 5}, "uniqueItems": True, "maxItems": 3},
-    "kind": {"oneOf": [{"type": "string", "maxLength": 3}, {"type": "string", "pattern": "^a"}]},
+    "kind": {"oneOf": [{"type": "string", "pattern": "^a"}, {"type": "string", "format": "email"}]},
     "n": {"type": "integer", "minimum": 2},
+    "code": {"not": {"type": "array", "items": {"type": "object"}, "uniqueItems": True}},
     "uniqueItems": {"type": "boolean"}}}
 
 
@@ -75,18 +76,65 @@ def test_report_mode_lists_what_it_left_out():
     with pytest.raises(UnsupportedSchemaFeature):
         convert_json_schema(REPORTED)
     conversion = convert_json_schema(REPORTED, unsupported="report")
-    assert conversion.unsupported == ("/properties/tags/uniqueItems", "/properties/kind/oneOf")
-    # every other keyword is still enforced: what the grammar accepts is valid for the schema without the two
+    # the oneOf's refusal names a keyword inside its first branch: leaving that out would make the branches
+    # overlap more (narrowing exactly-one), so the oneOf loses its exclusivity instead; the not goes whole
+    assert conversion.unsupported == ("/properties/tags/uniqueItems", "/properties/kind/oneOf",
+                                      "/properties/code/not")
+    # every other keyword is still enforced: what the grammar accepts is valid for the schema without the three
     parser = lalr_parser(conversion.text)
     loosened = json.loads(json.dumps(REPORTED))
-    del loosened["properties"]["tags"]["uniqueItems"]
+    del loosened["properties"]["tags"]["uniqueItems"], loosened["properties"]["code"]["not"]
     loosened["properties"]["kind"]["anyOf"] = loosened["properties"]["kind"].pop("oneOf")
-    check = jsonschema.Draft202012Validator(loosened)
-    for value in [{"tags": ["a", "a"], "kind": "abcd", "n": 2}, {"tags": ["abcdef"], "kind": "a", "n": 2},
-                  {"tags": [], "kind": "bcde", "n": 2}, {"tags": [], "kind": "a", "n": 1},
-                  {"tags": ["a"], "kind": "a", "n": 3, "uniqueItems": True}, {"tags": ["a"] * 4, "kind": "a", "n": 3}]:
+    formats = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    check = jsonschema.Draft202012Validator(loosened, format_checker=formats)
+    original = jsonschema.Draft202012Validator(REPORTED, format_checker=formats)
+    kinds = ["abc", "a@b.co", "x@y.com", "xyz", "", 3]
+    for value in [*({"tags": [], "kind": kind, "n": 2} for kind in kinds), {"tags": ["a", "a"], "kind": "a", "n": 2},
+                  {"tags": ["abcdef"], "kind": "a", "n": 2}, {"tags": [], "kind": "a", "n": 1},
+                  {"tags": [], "kind": "a", "n": 2, "code": [{}]}, {"tags": [], "kind": "a", "n": 2, "code": [{}, {}]},
+                  {"tags": [], "kind": "a", "n": 2, "code": "x"}, {"tags": ["a"], "kind": "a", "n": 3, "uniqueItems": True},
+                  {"tags": ["a"] * 4, "kind": "a", "n": 3}]:
         assert accepts(parser, compact(value)) == check.is_valid(value), value
+        assert not original.is_valid(value) or check.is_valid(value), value  # only ever wider
     assert convert_json_schema(REPORTED["properties"]["n"], unsupported="report").unsupported == ()
+
+
+# (schema, what report mode leaves out, instances): each reduced grammar must accept every instance the
+# original schema accepts (jsonschema's verdict), i.e. leaving keywords out only ever widens the language
+WIDENED = [
+    ({"not": {"type": "array", "items": {"type": "object"}, "uniqueItems": True}}, ("/not",),
+     [[{}, {}], [{}], [1], "x", None]),
+    ({"$defs": {"u": {"type": "array", "items": {"type": "object"}, "uniqueItems": True}},
+      "properties": {"p": {"$ref": "#/$defs/u"}, "q": {"not": {"$ref": "#/$defs/u"}}}},
+     ("/properties/q/not", "/$defs/u/uniqueItems"),
+     [{"p": [{}], "q": [{}, {}]}, {"p": [{}, {}]}, {"q": [{}]}, {"p": [], "q": 1}]),
+    ({"type": "array", "contains": {"type": "string", "pattern": "(a)\\1"}, "maxContains": 1},
+     ("/maxContains", "/contains/pattern"), [["aa"], ["aa", "aa"], ["b"], [1], []]),
+    ({"if": {"type": "string", "pattern": "(?=a)b"}, "then": {"maxLength": 2}, "else": {"maxLength": 4}},
+     ("/if",), ["ab", "abcd", "abcde", 3]),
+    ({"type": "array", "minContains": 0, "maxContains": 1, "contains": {"type": "string", "pattern": "(a)\\1"}},
+     ("/maxContains", "/contains/pattern"), [[], [1, 2], ["aa", "aa"], ["aa"]]),
+]
+
+
+@pytest.mark.parametrize("schema, left_out, instances", WIDENED)
+def test_report_mode_only_widens(schema, left_out, instances):
+    conversion = convert_json_schema(schema, unsupported="report")
+    if left_out is not None:
+        assert conversion.unsupported == left_out
+    assert conversion.unsupported
+    parser, check = lalr_parser(conversion.text), jsonschema.Draft202012Validator(schema)
+    for value in instances:
+        if check.is_valid(value):
+            assert accepts(parser, compact(value)), value
+
+
+def test_report_mode_refuses_with_unevaluated_keywords():
+    # leaving a keyword out leaves more properties to unevaluatedProperties: that could narrow, so no report
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(a)\\1"}},
+              "unevaluatedProperties": False}
+    with pytest.raises(UnsupportedSchemaFeature):
+        convert_json_schema(schema, unsupported="report")
 
 
 def test_report_mode_never_drops_a_subschema_or_a_property():
