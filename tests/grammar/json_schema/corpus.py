@@ -75,6 +75,7 @@ class Tally:
     compile_s: list[float] = field(default_factory=list)
     slowest: list[tuple[float, str]] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (file name, the refusal's full message)
 
     def counts(self) -> dict[str, Any]:
         return {"schemas": self.schemas, "compiled": self.compiled, "valid": self.valid,
@@ -140,6 +141,7 @@ def run_file(path: Path, engine, tally: Tally) -> None:
         grammar = engine.compile(schema)
     except engine.refusals as exc:
         tally.refusals[refusal_reason(exc)] += 1
+        tally.refused.append((path.name, f"{type(exc).__name__}: {exc}"[:400]))
         return
     finally:
         tally.compile_s.append(time.perf_counter() - start)
