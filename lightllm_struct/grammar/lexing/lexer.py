@@ -143,13 +143,34 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
     wins[0] = False  # the fresh start never ends a terminal: no empty lexemes
     first_win = wins.argmax(axis=1)
     acc = np.where(wins.any(axis=1), np.asarray(ids, dtype=np.int32)[first_win], -1).astype(np.int32)
-    order = comps.tolist()
-    alive = [tuple(k for k, s in enumerate(c) if s >= 0) for c in order]
-    classes = [dfas[t].bounded_classes(horizon) for t in ids]
-    signature = [(q == 0, tuple((dfas[ids[k]].digest, classes[k][order[q][k]]) for k in ks))
-                 for q, ks in enumerate(alive)]
-    alive_terms = [tuple(ids[k] for k in ks) for ks in alive]
+    signature, alive_terms = _contents(ids, dfas, comps, alive_mask, horizon)
     return UnionLexer(uid, live, table, acc, row_arrays(table), acc.tolist(), signature, alive_terms)
+
+
+def _contents(ids: list[int], dfas: list, comps: np.ndarray, alive_mask: np.ndarray,
+              horizon: int) -> tuple[list[tuple], list[tuple[int, ...]]]:
+    """``signature`` and ``alive_terms`` of every product state. Most states have one alive component (past
+    the first byte that leaves every key literal, only the "any other key" DFA is): those are read off
+    that component's state in one step, not a walk over all the components."""
+    n = comps.shape[0]
+    classes = [dfas[t].bounded_classes(horizon) for t in ids]
+    digests = [dfas[t].digest for t in ids]
+    lone = alive_mask.sum(axis=1) == 1
+    lone[0] = False  # the fresh start's signature says it is one
+    signature: list = [None] * n
+    alive_terms: list = [None] * n
+    lone_ids = np.flatnonzero(lone)
+    which = alive_mask[lone_ids].argmax(axis=1)
+    alone = [(ids[k],) for k in range(len(ids))]
+    for q, k, s in zip(lone_ids.tolist(), which.tolist(), comps[lone_ids, which].tolist()):
+        signature[q] = (False, ((digests[k], classes[k][s]),))
+        alive_terms[q] = alone[k]
+    for q in np.flatnonzero(~lone).tolist():
+        c = comps[q].tolist()
+        ks = [k for k, s in enumerate(c) if s >= 0]
+        signature[q] = (q == 0, tuple((digests[k], classes[k][c[k]]) for k in ks))
+        alive_terms[q] = tuple(ids[k] for k in ks)
+    return signature, alive_terms
 
 
 def _numpy_product(tables: list[np.ndarray], max_states: int, deadline: Deadline) -> tuple[np.ndarray, np.ndarray]:
@@ -210,10 +231,6 @@ def row_arrays(table: np.ndarray) -> list[array]:
     """The rows of ``table`` as ``array('i')`` objects: indexed as fast as lists, but the garbage
     collector sees one object a row instead of 256 references (full collections of a process holding
     many lexers took over 100 ms with lists, and landed inside mask computations)."""
-    data = np.ascontiguousarray(table, dtype=np.int32)
-    out = []
-    for row in data:
-        a = array("i")
-        a.frombytes(row.tobytes())
-        out.append(a)
-    return out
+    data = np.ascontiguousarray(table, dtype=np.int32).tobytes()
+    width = table.shape[1] * 4
+    return [array("i", data[o:o + width]) for o in range(0, len(data), width)]

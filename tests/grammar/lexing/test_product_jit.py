@@ -64,3 +64,18 @@ def test_wide_product_equals_numpy():
     jit_table, jit_comps = product_jit.product(tables, max_states=10_000)
     np_table, np_comps = _numpy_product(tables, 10_000, NO_DEADLINE)
     _same_automaton(jit_table, jit_comps, np_table, np_comps)
+
+
+def test_lone_component_states_equal_numpy():
+    """Past the first byte that leaves every key literal only the "any other key" DFA is alive: those states
+    take the product's one-component path, and the automaton is still the numpy construction's."""
+    from lightllm_struct.grammar.json_schema.key_dfa import key_dfa_excluding
+    from lightllm_struct.grammar.lexing.byte_dfa import literal_dfa
+
+    keys = ["base", "height", "length", "é", "😀"]
+    tables = [literal_dfa(f'"{k}"'.encode()).table for k in keys] + [key_dfa_excluding(keys).table]
+    tables.append(regex_dfa(r"\}").table)
+    jit_table, jit_comps = product_jit.product(tables, max_states=10_000)
+    np_table, np_comps = _numpy_product(tables, 10_000, NO_DEADLINE)
+    _same_automaton(jit_table, jit_comps, np_table, np_comps)
+    assert ((jit_comps >= 0).sum(axis=1) == 1).mean() > 0.8  # the path this test is about
