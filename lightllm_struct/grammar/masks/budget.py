@@ -9,7 +9,7 @@ is never empty and the answer ends valid. It runs at every step, however far the
 
 The distance after every token of the vocabulary is computed at once, per configuration:
 
-* a vectorized run of the lexer from ``(lexer, q)`` over the length-sorted token bytes says where each
+* a run of the lexer from ``(lexer, q)`` over the token trie (``token_ends.py``) says where each
   token ends (cached per lexer state: it reads no stack): inside the lexeme in some lexer state, whose
   distance needs only a few stack completions per terminal; or stuck on its first byte, where the
   lexeme ends and the whole token is lexed again from the boundary (the same computation one
@@ -33,32 +33,17 @@ from collections import OrderedDict
 import numpy as np
 
 from lightllm_struct.grammar.bitmask import pack_token_ids
-from lightllm_struct.grammar.lexing.lexer import UnionLexer
+from lightllm_struct.grammar.masks.token_ends import (CROSS, FRESH, ByteColumns, TokenEnds, allowed_rows, byte_columns,
+                                                      token_ends)
 from lightllm_struct.grammar.parsing.distance import INF
 from lightllm_struct.grammar.parsing.dpda import Touch
 
-_SCANS = 128  # token scans kept per grammar (each 4 bytes a vocabulary token)
+__all__ = ["BudgetMasks", "ByteColumns", "TokenEnds", "byte_columns"]
+
+_SCAN_BYTES = 32 << 20  # token scans kept per grammar (each about 2 bytes a vocabulary token: 340 at 49k)
 _FULL = 32  # per-stack distance arrays of every allowed token kept (12 bytes a vocabulary token)
 _ENTRY_UNITS = 1 << 23  # cached entries' size (tokens kept + mask words): about 64 MB, then start afresh
 _MAX_SHAPES = 8
-
-
-class TokenEnds:
-    """Where each text token (a row of :class:`ByteColumns`) ends when lexed from one lexer state.
-
-    ``code[row]``: an index into ``states`` (the token stays inside the lexeme and ends there), ``DEAD``,
-    ``FRESH`` (its first byte ends the lexeme) or ``CROSS`` (it ends the lexeme further in: at
-    ``cross_cols``, as terminal ``cross_terms``, for the rows ``cross_rows``). Independent of the stack.
-    """
-
-    __slots__ = ("code", "states", "cross_rows", "cross_cols", "cross_terms")
-
-    def __init__(self, code, states, cross_rows, cross_cols, cross_terms) -> None:
-        self.code, self.states = code, states
-        self.cross_rows, self.cross_cols, self.cross_terms = cross_rows, cross_cols, cross_terms
-
-
-DEAD, FRESH, CROSS = -1, -2, -3
 
 
 class _Entry:
@@ -88,6 +73,7 @@ class BudgetMasks:
         byte_columns(self._tok)  # once per vocabulary, here (the compile thread) rather than in a step
         self._max_depth = grammar.dpda.max_stack_depth
         self._scans: OrderedDict = OrderedDict()
+        self._scan_bytes = 0
         self._full: OrderedDict = OrderedDict()
         self._entries: dict = {}
         self._units = 0
@@ -198,10 +184,7 @@ class BudgetMasks:
         key = (id(stack), lexer.uid, q, id(words))
         hit = self._full.get(key)
         if hit is None or hit[0] is not stack or hit[1] is not words:
-            cols = byte_columns(self._tok)
-            ids = np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little")[:self._tok.vocab_size])
-            rows = cols.row_of_token[ids]
-            rows = np.sort(rows[rows >= 0])
+            rows = self._rows(words)
             inner = Touch(stack[1])
             values = self._compute(config, rows, inner)
             hit = (stack, words, rows, values, inner.low, inner.hit_limit, inner.peak)
@@ -211,6 +194,9 @@ class BudgetMasks:
                     self._full.popitem(last=False)
         touch.absorb(hit[4], hit[5], hit[6])
         return hit[2], hit[3]
+
+    def _rows(self, words: np.ndarray) -> np.ndarray:
+        return allowed_rows(byte_columns(self._tok), words, self._tok.vocab_size)
 
     def _compute(self, config, rows: np.ndarray, touch: Touch) -> np.ndarray:
         stack, lexer, q = config
@@ -256,76 +242,10 @@ class BudgetMasks:
         if got is None:
             got = token_ends(byte_columns(self._tok), lexer, q)
             with self._lock:
+                if key in self._scans:  # another thread scanned it meanwhile: count it once
+                    return self._scans[key]
                 self._scans[key] = got
-                while len(self._scans) > _SCANS:
-                    self._scans.popitem(last=False)
+                self._scan_bytes += got.nbytes
+                while self._scan_bytes > _SCAN_BYTES and len(self._scans) > 1:
+                    self._scan_bytes -= self._scans.popitem(last=False)[1].nbytes
         return got
-
-
-class ByteColumns:
-    """Text tokens as uint8 byte columns ``[width, rows]``, rows sorted by length (one per vocabulary)."""
-
-    def __init__(self, tok) -> None:
-        ids = sorted(tok.text_ids, key=lambda i: len(tok.vocab[i]))
-        self.row_token = np.array(ids, dtype=np.int64)
-        self.row_len = np.array([len(tok.vocab[i]) for i in ids], dtype=np.int64)
-        width = int(self.row_len.max()) if ids else 1
-        flat = np.zeros((len(ids), width), dtype=np.uint8)
-        starts = np.repeat(np.cumsum(self.row_len) - self.row_len, self.row_len)
-        rows = np.repeat(np.arange(len(ids)), self.row_len)
-        data = np.frombuffer(b"".join(tok.vocab[i] for i in ids), dtype=np.uint8)
-        flat[rows, np.arange(len(data)) - starts] = data
-        self.columns = np.ascontiguousarray(flat.T)
-        self.row_of_token = np.full(tok.vocab_size, -1, dtype=np.int64)
-        self.row_of_token[self.row_token] = np.arange(len(ids))
-
-
-def byte_columns(tok) -> ByteColumns:
-    return tok.shared("budget_columns", lambda: ByteColumns(tok))
-
-
-def token_ends(matrix: ByteColumns, lexer, q: int) -> TokenEnds:
-    """Run ``lexer`` from ``q`` over every text token at once (one numpy step per byte column)."""
-    n = len(matrix.row_token)
-    state = np.full(n, q, dtype=np.int64)
-    stuck_col = np.full(n, -1, dtype=np.int64)
-    stuck_term = np.full(n, -1, dtype=np.int64)
-    accept = np.asarray(lexer.accept, dtype=np.int64) if isinstance(lexer, UnionLexer) else None
-    idx = np.arange(n)  # rows still inside the lexeme, ascending (so by length: ended rows are a prefix)
-    for col in range(matrix.columns.shape[0]):
-        idx = idx[np.searchsorted(idx, np.searchsorted(matrix.row_len, col, side="right")):]
-        if not len(idx):
-            break
-        cur = state[idx]
-        nxt = _step(lexer, cur, matrix.columns[col][idx].astype(np.int64))
-        stuck = nxt < 0
-        if stuck.any():
-            rows = idx[stuck]
-            stuck_col[rows] = col
-            stuck_term[rows] = _accepts(lexer, accept, cur[stuck])
-            idx, nxt = idx[~stuck], nxt[~stuck]
-        state[idx] = nxt
-    code = np.full(n, DEAD, dtype=np.int32)
-    inner = np.flatnonzero(stuck_col < 0)
-    states, inverse = np.unique(state[inner], return_inverse=True)
-    code[inner] = inverse
-    stuck = np.flatnonzero(stuck_term >= 0)
-    code[stuck[stuck_col[stuck] == 0]] = FRESH
-    cross = stuck[stuck_col[stuck] > 0]
-    code[cross] = CROSS
-    return TokenEnds(code, states, cross.astype(np.int32), stuck_col[cross].astype(np.int32),
-                     stuck_term[cross].astype(np.int32))
-
-
-def _step(lexer, states: np.ndarray, data: np.ndarray) -> np.ndarray:
-    if isinstance(lexer, UnionLexer):
-        return lexer.table[states, data].astype(np.int64)
-    uniq, inv = np.unique(states, return_inverse=True)  # lazy lexers: exact rows, made on demand
-    rows = np.stack([np.fromiter(lexer.rows[int(s)], dtype=np.int64, count=256) for s in uniq.tolist()])
-    return rows[inv, data]
-
-
-def _accepts(lexer, accept: np.ndarray, states: np.ndarray) -> np.ndarray:
-    if isinstance(lexer, UnionLexer):
-        return accept[states]
-    return np.array([lexer.accept_list[int(s)] for s in states.tolist()], dtype=np.int64)

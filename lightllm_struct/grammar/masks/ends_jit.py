@@ -1,0 +1,154 @@
+"""The compiled token-ends walk: the preorder token trie run by one lexer, results written per token row.
+
+``token_ends.token_ends_numpy`` steps every token byte column by column (2-4 ms at 49k tokens, for each new
+lexer state a walk reaches). Here the lexer runs once per distinct token prefix, in preorder (the layout of
+``scan_jit``): a node's state comes from its parent's, the rows of the tokens ending at the node take that
+state, and a node without transition settles its whole subtree at once: its rows are one contiguous range of
+``node_rows`` (preorder keeps a subtree contiguous), FRESH when it is a first byte, CROSS (at the node's
+depth, as the terminal its parent state accepts) further in, DEAD when that state accepts nothing (the rows'
+default, so a dead subtree costs one jump). A last pass numbers the distinct end states in ascending order,
+as ``np.unique`` does in the numpy walk, so both give the same arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lightllm_struct.grammar.masks.scan_jit import AVAILABLE, njit, _preorder
+
+_DEAD, _FRESH, _CROSS = -1, -2, -3  # token_ends' codes (that module imports this one)
+
+
+def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_depth,
+          num_states):  # pragma: no cover - compiled by numba
+    """``TokenEnds``' fields (code as int32, cross records by ascending row) lexing from ``q``."""
+    n = node_rows.shape[0]
+    code = np.full(n, _DEAD, np.int32)
+    end_state = np.full(n, -1, np.int64)
+    cross_rows = np.empty(n, np.int32)
+    cross_cols = np.empty(n, np.int32)
+    cross_terms = np.empty(n, np.int32)
+    states = np.empty(max_depth + 1, np.int64)  # states[d]: lexer state after the node at depth d
+    n_cross = 0
+    for k in range(roots.shape[0]):
+        i = roots[k]
+        end = skip[i]
+        states[0] = q
+        while i < end:
+            d = depth[i]
+            s = states[d - 1]
+            nxt = table[s * 256 + byte[i]]
+            if nxt < 0:
+                term = accept[s]
+                if term >= 0:  # the lexeme ends before this byte: the whole subtree's rows at once
+                    lo, hi = node_ptr[i], node_ptr[skip[i]]
+                    if d == 1:
+                        for j in range(lo, hi):
+                            code[node_rows[j]] = _FRESH
+                    else:
+                        for j in range(lo, hi):
+                            r = node_rows[j]
+                            code[r] = _CROSS
+                            cross_rows[n_cross] = r
+                            cross_cols[n_cross] = d - 1
+                            cross_terms[n_cross] = term
+                            n_cross += 1
+                i = skip[i]  # DEAD rows keep their default
+                continue
+            states[d] = nxt
+            for j in range(node_ptr[i], node_ptr[i + 1]):
+                end_state[node_rows[j]] = nxt
+            i += 1
+    # the end states in ascending order (np.unique's), each row's code its rank
+    rank = np.full(num_states, -1, np.int64)
+    for r in range(n):
+        if end_state[r] >= 0:
+            rank[end_state[r]] = 0
+    count = 0
+    for s in range(num_states):
+        if rank[s] >= 0:
+            rank[s] = count
+            count += 1
+    uniq = np.empty(count, np.int64)
+    for s in range(num_states):
+        if rank[s] >= 0:
+            uniq[rank[s]] = s
+    for r in range(n):
+        if end_state[r] >= 0:
+            code[r] = rank[end_state[r]]
+    order = np.argsort(cross_rows[:n_cross])
+    return code, uniq, cross_rows[order], cross_cols[order], cross_terms[order]
+
+
+def _allowed_rows(words, row_of_token, vocab_size, num_rows):  # pragma: no cover - compiled by numba
+    """The ascending rows of the text tokens whose bits ``words`` (a packed int32 mask) sets."""
+    flags = np.zeros(num_rows, np.bool_)
+    count = 0
+    for w in range(words.shape[0]):
+        x = np.uint32(words[w])
+        if x == 0:
+            continue
+        for b in range(32):
+            if (x >> np.uint32(b)) & np.uint32(1):
+                t = w * 32 + b
+                if t < vocab_size and row_of_token[t] >= 0:
+                    flags[row_of_token[t]] = True
+                    count += 1
+    out = np.empty(count, np.int64)
+    k = 0
+    for r in range(num_rows):
+        if flags[r]:
+            out[k] = r
+            k += 1
+    return out
+
+
+if AVAILABLE:
+    _ends = njit(nogil=True, cache=True)(_ends)
+    _allowed_rows = njit(nogil=True, cache=True)(_allowed_rows)
+
+
+class TrieRows:
+    """The token trie in preorder with the rows of ``row_token`` (``ByteColumns``' order) per node.
+
+    Parameters
+    ----------
+    trie:
+        The vocabulary's breadth-first ``VocabTrie`` (its text tokens are the rows).
+    row_token:
+        The token id of every row.
+    """
+
+    def __init__(self, trie, row_token: np.ndarray) -> None:
+        n = trie.num_nodes
+        pre_of_bfs, self.skip = _preorder(trie.child_start, trie.child_count, trie.roots, n)
+        bfs_of = np.empty(n, dtype=np.int64)
+        bfs_of[pre_of_bfs] = np.arange(n, dtype=np.int64)
+        self.byte = trie.byte[bfs_of].astype(np.uint8)
+        level_sizes = np.diff(np.append(trie.level_starts, n))
+        self.depth = np.empty(n, dtype=np.int32)
+        self.depth[pre_of_bfs] = np.repeat(np.arange(1, trie.max_depth + 1), level_sizes)
+        self.max_depth = int(trie.max_depth)
+        self.roots = np.sort(pre_of_bfs[trie.roots])
+        has_end = np.flatnonzero(trie.end_uidx >= 0)
+        node_of_uidx = np.zeros(trie.num_unique, dtype=np.int64)
+        node_of_uidx[trie.end_uidx[has_end]] = has_end
+        row_node = pre_of_bfs[node_of_uidx[trie.token_uidx[row_token]]]
+        self.node_rows = np.argsort(row_node, kind="stable").astype(np.int64)
+        # skip[i] may be n (the last subtree): node_ptr has n + 1 entries
+        self.node_ptr = np.searchsorted(row_node[self.node_rows], np.arange(n + 1)).astype(np.int64)
+        self.num_rows = len(row_token)
+        self._warm_up()
+
+    def ends(self, table: np.ndarray, accept: np.ndarray, num_states: int, q: int):
+        """``TokenEnds``' fields (code as int32) lexing from ``q`` with the flat ``table`` (``sink_table``)."""
+        return _ends(self.byte, self.depth, self.skip, self.roots, self.node_ptr, self.node_rows, table, accept,
+                     q, self.max_depth, num_states)
+
+    def allowed_rows(self, words: np.ndarray, row_of_token: np.ndarray, vocab_size: int) -> np.ndarray:
+        """The ascending rows (``row_of_token``'s) of the text tokens the packed mask ``words`` allows."""
+        return _allowed_rows(words, row_of_token, vocab_size, self.num_rows)
+
+    def _warm_up(self) -> None:
+        """Load (or compile) the kernels now, with the real argument types, not inside a timed mask."""
+        self.ends(np.full(512, -1, np.int64), np.full(1, -1, np.int32), 1, 0)
+        self.allowed_rows(np.zeros(1, np.int32), np.full(32, -1, np.int64), 32)
