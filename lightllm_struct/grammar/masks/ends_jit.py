@@ -11,22 +11,21 @@ as ``np.unique`` does in the numpy walk, so both give the same arrays.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from lightllm_struct.grammar.masks.scan_jit import AVAILABLE, njit, _preorder
 
 _DEAD, _FRESH, _CROSS = -1, -2, -3  # token_ends' codes (that module imports this one)
+_INT16 = (1 << 15) - 1  # lexers with fewer states get int16 codes (2 bytes a token in the scan cache)
 
 
-def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_depth,
-          num_states):  # pragma: no cover - compiled by numba
-    """``TokenEnds``' fields (code as int32, cross records by ascending row) lexing from ``q``."""
-    n = node_rows.shape[0]
-    code = np.full(n, _DEAD, np.int32)
-    end_state = np.full(n, -1, np.int64)
-    cross_rows = np.empty(n, np.int32)
-    cross_cols = np.empty(n, np.int32)
-    cross_terms = np.empty(n, np.int32)
+def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_depth, num_states, code,
+          cross_rows, cross_cols, cross_terms):  # pragma: no cover - compiled by numba
+    """Fill ``code`` (every row) and the first CROSS records lexing from ``q``; returns the ascending end
+    states and the number of CROSS records (in preorder)."""
+    code[:] = _DEAD
     states = np.empty(max_depth + 1, np.int64)  # states[d]: lexer state after the node at depth d
     n_cross = 0
     for k in range(roots.shape[0]):
@@ -56,13 +55,14 @@ def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_d
                 continue
             states[d] = nxt
             for j in range(node_ptr[i], node_ptr[i + 1]):
-                end_state[node_rows[j]] = nxt
+                code[node_rows[j]] = nxt  # the state itself for now (code's type holds every state)
             i += 1
     # the end states in ascending order (np.unique's), each row's code its rank
     rank = np.full(num_states, -1, np.int64)
+    n = code.shape[0]
     for r in range(n):
-        if end_state[r] >= 0:
-            rank[end_state[r]] = 0
+        if code[r] >= 0:
+            rank[code[r]] = 0
     count = 0
     for s in range(num_states):
         if rank[s] >= 0:
@@ -73,10 +73,9 @@ def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_d
         if rank[s] >= 0:
             uniq[rank[s]] = s
     for r in range(n):
-        if end_state[r] >= 0:
-            code[r] = rank[end_state[r]]
-    order = np.argsort(cross_rows[:n_cross])
-    return code, uniq, cross_rows[order], cross_cols[order], cross_terms[order]
+        if code[r] >= 0:
+            code[r] = rank[code[r]]
+    return uniq, n_cross
 
 
 def _allowed_rows(words, row_of_token, vocab_size, num_rows):  # pragma: no cover - compiled by numba
@@ -137,12 +136,27 @@ class TrieRows:
         # skip[i] may be n (the last subtree): node_ptr has n + 1 entries
         self.node_ptr = np.searchsorted(row_node[self.node_rows], np.arange(n + 1)).astype(np.int64)
         self.num_rows = len(row_token)
+        self._local = threading.local()
         self._warm_up()
 
     def ends(self, table: np.ndarray, accept: np.ndarray, num_states: int, q: int):
-        """``TokenEnds``' fields (code as int32) lexing from ``q`` with the flat ``table`` (``sink_table``)."""
-        return _ends(self.byte, self.depth, self.skip, self.roots, self.node_ptr, self.node_rows, table, accept,
-                     q, self.max_depth, num_states)
+        """``TokenEnds``' fields lexing from ``q`` with the flat ``table`` (``sink_table``); ``code`` is int16
+        when every state fits (then every rank does)."""
+        n = self.num_rows
+        code = np.empty(n, dtype=np.int16 if num_states < _INT16 else np.int32)
+        cross_rows, cross_cols, cross_terms = self._scratch()
+        uniq, n_cross = _ends(self.byte, self.depth, self.skip, self.roots, self.node_ptr, self.node_rows, table,
+                              accept, q, self.max_depth, num_states, code, cross_rows, cross_cols, cross_terms)
+        order = np.argsort(cross_rows[:n_cross], kind="stable")
+        return code, uniq, cross_rows[order], cross_cols[order], cross_terms[order]
+
+    def _scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This thread's CROSS record buffers (a row each at most), reused: fresh megabyte arrays cost page
+        faults on every scan, and results keep copies only."""
+        got = getattr(self._local, "buffers", None)
+        if got is None:
+            got = self._local.buffers = tuple(np.empty(self.num_rows, dtype=np.int32) for _ in range(3))
+        return got
 
     def allowed_rows(self, words: np.ndarray, row_of_token: np.ndarray, vocab_size: int) -> np.ndarray:
         """The ascending rows (``row_of_token``'s) of the text tokens the packed mask ``words`` allows."""
@@ -150,5 +164,6 @@ class TrieRows:
 
     def _warm_up(self) -> None:
         """Load (or compile) the kernels now, with the real argument types, not inside a timed mask."""
-        self.ends(np.full(512, -1, np.int64), np.full(1, -1, np.int32), 1, 0)
+        for num_states in (1, _INT16):  # int16 and int32 codes
+            self.ends(np.full(512, -1, np.int64), np.full(1, -1, np.int32), num_states, 0)
         self.allowed_rows(np.zeros(1, np.int32), np.full(32, -1, np.int64), 32)

@@ -36,7 +36,7 @@ class TokenEnds:
     __slots__ = ("code", "states", "cross_rows", "cross_cols", "cross_terms")
 
     def __init__(self, code, states, cross_rows, cross_cols, cross_terms) -> None:
-        if len(states) < _INT16_STATES:
+        if code.dtype != np.int16 and len(states) < _INT16_STATES:
             code = code.astype(np.int16)
         self.code, self.states = code, states
         self.cross_rows, self.cross_cols, self.cross_terms = cross_rows, cross_cols, cross_terms
