@@ -22,12 +22,14 @@ _INT16 = (1 << 15) - 1  # lexers with fewer states get int16 codes (2 bytes a to
 
 
 def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_depth, num_states, code,
-          cross_rows, cross_cols, cross_terms):  # pragma: no cover - compiled by numba
+          cross_rows, cross_cols, cross_terms, inner):  # pragma: no cover - compiled by numba
     """Fill ``code`` (every row) and the first CROSS records lexing from ``q``; returns the ascending end
     states and the number of CROSS records (in preorder)."""
     code[:] = _DEAD
     states = np.empty(max_depth + 1, np.int64)  # states[d]: lexer state after the node at depth d
     n_cross = 0
+    n_inner = 0  # rows that stay inside the lexeme, listed in ``inner``: the numbering reads only them
+    rank = np.full(num_states, -1, np.int64)
     for k in range(roots.shape[0]):
         i = roots[k]
         end = skip[i]
@@ -54,15 +56,16 @@ def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_d
                 i = skip[i]  # DEAD rows keep their default
                 continue
             states[d] = nxt
-            for j in range(node_ptr[i], node_ptr[i + 1]):
-                code[node_rows[j]] = nxt  # the state itself for now (code's type holds every state)
+            lo, hi = node_ptr[i], node_ptr[i + 1]
+            if lo < hi:
+                rank[nxt] = 0
+                for j in range(lo, hi):
+                    r = node_rows[j]
+                    code[r] = nxt  # the state itself for now (code's type holds every state)
+                    inner[n_inner] = r
+                    n_inner += 1
             i += 1
     # the end states in ascending order (np.unique's), each row's code its rank
-    rank = np.full(num_states, -1, np.int64)
-    n = code.shape[0]
-    for r in range(n):
-        if code[r] >= 0:
-            rank[code[r]] = 0
     count = 0
     for s in range(num_states):
         if rank[s] >= 0:
@@ -72,10 +75,77 @@ def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_d
     for s in range(num_states):
         if rank[s] >= 0:
             uniq[rank[s]] = s
-    for r in range(n):
-        if code[r] >= 0:
-            code[r] = rank[code[r]]
+    for j in range(n_inner):
+        r = inner[j]
+        code[r] = rank[code[r]]
     return uniq, n_cross
+
+
+def _ends_wide(parent, byte, depth, row_node, table, accept, q, num_states, code, cross_rows, cross_cols,
+               cross_terms, node_state, stuck_col, stuck_term):  # pragma: no cover - compiled by numba
+    """``_ends`` in one breadth-first pass over every node (a node's result from its parent's), then one
+    pass over the rows in order (so the CROSS records come out ascending). For states that let most of the
+    trie through: no dependency between neighbouring iterations, no branch on the tree's shape."""
+    n_nodes = byte.shape[0]
+    node_state[n_nodes] = q  # the roots' parent slot
+    k = 0
+    for n in range(n_nodes):
+        s = node_state[parent[n]]
+        if s < 0:  # settled above: DEAD, FRESH or the stuck record -4 - k, inherited by the subtree
+            node_state[n] = s
+            continue
+        nxt = table[s * 256 + byte[n]]
+        if nxt >= 0:
+            node_state[n] = nxt
+            continue
+        term = accept[s]
+        if term < 0:
+            node_state[n] = _DEAD
+        elif depth[n] == 1:
+            node_state[n] = _FRESH
+        else:
+            stuck_col[k] = depth[n] - 1
+            stuck_term[k] = term
+            node_state[n] = -4 - k
+            k += 1
+    n_rows = row_node.shape[0]
+    rank = np.full(num_states, -1, np.int64)
+    for r in range(n_rows):
+        v = node_state[row_node[r]]
+        if v >= 0:
+            rank[v] = 0
+    count = 0
+    for s in range(num_states):
+        if rank[s] >= 0:
+            rank[s] = count
+            count += 1
+    uniq = np.empty(count, np.int64)
+    for s in range(num_states):
+        if rank[s] >= 0:
+            uniq[rank[s]] = s
+    n_cross = 0
+    for r in range(n_rows):
+        v = node_state[row_node[r]]
+        if v >= 0:
+            code[r] = rank[v]
+        elif v > _CROSS:
+            code[r] = v
+        else:
+            code[r] = _CROSS
+            cross_rows[n_cross] = r
+            cross_cols[n_cross] = stuck_col[-4 - v]
+            cross_terms[n_cross] = stuck_term[-4 - v]
+            n_cross += 1
+    return uniq, n_cross
+
+
+def _alive_nodes(roots, skip, byte, table, q):  # pragma: no cover - compiled by numba
+    """Trie nodes under the first bytes ``table`` accepts from ``q`` (preorder layout)."""
+    total = 0
+    for r in roots:
+        if table[q * 256 + byte[r]] >= 0:
+            total += skip[r] - r
+    return total
 
 
 def _allowed_rows(words, row_of_token, vocab_size, num_rows):  # pragma: no cover - compiled by numba
@@ -104,6 +174,8 @@ def _allowed_rows(words, row_of_token, vocab_size, num_rows):  # pragma: no cove
 if AVAILABLE:
     _ends = njit(nogil=True, cache=True)(_ends)
     _allowed_rows = njit(nogil=True, cache=True)(_allowed_rows)
+    _ends_wide = njit(nogil=True, cache=True)(_ends_wide)
+    _alive_nodes = njit(nogil=True, cache=True)(_alive_nodes)
 
 
 class TrieRows:
@@ -136,26 +208,43 @@ class TrieRows:
         # skip[i] may be n (the last subtree): node_ptr has n + 1 entries
         self.node_ptr = np.searchsorted(row_node[self.node_rows], np.arange(n + 1)).astype(np.int64)
         self.num_rows = len(row_token)
+        # breadth-first layout for the wide pass: parent (the roots': the extra slot n), byte, depth, row -> node
+        self.bfs_parent = np.full(n, n, dtype=np.int32)
+        self.bfs_parent[trie.child_start[0] if n else 0:] = np.repeat(np.arange(n, dtype=np.int32), trie.child_count)
+        self.bfs_byte = trie.byte.astype(np.uint8)
+        self.bfs_depth = np.repeat(np.arange(1, trie.max_depth + 1, dtype=np.int32), level_sizes)
+        self.row_node_bfs = node_of_uidx[trie.token_uidx[row_token]].astype(np.int32)
         self._local = threading.local()
         self._warm_up()
 
-    def ends(self, table: np.ndarray, accept: np.ndarray, num_states: int, q: int):
+    def ends(self, table: np.ndarray, accept: np.ndarray, num_states: int, q: int, *, wide: bool | None = None):
         """``TokenEnds``' fields lexing from ``q`` with the flat ``table`` (``sink_table``); ``code`` is int16
-        when every state fits (then every rank does)."""
+        when every state fits (then every rank does). ``wide`` picks the walk (None: the breadth-first pass
+        when the first bytes ``q`` accepts lead to over a third of the trie, as ``scan_jit.is_wide``)."""
         n = self.num_rows
         code = np.empty(n, dtype=np.int16 if num_states < _INT16 else np.int32)
-        cross_rows, cross_cols, cross_terms = self._scratch()
+        cross_rows, cross_cols, cross_terms, node_state, stuck_col, stuck_term, inner = self._scratch()
+        if wide is None:
+            wide = 3 * _alive_nodes(self.roots, self.skip, self.byte, table, q) > len(self.byte)
+        if wide:
+            uniq, n_cross = _ends_wide(self.bfs_parent, self.bfs_byte, self.bfs_depth, self.row_node_bfs, table,
+                                       accept, q, num_states, code, cross_rows, cross_cols, cross_terms, node_state,
+                                       stuck_col, stuck_term)
+            return code, uniq, cross_rows[:n_cross].copy(), cross_cols[:n_cross].copy(), cross_terms[:n_cross].copy()
         uniq, n_cross = _ends(self.byte, self.depth, self.skip, self.roots, self.node_ptr, self.node_rows, table,
-                              accept, q, self.max_depth, num_states, code, cross_rows, cross_cols, cross_terms)
+                              accept, q, self.max_depth, num_states, code, cross_rows, cross_cols, cross_terms, inner)
         order = np.argsort(cross_rows[:n_cross], kind="stable")
         return code, uniq, cross_rows[order], cross_cols[order], cross_terms[order]
 
-    def _scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This thread's CROSS record buffers (a row each at most), reused: fresh megabyte arrays cost page
-        faults on every scan, and results keep copies only."""
+    def _scratch(self) -> tuple:
+        """This thread's buffers (CROSS records: a row each at most; node states; stuck records: a node each at
+        most; rows inside the lexeme), reused: fresh megabyte arrays cost page faults on every scan, and results keep copies only."""
         got = getattr(self._local, "buffers", None)
         if got is None:
-            got = self._local.buffers = tuple(np.empty(self.num_rows, dtype=np.int32) for _ in range(3))
+            n = len(self.byte)
+            got = self._local.buffers = (*(np.empty(self.num_rows, dtype=np.int32) for _ in range(3)),
+                                         *(np.empty(size, dtype=np.int32) for size in (n + 1, n, n)),
+                                         np.empty(self.num_rows, dtype=np.int32))
         return got
 
     def allowed_rows(self, words: np.ndarray, row_of_token: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -164,6 +253,7 @@ class TrieRows:
 
     def _warm_up(self) -> None:
         """Load (or compile) the kernels now, with the real argument types, not inside a timed mask."""
-        for num_states in (1, _INT16):  # int16 and int32 codes
-            self.ends(np.full(512, -1, np.int64), np.full(1, -1, np.int32), num_states, 0)
+        for num_states in (1, _INT16):  # int16 and int32 codes, both walks
+            for wide in (False, True):
+                self.ends(np.full(512, -1, np.int64), np.full(1, -1, np.int32), num_states, 0, wide=wide)
         self.allowed_rows(np.zeros(1, np.int32), np.full(32, -1, np.int64), 32)

@@ -17,8 +17,8 @@ from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
 from lightllm_struct.grammar.lexing.lexer import UnionLexer
 from lightllm_struct.grammar.masks import ends_jit
 from lightllm_struct.grammar.masks.budget import BudgetMasks
-from lightllm_struct.grammar.masks.token_ends import (allowed_rows, allowed_rows_numpy, byte_columns, token_ends,
-                                                      token_ends_numpy)
+from lightllm_struct.grammar.masks.token_ends import (TokenEnds, allowed_rows, allowed_rows_numpy, byte_columns,
+                                                      token_ends, token_ends_numpy)
 from tests.grammar.masks.test_budget import CHOICES, LARK, REGEX, SCHEMAS
 from tests.grammar.masks.test_scan_jit import random_lexer, random_vocab
 from tests.grammar.small_vocab import small_tokenizer
@@ -43,6 +43,16 @@ def _same_ends(a, b, where) -> None:
         assert getattr(a, name).tolist() == getattr(b, name).tolist(), (where, name)
 
 
+def _check_ends(cols, lexer, q, where) -> None:
+    """Both compiled walks (preorder and breadth-first) and the dispatcher against the numpy walk."""
+    want = token_ends_numpy(cols, lexer, q)
+    _same_ends(token_ends(cols, lexer, q), want, where)
+    if isinstance(lexer, UnionLexer):
+        for wide in (False, True):
+            got = cols.trie_rows.ends(lexer.sink_table, lexer.accept, lexer.num_states, q, wide=wide)
+            _same_ends(TokenEnds(*got), want, (where, wide))
+
+
 def _union(table: np.ndarray, accept: np.ndarray) -> UnionLexer:
     n = len(table)
     return UnionLexer(uid=0, terminals=frozenset(), table=table, accept=accept, rows=[r.tolist() for r in table],
@@ -60,7 +70,7 @@ def test_trie_walk_equals_the_numpy_walk_on_random_lexers(seed):
         raw = random_lexer(rng, 7, density)
         lexer = _union(raw.table, raw.accept)
         for q in range(lexer.num_states):
-            _same_ends(token_ends(cols, lexer, q), token_ends_numpy(cols, lexer, q), (density, q))
+            _check_ends(cols, lexer, q, (density, q))
 
 
 def _text_ids(tok, words: np.ndarray) -> list[int]:
@@ -105,7 +115,7 @@ def test_trie_walk_equals_the_numpy_walk_on_grammar_lexers():
             if not isinstance(lexer, UnionLexer):
                 continue  # lazy lexers take the numpy walk itself
             for q in range(lexer.num_states):
-                _same_ends(token_ends(cols, lexer, q), token_ends_numpy(cols, lexer, q), (name, q))
+                _check_ends(cols, lexer, q, (name, q))
                 checked += 1
     assert checked > 500
 
