@@ -254,6 +254,6 @@ class TrieRows:
     def _warm_up(self) -> None:
         """Load (or compile) the kernels now, with the real argument types, not inside a timed mask."""
         for num_states in (1, _INT16):  # int16 and int32 codes, both walks
-            for wide in (False, True):
+            for wide in (False, True, None):  # None: the choice's own kernel too
                 self.ends(np.full(512, -1, np.int64), np.full(1, -1, np.int32), num_states, 0, wide=wide)
         self.allowed_rows(np.zeros(1, np.int32), np.full(32, -1, np.int64), 32)
