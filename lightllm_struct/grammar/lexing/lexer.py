@@ -48,15 +48,24 @@ class UnionLexer:
     mask_base: list = field(default=None, repr=False)
     # has_out[q]: some byte continues the current lexeme (cheap termination checks)
     has_out: list = field(default=None, repr=False)
-    # flat int64 table plus an all-dead sink row (state num_states) for vectorized scans
-    sink_table: np.ndarray = field(default=None, repr=False)
+    # flat int64 table plus an all-dead sink row (state num_states) for vectorized scans; made on first use
+    # (``sink_table``): a compile builds every state's lexer, a generation scans from few of them
+    sink: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.mask_base = [None] * len(self.accept_list)
         if self.has_out is None:
             self.has_out = (self.table >= 0).any(axis=1).tolist()
-        if self.sink_table is None:
-            self.sink_table = np.concatenate([self.table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
+
+    @property
+    def sink_table(self) -> np.ndarray:
+        if self.sink is None:
+            n = self.table.size
+            sink = np.empty(n + 256, dtype=np.int64)
+            sink[:n] = self.table.reshape(-1)
+            sink[n:] = -1
+            self.sink = sink
+        return self.sink
 
     @property
     def num_states(self) -> int:
@@ -211,7 +220,7 @@ def _single(uid: int, live: frozenset[int], term: int, dfa: ByteDFA, horizon: in
     parts = dfa.memo(("single", term, horizon), lambda: _single_parts(term, dfa, horizon))
     table, acc, rows, accept_list, signature, alive_terms, has_out, sink_table = parts
     return UnionLexer(uid, live, table, acc, rows, accept_list, signature, alive_terms,
-                      has_out=has_out, sink_table=sink_table)
+                      has_out=has_out, sink=sink_table)
 
 
 def _single_parts(term: int, dfa: ByteDFA, horizon: int) -> tuple:
