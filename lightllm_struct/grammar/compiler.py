@@ -4,10 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA, minimize
+from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA
 from lightllm_struct.grammar.lexing.dfa_cache import terminal_dfa
+from lightllm_struct.grammar.lexing.finite_dfa import finite_dfa
 from lightllm_struct.grammar.lexing.jit_warm import warm_lexing_jit
 from lightllm_struct.grammar.compiled import CompiledGrammar
 from lightllm_struct.grammar.deadline import Deadline, compiling_within
@@ -100,7 +99,8 @@ class GrammarCompiler:
         if isinstance(choices, str) or not choices or not all(isinstance(c, str) for c in choices):
             raise GrammarSyntaxError("compile_choice needs a non-empty list of strings")
         deadline = Deadline(self.compile_timeout_s)
-        dfa = _literals_dfa([c.encode("utf-8") for c in choices], deadline)
+        # no state limit, as before: a choice list is as big as the user sends (the request size bounds it)
+        dfa = finite_dfa([c.encode("utf-8") for c in choices], max_states=1 << 62, deadline=deadline)
         return self._single_terminal(Terminal("CHOICE", "", None, 0, 0), dfa, deadline, repr(list(choices)))
 
     def compile_json_schema(self, schema: dict | str | bool, *, whitespace: str = "compact",
@@ -184,24 +184,3 @@ class GrammarCompiler:
             deadline.check()
             grammar.union_lexer(frozenset(t for t in row if t != lr.end) | frozenset(lr.ignore), deadline)
         return grammar
-
-
-def _literals_dfa(literals: list[bytes], deadline: Deadline) -> ByteDFA:
-    """Minimal DFA of a finite set of byte strings (a trie, then minimised)."""
-    children: list[dict[int, int]] = [{}]
-    final = [False]
-    for lit in literals:
-        node = 0
-        for b in lit:
-            if b not in children[node]:
-                children[node][b] = len(children)
-                children.append({})
-                final.append(False)
-            node = children[node][b]
-        final[node] = True
-        deadline.check()
-    table = np.full((len(children), 256), -1, dtype=np.int32)
-    for node, edges in enumerate(children):
-        for b, dest in edges.items():
-            table[node, b] = dest
-    return minimize(table, np.array(final, dtype=bool), deadline)

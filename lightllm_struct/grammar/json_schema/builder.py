@@ -7,13 +7,18 @@ guess, and a wrong guess loses valid continuations.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.numbers import ANY_NUMBER
 from lightllm_struct.grammar.json_schema.regex_util import alt
-from lightllm_struct.grammar.json_schema.strings import ANY_STRING, literal_string
+from lightllm_struct.grammar.json_schema.strings import ANY_STRING, literal_spellings, literal_string
+from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA
+from lightllm_struct.grammar.lexing.dfa_cache import provide
+from lightllm_struct.grammar.lexing.finite_dfa import finite_dfa
+from lightllm_struct.grammar.parsing.cfg import lark_regex
 
 KINDS = frozenset({"null", "boolean", "number", "string", "object", "array"})
 # Flexible whitespace: at most two spaces, then optionally one newline and an indent. Bounded, so a model can
@@ -22,6 +27,9 @@ FLEX_WS = r"[ \t]{0,2}(?:\r?\n[ \t]{0,40})?"
 WHITESPACE_MODES = ("compact", "flexible")
 # How a literal string (declared key, const, enum) may be spelled: its json.dumps spellings, or any JSON escape.
 LITERAL_ESCAPES = ("canonical", "any")
+# Unions of literals up to this many bytes get their DFA built from the strings (finite_dfa); bigger enums keep
+# the regex path, whose work and memory the frontend's size limits already bound.
+_FINITE_MAX_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class GrammarBuilder:
         self.assert_formats = assert_formats
         self.rules: dict[str, list[str]] = {}
         self._terminals: dict[str, str] = {}
+        # regex -> the byte strings it matches, for regexes known to match a small finite set (see terminal)
+        self._finite: dict[str, frozenset[bytes]] = {}
         self._counter = 0
         ws = FLEX_WS if whitespace == "flexible" else ""
         self.lbrace = self.terminal(r"\{" + ws, name="LBRACE")
@@ -62,16 +72,27 @@ class GrammarBuilder:
         self.colon = self.terminal(ws + ":" + ws, name="COLON")
         self._any: Piece | None = None
 
-    def terminal(self, regex: str, *, name: str | None = None) -> str:
-        """The terminal for ``regex`` (one terminal per distinct regex)."""
+    def terminal(self, regex: str, *, name: str | None = None, make: Callable[..., ByteDFA] | None = None) -> str:
+        """The terminal for ``regex`` (one terminal per distinct regex). ``make(max_states=, deadline=)``, or
+        for a finite set of strings (literals and their unions) the set itself, builds its DFA for the
+        compiler instead of the regex path (``dfa_cache.provide``): same language, no regex parse."""
         if regex not in self._terminals:
             self._counter += 1
             self._terminals[regex] = name or f"T{self._counter}"
+            strings = self._finite.get(regex)
+            if make is None and strings is not None:
+                make = functools.partial(finite_dfa, strings)
+            pattern = lark_regex(regex) if make is not None else None  # what the compiler looks it up by
+            if pattern is not None:
+                provide(pattern, make)
         return self._terminals[regex]
 
     def literal(self, text: str) -> str:
         """The regex of the JSON string ``text`` (a declared key, a ``const`` or ``enum`` string)."""
-        return literal_string(text, any_spelling=self.literal_escapes == "any")
+        regex = literal_string(text, any_spelling=self.literal_escapes == "any")
+        if self.literal_escapes == "canonical":
+            self._finite[regex] = frozenset(sp.encode("utf-8") for sp in literal_spellings(text))
+        return regex
 
     def new_rule(self, hint: str) -> str:
         self._counter += 1
@@ -98,7 +119,13 @@ class GrammarBuilder:
         kinds = frozenset().union(*(p.kinds for p in live))
         regexes = [p.regex for p in live if p.regex is not None]
         others = list(dict.fromkeys(p.sym for p in live if p.regex is None))
-        scalar = self.scalar(alt(regexes), kinds) if regexes else None
+        merged = alt(regexes)
+        finite = [self._finite.get(r) for r in regexes]
+        if merged is not None and all(f is not None for f in finite):
+            union = frozenset().union(*finite)
+            if sum(map(len, union)) <= _FINITE_MAX_BYTES:
+                self._finite[merged] = union
+        scalar = self.scalar(merged, kinds) if regexes else None
         if not others and scalar is not None:
             return scalar
         syms = others + ([scalar.sym] if scalar is not None else [])

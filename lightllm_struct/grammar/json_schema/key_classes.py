@@ -27,8 +27,6 @@ from lightllm_struct.grammar.json_schema.patterns import PatternUnsupported, enc
 from lightllm_struct.grammar.json_schema.refs import escape_token
 from lightllm_struct.grammar.json_schema.regex_util import char_class, escape_literal
 from lightllm_struct.grammar.json_schema.strings import ALL
-from lightllm_struct.grammar.lexing.dfa_cache import provide
-from lightllm_struct.grammar.parsing.cfg import lark_regex
 
 if TYPE_CHECKING:
     from lightllm_struct.grammar.json_schema.converter import Converter
@@ -107,10 +105,9 @@ def _other_keys(conv: Converter, declared: list[str]) -> str:
     """The terminal of every key but ``declared``. Its regex (5-80 KB) is for the grammar text; its DFA is
     built from the key list (key_dfa.py), the regex path took 60% of a median schema's compile."""
     regex = key_regex_excluding(declared)
-    pattern = lark_regex(regex)  # what the compiler and the grammar check will look the DFA up by
-    if pattern is not None and not any(has_lone_surrogate(key) for key in declared):
-        provide(pattern, functools.partial(key_dfa_excluding, tuple(declared)))
-    return conv.builder.terminal(regex)
+    if any(has_lone_surrogate(key) for key in declared):
+        return conv.builder.terminal(regex)
+    return conv.builder.terminal(regex, make=functools.partial(key_dfa_excluding, tuple(declared)))
 
 
 def _subsets(names: list[str]):

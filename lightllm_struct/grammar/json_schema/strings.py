@@ -120,14 +120,19 @@ def literal_string(text: str, *, any_spelling: bool = False) -> str:
     reachable; only its spelling is restricted. ``any_spelling`` accepts raw characters, short escapes and
     ``\\uXXXX`` in either case for every character, as JSON allows.
     """
-    canonical = '"' + "".join(_canonical(ch) for ch in text) + '"'
+    spellings = literal_spellings(text)
     if any_spelling:
         regex = '"' + "".join(spelled(ch) for ch in text) + '"'
     else:
-        spellings = dict.fromkeys([canonical, json.dumps(text, ensure_ascii=True)])
         regex = alt([escape_literal(sp) for sp in spellings]) or ""
-    _SPELLED_LITERALS.put(_lark_form(regex), canonical)
+    _SPELLED_LITERALS.put(_lark_form(regex), spellings[0])
     return regex
+
+
+def literal_spellings(text: str) -> list[str]:
+    """The spellings ``literal_string(text)`` accepts by default: raw UTF-8 first, then ``ensure_ascii``."""
+    canonical = '"' + "".join(_canonical(ch) for ch in text) + '"'
+    return list(dict.fromkeys([canonical, json.dumps(text, ensure_ascii=True)]))
 
 
 # Regex of literal_string(v) -> one spelling of v. Checking two terminals for a common match needs an automaton

@@ -11,7 +11,6 @@ import itertools
 import json
 import random
 
-import numpy as np
 import pytest
 
 from lightllm_struct.grammar.compiler import GrammarCompiler
@@ -23,6 +22,7 @@ from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA
 from lightllm_struct.grammar.lexing.regex_dfa import regex_dfa
 from lightllm_struct.grammar.parsing.cfg import lark_regex
 from tests.grammar.json_schema.spellings import string_spelling
+from tests.grammar.lexing.automata import same_language
 from tests.grammar.small_vocab import small_tokenizer
 from tests.grammar.json_schema.test_strings import KEYS, OTHERS
 
@@ -41,23 +41,6 @@ def oracle(data: bytes, keys: set[str]) -> bool:
     if not isinstance(value, str) or not (text.startswith('"') and text.endswith('"')):
         return False  # json.loads also takes surrounding whitespace
     return not any(0xD800 <= ord(c) <= 0xDFFF for c in value) and value not in keys
-
-
-def same_language(a: ByteDFA, b: ByteDFA) -> bool:
-    """Every reachable pair of states agrees on acceptance and on which bytes lead anywhere (both DFAs are
-    trim: every state reaches acceptance), so no byte string tells them apart."""
-    seen = {(0, 0)}
-    todo = [(0, 0)]
-    while todo:
-        p, q = todo.pop()
-        ra, rb = a.table[p], b.table[q]
-        if a.accepting[p] != b.accepting[q] or not np.array_equal(ra >= 0, rb >= 0):
-            return False
-        live = ra >= 0
-        for pair in set(zip(ra[live].tolist(), rb[live].tolist())) - seen:
-            seen.add(pair)
-            todo.append(pair)
-    return True
 
 
 def regex_path(keys: list[str]) -> ByteDFA:
@@ -142,3 +125,20 @@ def test_a_compiled_schema_takes_the_key_dfa_and_not_the_regex(monkeypatch):
     assert pattern not in through_regex
     got = [d for t, d in zip(compiled.lr.terminals, compiled.dfas) if t.pattern == pattern]
     assert len(got) == 1 and same_language(got[0], regex_path(keys))
+
+
+def test_literal_and_enum_terminals_take_their_finite_dfa(monkeypatch):
+    """Declared keys, a const and an enum of strings reach the compiler as DFAs of their spellings."""
+    tag = random.Random(2).randrange(10**9)  # digits only: the same in the regex text
+    schema = {"type": "object", "properties": {f"k_{tag}": {"const": f"c_{tag}"},
+                                               "e": {"enum": [f"x_{tag}", f"yé_{tag}", "z"]}},
+              "additionalProperties": False}
+    through_regex: list[str] = []
+    real = dfa_cache.regex_dfa
+    monkeypatch.setattr(dfa_cache, "regex_dfa", lambda p, **kw: (through_regex.append(p), real(p, **kw))[1])
+    compiled = GrammarCompiler(small_tokenizer()).compile_json_schema(schema)
+    strings = [t for t in compiled.lr.terminals if str(tag) in t.pattern or t.pattern == '(?:"e")']
+    assert len(strings) == 4 and not [p for p in through_regex if str(tag) in p or p == '(?:"e")']
+    for term, dfa in zip(compiled.lr.terminals, compiled.dfas):
+        if term in strings:
+            assert same_language(dfa, real(term.pattern, max_states=20_000)), term.pattern
