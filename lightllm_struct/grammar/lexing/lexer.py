@@ -37,7 +37,7 @@ class UnionLexer:
     terminals: frozenset[int]
     table: np.ndarray  # int32 [n, 256]
     accept: np.ndarray  # int32 [n]
-    rows: list = field(repr=False)  # the table as one int array per state: fast per-byte stepping
+    rows: Sequence = field(repr=False)  # the table as one int array per state (LazyRows): fast per-byte stepping
     accept_list: list[int] = field(repr=False)
     # signature[q]: content of q (DFA digest and state of each alive terminal, in preference order, and
     # whether q is the fresh start). A token scan from q depends on nothing else, so lexers of other
@@ -153,7 +153,7 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
     first_win = wins.argmax(axis=1)
     acc = np.where(wins.any(axis=1), np.asarray(ids, dtype=np.int32)[first_win], -1).astype(np.int32)
     signature, alive_terms = _contents(ids, dfas, comps, alive_mask, horizon)
-    return UnionLexer(uid, live, table, acc, row_arrays(table), acc.tolist(), signature, alive_terms)
+    return UnionLexer(uid, live, table, acc, LazyRows(table), acc.tolist(), signature, alive_terms)
 
 
 def _contents(ids: list[int], dfas: list, comps: np.ndarray, alive_mask: np.ndarray,
@@ -232,8 +232,33 @@ def _single_parts(term: int, dfa: ByteDFA, horizon: int) -> tuple:
     digest = dfa.digest
     signature = [(True, ((digest, classes[0]),))] + [(False, ((digest, c),)) for c in classes]
     sink_table = np.concatenate([table.reshape(-1), np.full(256, -1, np.int32)]).astype(np.int64)
-    return (table, acc, row_arrays(table), acc.tolist(), signature, [(term,)] * len(acc),
+    return (table, acc, LazyRows(table), acc.tolist(), signature, [(term,)] * len(acc),
             (table >= 0).any(axis=1).tolist(), sink_table)
+
+
+class LazyRows(dict):
+    """``rows[q]``: state ``q``'s row of ``table`` as an ``array('i')`` (see row_arrays), made on first access
+    and kept. A compile builds the lexer of every LR state, a generation steps through few of their states;
+    a hit is a dict lookup (two threads making one row make equal ones)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: np.ndarray) -> None:
+        super().__init__()
+        self._table = np.ascontiguousarray(table, dtype=np.int32)
+
+    def __missing__(self, q: int) -> array:
+        if not 0 <= q < len(self._table):
+            raise IndexError(f"lexer state {q} out of range")
+        row = array("i", self._table[q].tobytes())
+        self[q] = row
+        return row
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __iter__(self):  # a sequence of rows, like row_arrays' list (not the dict's keys)
+        return (self[q] for q in range(len(self._table)))
 
 
 def row_arrays(table: np.ndarray) -> list[array]:
