@@ -33,6 +33,7 @@ from collections import OrderedDict
 import numpy as np
 
 from lightllm_struct.grammar.bitmask import pack_token_ids
+from lightllm_struct.grammar.masks.lexeme_ends import LexemeEnds
 from lightllm_struct.grammar.masks.token_ends import (CROSS, FRESH, ByteColumns, TokenEnds, allowed_rows, byte_columns,
                                                       token_ends)
 from lightllm_struct.grammar.parsing.distance import INF
@@ -72,6 +73,7 @@ class BudgetMasks:
         self._tok = grammar.tokenizer
         byte_columns(self._tok)  # once per vocabulary, here (the compile thread) rather than in a step
         self._max_depth = grammar.dpda.max_stack_depth
+        self._lexeme = LexemeEnds(self.dist, self._tok)
         self._scans: OrderedDict = OrderedDict()
         self._scan_bytes = 0
         self._full: OrderedDict = OrderedDict()
@@ -170,7 +172,7 @@ class BudgetMasks:
 
     def _in_lexeme(self, stack, lexer, q: int, touch: Touch) -> float:
         best = INF
-        for length, term in self.dist.lexeme_ends(lexer, q):
+        for length, term in self._lexeme.of(lexer, q):
             if length >= best:
                 break
             after = self.grammar.end_terminal(stack, term, touch)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from lightllm_struct.grammar.lexing.lexer import UnionLexer
-from lightllm_struct.grammar.masks import ends_jit
+from lightllm_struct.grammar.masks import ends_jit, lexeme_ends
 
 DEAD, FRESH, CROSS = -1, -2, -3
 _INT16_STATES = (1 << 15) - 1  # codes of scans with fewer distinct end states are kept as int16
@@ -64,6 +64,7 @@ class ByteColumns:
         self.row_of_token = np.full(tok.vocab_size, -1, dtype=np.int64)
         self.row_of_token[self.row_token] = np.arange(len(ids))
         self.trie_rows = ends_jit.TrieRows(tok.trie, self.row_token) if ends_jit.AVAILABLE and ids else None
+        lexeme_ends.warm_up()  # the budget check's other kernel: here, at the vocabulary's set-up, too
 
 
 def byte_columns(tok) -> ByteColumns:
