@@ -45,6 +45,7 @@ _SCAN_BYTES = 32 << 20  # token scans kept per grammar (each about 2 bytes a voc
 _FULL = 32  # per-stack distance arrays of every allowed token kept (12 bytes a vocabulary token)
 _ENTRY_UNITS = 1 << 23  # cached entries' size (tokens kept + mask words): about 64 MB, then start afresh
 _MAX_SHAPES = 8
+_MEMO = 1 << 12  # configurations remembered by identity (stack, lexer state, mask), then start afresh
 
 
 class _Entry:
@@ -78,6 +79,7 @@ class BudgetMasks:
         self._scan_bytes = 0
         self._full: OrderedDict = OrderedDict()
         self._entries: dict = {}
+        self._memo: dict = {}
         self._units = 0
         self._shapes: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
@@ -127,6 +129,20 @@ class BudgetMasks:
         return tuple(states), window, shift
 
     def _entry(self, config, words: np.ndarray) -> tuple[_Entry, float]:
+        """The entry of ``config``'s shape and its shift; by identity first: stacks are interned (equal stacks
+        one object, ``CompiledGrammar._push``), so a configuration met before is one lookup, not a shape walk."""
+        stack, lexer, q = config
+        memo_key = (id(stack), lexer.uid, q, id(words))
+        got = self._memo.get(memo_key)
+        if got is not None and got[0] is stack and got[1] is words:  # kept alive by the memo: ids not reused
+            return got[2], got[3]
+        entry, shift = self._shaped_entry(config, words)
+        if len(self._memo) >= _MEMO:
+            self._memo = {}
+        self._memo[memo_key] = (stack, words, entry, shift)
+        return entry, shift
+
+    def _shaped_entry(self, config, words: np.ndarray) -> tuple[_Entry, float]:
         stack, lexer, q = config
         base_key = (lexer.uid, q)
         height = stack[1]
