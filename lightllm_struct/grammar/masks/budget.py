@@ -33,8 +33,10 @@ from collections import OrderedDict
 import numpy as np
 
 from lightllm_struct.grammar.bitmask import pack_token_ids
+from lightllm_struct.grammar.masks import rows_jit
 from lightllm_struct.grammar.masks.lexeme_ends import LexemeEnds
-from lightllm_struct.grammar.masks.token_ends import (CROSS, FRESH, ByteColumns, TokenEnds, allowed_rows, byte_columns,
+from lightllm_struct.grammar.masks.rows_jit import row_values, row_values_numpy
+from lightllm_struct.grammar.masks.token_ends import (ByteColumns, TokenEnds, allowed_rows, byte_columns,
                                                       token_ends)
 from lightllm_struct.grammar.parsing.distance import INF
 from lightllm_struct.grammar.parsing.dpda import Touch
@@ -216,14 +218,15 @@ class BudgetMasks:
     def _rows(self, words: np.ndarray) -> np.ndarray:
         return allowed_rows(byte_columns(self._tok), words, self._tok.vocab_size)
 
+    def _row_values(self, code: np.ndarray, rows: np.ndarray, inner: np.ndarray):
+        return row_values(code, rows, inner) if rows_jit.AVAILABLE else row_values_numpy(code, rows, inner)
+
     def _compute(self, config, rows: np.ndarray, touch: Touch) -> np.ndarray:
         stack, lexer, q = config
         ends = self._ends(lexer, q)
         inner = np.array([self._in_lexeme(stack, lexer, u, touch) for u in ends.states.tolist()] + [INF],
                          dtype=np.float32)
-        code = ends.code[rows]
-        values = inner[np.where(code >= 0, code, len(inner) - 1)]  # dead and crossing rows: INF for now
-        fresh = np.flatnonzero(code == FRESH)
+        values, fresh, cross = self._row_values(ends.code, rows, inner)  # dead, fresh, crossing rows: INF for now
         if len(fresh):
             after = self.grammar.end_terminal(stack, lexer.accept_list[q], touch)
             if after is not None:
@@ -232,7 +235,6 @@ class BudgetMasks:
                 at = np.minimum(np.searchsorted(sub_rows, rows[fresh]), max(len(sub_rows) - 1, 0))
                 if len(sub_rows):
                     values[fresh] = np.where(sub_rows[at] == rows[fresh], sub_values[at], INF)
-        cross = np.flatnonzero(code == CROSS)
         if len(cross):
             at = np.searchsorted(ends.cross_rows, rows[cross])
             row_token = byte_columns(self._tok).row_token

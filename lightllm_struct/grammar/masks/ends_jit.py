@@ -148,32 +148,8 @@ def _alive_nodes(roots, skip, byte, table, q):  # pragma: no cover - compiled by
     return total
 
 
-def _allowed_rows(words, row_of_token, vocab_size, num_rows):  # pragma: no cover - compiled by numba
-    """The ascending rows of the text tokens whose bits ``words`` (a packed int32 mask) sets."""
-    flags = np.zeros(num_rows, np.bool_)
-    count = 0
-    for w in range(words.shape[0]):
-        x = np.uint32(words[w])
-        if x == 0:
-            continue
-        for b in range(32):
-            if (x >> np.uint32(b)) & np.uint32(1):
-                t = w * 32 + b
-                if t < vocab_size and row_of_token[t] >= 0:
-                    flags[row_of_token[t]] = True
-                    count += 1
-    out = np.empty(count, np.int64)
-    k = 0
-    for r in range(num_rows):
-        if flags[r]:
-            out[k] = r
-            k += 1
-    return out
-
-
 if AVAILABLE:
     _ends = njit(nogil=True, cache=True)(_ends)
-    _allowed_rows = njit(nogil=True, cache=True)(_allowed_rows)
     _ends_wide = njit(nogil=True, cache=True)(_ends_wide)
     _alive_nodes = njit(nogil=True, cache=True)(_alive_nodes)
 
@@ -238,7 +214,8 @@ class TrieRows:
 
     def _scratch(self) -> tuple:
         """This thread's buffers (CROSS records: a row each at most; node states; stuck records: a node each at
-        most; rows inside the lexeme), reused: fresh megabyte arrays cost page faults on every scan, and results keep copies only."""
+        most; rows inside the lexeme), reused: fresh megabyte arrays cost page faults on every scan, and results
+        keep copies only."""
         got = getattr(self._local, "buffers", None)
         if got is None:
             n = len(self.byte)
@@ -247,13 +224,8 @@ class TrieRows:
                                          np.empty(self.num_rows, dtype=np.int32))
         return got
 
-    def allowed_rows(self, words: np.ndarray, row_of_token: np.ndarray, vocab_size: int) -> np.ndarray:
-        """The ascending rows (``row_of_token``'s) of the text tokens the packed mask ``words`` allows."""
-        return _allowed_rows(words, row_of_token, vocab_size, self.num_rows)
-
     def _warm_up(self) -> None:
         """Load (or compile) the kernels now, with the real argument types, not inside a timed mask."""
         for num_states in (1, _INT16):  # int16 and int32 codes, both walks
             for wide in (False, True, None):  # None: the choice's own kernel too
                 self.ends(np.full(512, -1, np.int64), np.full(1, -1, np.int32), num_states, 0, wide=wide)
-        self.allowed_rows(np.zeros(1, np.int32), np.full(32, -1, np.int64), 32)

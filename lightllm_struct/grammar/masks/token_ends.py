@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from lightllm_struct.grammar.lexing.lexer import UnionLexer
-from lightllm_struct.grammar.masks import ends_jit, lexeme_ends
+from lightllm_struct.grammar.masks import ends_jit, lexeme_ends, rows_jit
 
 DEAD, FRESH, CROSS = -1, -2, -3
 _INT16_STATES = (1 << 15) - 1  # codes of scans with fewer distinct end states are kept as int16
@@ -64,7 +64,8 @@ class ByteColumns:
         self.row_of_token = np.full(tok.vocab_size, -1, dtype=np.int64)
         self.row_of_token[self.row_token] = np.arange(len(ids))
         self.trie_rows = ends_jit.TrieRows(tok.trie, self.row_token) if ends_jit.AVAILABLE and ids else None
-        lexeme_ends.warm_up()  # the budget check's other kernel: here, at the vocabulary's set-up, too
+        lexeme_ends.warm_up()  # the budget check's other kernels: here, at the vocabulary's set-up, too
+        rows_jit.warm_up()
 
 
 def byte_columns(tok) -> ByteColumns:
@@ -80,8 +81,8 @@ def token_ends(matrix: ByteColumns, lexer, q: int) -> TokenEnds:
 
 def allowed_rows(matrix: ByteColumns, words: np.ndarray, vocab_size: int) -> np.ndarray:
     """The ascending rows of the text tokens the packed int32 mask ``words`` allows."""
-    if matrix.trie_rows is not None:
-        return matrix.trie_rows.allowed_rows(words, matrix.row_of_token, vocab_size)
+    if rows_jit.AVAILABLE:
+        return rows_jit.allowed_rows(words, matrix.row_token)
     return allowed_rows_numpy(matrix, words, vocab_size)
 
 

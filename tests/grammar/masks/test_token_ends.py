@@ -17,6 +17,7 @@ from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
 from lightllm_struct.grammar.lexing.lexer import UnionLexer
 from lightllm_struct.grammar.masks import ends_jit
 from lightllm_struct.grammar.masks.budget import BudgetMasks
+from lightllm_struct.grammar.masks.rows_jit import row_values_numpy
 from lightllm_struct.grammar.masks.token_ends import (TokenEnds, allowed_rows, allowed_rows_numpy, byte_columns,
                                                       token_ends, token_ends_numpy)
 from tests.grammar.masks.test_budget import CHOICES, LARK, REGEX, SCHEMAS
@@ -28,13 +29,17 @@ pytestmark = pytest.mark.skipif(not ends_jit.AVAILABLE, reason="numba is not ins
 
 
 class _Reference(BudgetMasks):
-    """The budget check on the numpy walks it ran before the compiled ones, with caches of its own."""
+    """The budget check on the numpy walks it ran before the compiled ones (token ends, allowed rows, their
+    values; the lexeme-ends search has its own test), with caches of its own."""
 
     def _ends(self, lexer, q):
         return token_ends_numpy(byte_columns(self._tok), lexer, q)
 
     def _rows(self, words):
         return allowed_rows_numpy(byte_columns(self._tok), words, self._tok.vocab_size)
+
+    def _row_values(self, code, rows, inner):
+        return row_values_numpy(code, rows, inner)
 
 
 def _same_ends(a, b, where) -> None:
