@@ -60,7 +60,9 @@ class Tokenizer:
         self._hf: Any = None
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+        # encode_batch releases the GIL while it works; encode holds it: a 2 MB prompt encoded in the server's
+        # thread pool froze its event loop (every route, /health included) for seconds (issue 11)
+        return self.backend.encode_batch([text], add_special_tokens=add_special_tokens)[0].ids
 
     def decode(self, token_ids: list[int], *, skip_special_tokens: bool = True) -> str:
         return self.backend.decode(list(token_ids), skip_special_tokens=skip_special_tokens)

@@ -57,3 +57,28 @@ def test_missing_template_and_missing_files_are_typed_errors(tok, tmp_path):
     bare = Tokenizer(tmp_path)
     with pytest.raises(InvalidRequestError):
         bare.apply_chat_template([{"role": "user", "content": "x"}])
+
+
+def test_a_long_encode_lets_other_threads_run(tok):
+    # the server encodes prompts in a worker thread: holding the GIL there froze the event loop (issue 11)
+    import threading
+    import time
+
+    text = "ab " * 300_000
+    ticks, done = 0, threading.Event()
+
+    def tick() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    start = time.monotonic()
+    ids = tok.encode(text)
+    took = time.monotonic() - start
+    done.set()
+    ticker.join()
+    assert ids == tok.backend.encode(text).ids
+    assert ticks >= min(20, took * 100), f"{ticks} ticks of another thread during a {took:.2f} s encode"
