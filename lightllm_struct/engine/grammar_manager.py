@@ -114,7 +114,9 @@ class GrammarManager:
 
     @property
     def stats(self) -> dict[str, float]:
-        return {**self._stats, **(self._workers.stats if self._workers is not None else {})}
+        # cache entries: load tests check the cache returns to its size once hostile requests stop
+        return {**self._stats, "grammar_cache_entries": len(self._cache),
+                **(self._workers.stats if self._workers is not None else {})}
 
     @property
     def num_pending(self) -> int:

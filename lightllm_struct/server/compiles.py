@@ -95,7 +95,8 @@ class ServerCompiles:
     def counters(self) -> dict[str, float]:
         """Conversions and tracking compiles started, and the pool's worker restarts (deadline kills, deaths)."""
         return {**self.stats, **{f"server_{k}": v for k, v in self.pool.stats.items()},
-                "server_compile_workers_live": len(self.pool.worker_pids())}
+                "server_compile_workers_live": len(self.pool.worker_pids()),
+                "server_tracking_cache_entries": len(self._tracking)}
 
     def worker_pids(self) -> list[int]:
         return self.pool.worker_pids()

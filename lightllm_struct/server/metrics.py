@@ -30,6 +30,8 @@ _ENGINE_METRICS = {
                                       "counter"),
     "grammar_compiles_total": ("llms_grammar_compiles", "Grammars compiled", "counter"),
     "grammar_cache_hits_total": ("llms_grammar_cache_hits", "Grammar cache hits", "counter"),
+    "grammar_cache_entries": ("llms_grammar_cache_entries", "Compiled grammars (and compile failures) cached",
+                              "gauge"),
 }
 
 

@@ -91,6 +91,7 @@ def test_equal_constraints_hit_the_cache_and_are_ready_at_once():
     _poll_until(manager)
     assert manager.submit(_seq(Constraint("choice", ["1"]))) is True
     assert compiler.calls == 1 and manager.stats["grammar_cache_hits_total"] == 1
+    assert manager.stats["grammar_cache_entries"] == 1  # one entry for the two equal constraints
     a = Constraint("json_schema", {"type": "object", "properties": {"a": {}}})
     b = Constraint("json_schema", '{"properties": {"a": {}}, "type": "object"}')
     assert a.canonical() == b.canonical()
