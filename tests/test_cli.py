@@ -61,3 +61,28 @@ def test_a_public_host_needs_a_key_or_an_explicit_flag(monkeypatch):
     monkeypatch.setenv("LLMS_API_KEY", "from-env")
     policy = access_policy(parse(["serve", "--host", "0.0.0.0", "--allowed-origins", "https://a.example,https://b"]))
     assert policy.api_key == "from-env" and policy.allowed_origins == ("https://a.example", "https://b")
+
+
+def test_the_docker_image_binds_all_interfaces_only_with_a_key(monkeypatch):
+    # issue 11: the image bound 0.0.0.0 with no auth. Its ENTRYPOINT + CMD, parsed as the container runs them.
+    import json
+    import re
+    from pathlib import Path
+
+    from lightllm_struct.cli import access_policy
+    from lightllm_struct.config import ConfigError
+
+    docker = Path(__file__).resolve().parents[1] / "docker"
+    text = docker.joinpath("Dockerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
+    assert entry[:2] == ["lightllm-struct", "serve"]
+    args = build_parser().parse_args(entry[1:] + cmd)
+    assert args.host == "0.0.0.0"
+    monkeypatch.delenv("LLMS_API_KEY", raising=False)
+    with pytest.raises(ConfigError):
+        access_policy(args)
+    monkeypatch.setenv("LLMS_API_KEY", "k")
+    assert access_policy(args).api_key == "k"
+    # compose refuses to start without the key rather than defaulting it to something empty
+    assert re.search(r'LLMS_API_KEY: "\$\{LLMS_API_KEY:\?', docker.joinpath("compose.yaml").read_text())

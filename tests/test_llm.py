@@ -67,9 +67,15 @@ def test_bad_arguments(llm):
 
 def test_extreme_values_never_fail_a_step(llm):
     """The extremes that are allowed run in one batch beside an ordinary request, and all finish."""
-    extremes = [SamplingParams(seed=INT64_MAX, top_k=INT32_MAX, max_tokens=3, ignore_eos=True),
-                SamplingParams(seed=INT64_MIN, top_k=1, temperature=1e6, max_tokens=3, ignore_eos=True),
-                SamplingParams(seed=-1, top_p=1e-9, temperature=1e-9, max_tokens=3, ignore_eos=True),
+    last = llm.tokenizer.vocab_size - 1
+    extremes = [SamplingParams(seed=INT64_MAX, top_k=INT32_MAX, max_tokens=3, ignore_eos=True,
+                               repetition_penalty=100, presence_penalty=-2, frequency_penalty=2),
+                SamplingParams(seed=INT64_MIN, top_k=1, temperature=1e6, max_tokens=3, ignore_eos=True, min_p=1,
+                               logit_bias={last: -100, 0: 100}),
+                SamplingParams(seed=-1, top_p=1e-9, temperature=1e-9, max_tokens=3, ignore_eos=True, logprobs=20,
+                               prompt_logprobs=20, stop_token_ids=(0, INT32_MAX), logprobs_mode="raw_logprobs"),
+                SamplingParams(temperature=0, max_tokens=3, min_tokens=3, repetition_penalty=0.01,
+                               logit_bias={last: 100}, logprobs=0),
                 SamplingParams(temperature=0, max_tokens=3, ignore_eos=True)]
     outs = llm.generate(["Hello"] * len(extremes), extremes)
     assert [o.finish_reason for o in outs] == ["length"] * len(extremes)
