@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import lark
 from lark.exceptions import GrammarError, LarkError, UnexpectedInput
 from lark.lexer import Lexer
+from lark.load_grammar import load_grammar
 from lark.parsers.lalr_analysis import Shift
 
 from lightllm_struct.grammar.cache import LRU
@@ -83,7 +84,11 @@ def build_lr_tables(text: str, *, max_states: int = 20_000, max_rules: int = 20_
     if direct is not None:
         return direct[0]
     try:
-        parser = lark.Lark(text, parser="lalr", lexer=_NoLexer, start="start")
+        # The rule count is checked before lark's LALR analysis, the expensive part (issue 11: limits were
+        # checked only after it): load and expand the grammar (a tenth of the time), then analyse that object.
+        grammar, _ = load_grammar(text, "<constraint>", (), False)
+        _check_limits(len(grammar.compile(["start"], set())[1]), 0, max_rules, max_states)
+        parser = lark.Lark(grammar, parser="lalr", lexer=_NoLexer, start="start")
     except UnexpectedInput as exc:
         raise GrammarSyntaxError(f"grammar syntax error at line {exc.line}, column {exc.column}: {exc}") from exc
     except GrammarError as exc:

@@ -119,3 +119,21 @@ def test_state_and_rule_limits():
         lr.subset_tables(text, strict=True, max_states=3)
     with pytest.raises(GrammarTooComplex):
         lr.subset_tables(text, strict=True, max_rules=2)
+
+
+def test_a_lark_grammar_over_the_rule_limit_is_refused_before_larks_analysis(monkeypatch):
+    # issue 11: the limits were checked only after lark's full LALR analysis (minutes for a large grammar)
+    text = "start: " + " | ".join(f"r{i}" for i in range(40)) + "\n" + \
+        "\n".join(f'r{i}: "a{i}" ("x")* "b"' for i in range(40)) + '\n%ignore " "\n'
+    assert read_lark_subset(text) is None  # EBNF and %ignore: the lark path
+
+    def no_analysis(*_args, **_kwargs):
+        raise AssertionError("lark's analysis ran")
+
+    monkeypatch.setattr(lr.lark, "Lark", no_analysis)
+    with pytest.raises(GrammarTooComplex) as err:
+        lr.build_lr_tables(text, max_rules=50)
+    assert "rules (limit 50)" in err.value.message
+    monkeypatch.undo()
+    tables = lr.build_lr_tables(text, max_rules=10_000)  # under the limit: the same text analyses
+    assert len(lark.Lark(text, parser="lalr").parser.parser.parser.parse_table.states) == len(tables.actions)
