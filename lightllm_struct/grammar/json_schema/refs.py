@@ -16,6 +16,7 @@ import referencing
 from referencing.jsonschema import DRAFT202012
 
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
+from lightllm_struct.grammar.json_schema.schema_check import check_schema
 
 DEFAULT_BASE = "https://lightllm-struct.invalid/schema.json"
 # Keywords whose values are subschemas (dict of, list of, or single): walked to find $id and $anchor.
@@ -62,6 +63,7 @@ class RefResolver:
         self.root_base = urldefrag(join(DEFAULT_BASE, root_id))[0] if isinstance(root_id, str) else DEFAULT_BASE
         self._resources: dict[str, Target] = {}
         self._anchors: dict[str, Target] = {}
+        self._checked: set[int] = set()  # ids of fragment targets checked against the metaschema
         self._index(root, self.root_base, "")
         for uri, doc in (documents or {}).items():
             # A preloaded document's places are named "<uri>#<pointer>" in errors and reports.
@@ -133,4 +135,14 @@ class RefResolver:
                 base = self.base_of(node, base)
         if not isinstance(node, (dict, bool)):
             raise SchemaError(f"$ref {ref!r} points at a {type(node).__name__}, not a schema", pointer=pointer)
+        if isinstance(node, dict) and id(node) not in self._checked:
+            # A fragment may point where no schema is (``#/properties``: a map of names), which the check of
+            # the whole document never read as one: checked here, once a node (a wrong-typed ``pattern`` in
+            # such a map once raised TypeError deep in the converter).
+            try:
+                check_schema(node)
+            except SchemaError as exc:
+                raise SchemaError(f"$ref {ref!r} points at an invalid schema ({exc.message})",
+                                  pointer=pointer) from None
+            self._checked.add(id(node))
         return Target(node, base, path)

@@ -84,3 +84,19 @@ def test_nesting_past_the_interpreters_stack_is_typed():
         schema = {"type": "array", "items": schema}
     with pytest.raises(GrammarTooComplex):
         GrammarCompiler(small_tokenizer(), compile_timeout_s=None).compile_json_schema(schema)
+
+
+def test_a_ref_into_a_place_that_is_no_schema_is_checked_there():
+    # fuzz case "mutated 3269": "#/properties" is a map of names, one of them "pattern" with an object value;
+    # read as a schema its "pattern" was a dict, and merging patterns raised TypeError
+    schema = {"type": "object", "properties": {
+        "d": {"type": "object", "properties": {"w": {"type": "number"}}, "$ref": "#/properties"},
+        "pattern": {}}}
+    with pytest.raises(SchemaError) as err:
+        json_schema_to_lark(schema)
+    assert err.value.pointer == "/properties/d/$ref" and "/pattern" in err.value.message
+    # a ref into $defs (a schema) still compiles, checked once however often it is referenced
+    ok = {"$defs": {"n": {"type": "integer", "minimum": 0}}, "type": "array",
+          "prefixItems": [{"$ref": "#/$defs/n"}, {"$ref": "#/$defs/n"}], "items": False}
+    g = SchemaGrammar(ok)
+    assert g.check([1, 2]) and not g.check([1, -2])
