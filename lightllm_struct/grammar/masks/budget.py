@@ -47,6 +47,7 @@ _SCAN_BYTES = 32 << 20  # token scans kept per grammar (each about 2 bytes a voc
 _FULL = 32  # per-stack distance arrays of every allowed token kept (12 bytes a vocabulary token)
 _ENTRY_UNITS = 1 << 23  # cached entries' size (tokens kept + mask words): about 64 MB, then start afresh
 _MAX_SHAPES = 8
+_ROWS = 32  # masks' allowed rows kept (8 bytes a token at most)
 _MEMO = 1 << 12  # configurations remembered by identity (stack, lexer state, mask), then start afresh
 
 
@@ -82,6 +83,7 @@ class BudgetMasks:
         self._full: OrderedDict = OrderedDict()
         self._entries: dict = {}
         self._memo: dict = {}
+        self._row_cache: OrderedDict = OrderedDict()
         self._units = 0
         self._shapes: dict[tuple, tuple] = {}
         self._lock = threading.Lock()
@@ -188,14 +190,21 @@ class BudgetMasks:
             return max(self.dist.stack.of(stack), 1.0)
         return max(self._in_lexeme(stack, lexer, q, touch), 1.0)
 
-    def _in_lexeme(self, stack, lexer, q: int, touch: Touch) -> float:
+    def _in_lexeme(self, stack, lexer, q: int, touch: Touch, completions: dict | None = None) -> float:
+        """The shortest finish from lexer state ``q`` on ``stack``. ``completions`` (terminal -> the stack's
+        completion once it ends) is shared by the end states of one token scan: the same stack, and ``touch``
+        only takes minima and maxima, so a second read of a terminal's completion would change nothing."""
         best = INF
         for length, term in self._lexeme.of(lexer, q):
             if length >= best:
                 break
-            after = self.grammar.end_terminal(stack, term, touch)
-            if after is not None:
-                best = min(best, length + self.dist.stack.of(after))
+            value = None if completions is None else completions.get(term)
+            if value is None:
+                after = self.grammar.end_terminal(stack, term, touch)
+                value = INF if after is None else self.dist.stack.of(after)
+                if completions is not None:
+                    completions[term] = value
+            best = min(best, length + value)
         return best
 
     def _full_values(self, config, words: np.ndarray, touch: Touch) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +225,16 @@ class BudgetMasks:
         return hit[2], hit[3]
 
     def _rows(self, words: np.ndarray) -> np.ndarray:
-        return allowed_rows(byte_columns(self._tok), words, self._tok.vocab_size)
+        """The allowed rows of a mask, kept for the last few masks: configurations of many stacks share one."""
+        hit = self._row_cache.get(id(words))
+        if hit is not None and hit[0] is words:  # the cache keeps ``words`` alive: its id is not reused
+            return hit[1]
+        rows = allowed_rows(byte_columns(self._tok), words, self._tok.vocab_size)
+        with self._lock:
+            self._row_cache[id(words)] = (words, rows)
+            while len(self._row_cache) > _ROWS:
+                self._row_cache.popitem(last=False)
+        return rows
 
     def _row_values(self, code: np.ndarray, rows: np.ndarray, inner: np.ndarray):
         return row_values(code, rows, inner) if rows_jit.AVAILABLE else row_values_numpy(code, rows, inner)
@@ -224,8 +242,9 @@ class BudgetMasks:
     def _compute(self, config, rows: np.ndarray, touch: Touch) -> np.ndarray:
         stack, lexer, q = config
         ends = self._ends(lexer, q)
-        inner = np.array([self._in_lexeme(stack, lexer, u, touch) for u in ends.states.tolist()] + [INF],
-                         dtype=np.float32)
+        completions: dict = {}
+        inner = np.array([self._in_lexeme(stack, lexer, u, touch, completions) for u in ends.states.tolist()]
+                         + [INF], dtype=np.float32)
         values, fresh, cross = self._row_values(ends.code, rows, inner)  # dead, fresh, crossing rows: INF for now
         if len(fresh):
             after = self.grammar.end_terminal(stack, lexer.accept_list[q], touch)

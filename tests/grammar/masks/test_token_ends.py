@@ -1,10 +1,11 @@
 """The budget check's compiled pieces against the numpy walk they replace, and restrict() bit for bit.
 
-``token_ends`` (the compiled preorder trie walk) must give the same arrays as ``token_ends_numpy`` (the column
-walk the budget check used before) from every state of random lexers over random vocabularies (shared
-prefixes, duplicate tokens, long tokens) and of real grammars' lexers; and ``BudgetMasks.restrict`` must give
-the same mask words as a reference that runs the old numpy path (own caches), on random and long-winded walks
-of JSON Schema, Lark, regex and choice grammars, under budgets from below the shortest finish upward.
+``token_ends`` (the compiled trie walks, preorder and breadth-first) must give the same arrays as
+``token_ends_numpy`` (the column walk the budget check used before) from every state of random lexers over
+random vocabularies (shared prefixes, duplicate tokens, long tokens) and of real grammars' lexers; and
+``BudgetMasks.restrict`` must give the same mask words as a reference that runs the old numpy and Python path
+(own caches), on random and long-winded walks of JSON Schema, Lark, regex and choice grammars, under budgets
+from below the shortest finish upward.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from lightllm_struct.grammar.masks.budget import BudgetMasks
 from lightllm_struct.grammar.masks.rows_jit import row_values_numpy
 from lightllm_struct.grammar.masks.token_ends import (TokenEnds, allowed_rows, allowed_rows_numpy, byte_columns,
                                                       token_ends, token_ends_numpy)
+from lightllm_struct.grammar.parsing.distance import INF
 from tests.grammar.masks.test_budget import CHOICES, LARK, REGEX, SCHEMAS
 from tests.grammar.masks.test_scan_jit import random_lexer, random_vocab
 from tests.grammar.small_vocab import small_tokenizer
@@ -29,8 +31,8 @@ pytestmark = pytest.mark.skipif(not ends_jit.AVAILABLE, reason="numba is not ins
 
 
 class _Reference(BudgetMasks):
-    """The budget check on the numpy walks it ran before the compiled ones (token ends, allowed rows, their
-    values; the lexeme-ends search has its own test), with caches of its own."""
+    """The budget check as it ran before: numpy token ends, allowed rows and their values, the Python
+    lexeme-ends search, every completion read anew; caches of its own."""
 
     def _ends(self, lexer, q):
         return token_ends_numpy(byte_columns(self._tok), lexer, q)
@@ -40,6 +42,17 @@ class _Reference(BudgetMasks):
 
     def _row_values(self, code, rows, inner):
         return row_values_numpy(code, rows, inner)
+
+    def _in_lexeme(self, stack, lexer, q, touch, completions=None):
+        """The Python lexeme search, each terminal's completion read anew (no ``completions``)."""
+        best = INF
+        for length, term in self.dist.lexeme_ends(lexer, q):
+            if length >= best:
+                break
+            after = self.grammar.end_terminal(stack, term, touch)
+            if after is not None:
+                best = min(best, length + self.dist.stack.of(after))
+        return best
 
 
 def _same_ends(a, b, where) -> None:
