@@ -311,8 +311,9 @@ def _admits(validator: jsonschema.protocols.Validator, value: Any, ptr: str) -> 
     except Exception as exc:  # noqa: BLE001 -- referencing's errors have no common public base
         raise UnsupportedSchemaFeature(f"enum/const next to a keyword that cannot be checked: {exc}"[:300],
                                        pointer=ptr) from None
-    except BaseException as exc:  # rpds (Rust) turns a RecursionError inside it into a PanicException
-        if type(exc).__name__ != "PanicException":
-            raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException:  # noqa: BLE001 -- rpds (Rust) turns a RecursionError inside it into pyo3's
+        # PanicException, a BaseException no module exports: every BaseException but the interpreter's stops
         raise UnsupportedSchemaFeature("enum/const next to a recursive $ref that cannot be checked",
                                        pointer=ptr) from None
