@@ -55,12 +55,13 @@ class ByteColumns:
         self.row_token = np.array(ids, dtype=np.int64)
         self.row_len = np.array([len(tok.vocab[i]) for i in ids], dtype=np.int64)
         width = int(self.row_len.max()) if ids else 1
-        flat = np.zeros((len(ids), width), dtype=np.uint8)
+        n = len(ids)
         starts = np.repeat(np.cumsum(self.row_len) - self.row_len, self.row_len)
-        rows = np.repeat(np.arange(len(ids)), self.row_len)
+        rows = np.repeat(np.arange(n), self.row_len)
         data = np.frombuffer(b"".join(tok.vocab[i] for i in ids), dtype=np.uint8)
-        flat[rows, np.arange(len(data)) - starts] = data
-        self.columns = np.ascontiguousarray(flat.T)
+        columns = np.zeros(width * n, dtype=np.uint8)  # written column-major at once: no transpose
+        columns[(np.arange(len(data)) - starts) * n + rows] = data
+        self.columns = columns.reshape(width, n)
         self.row_of_token = np.full(tok.vocab_size, -1, dtype=np.int64)
         self.row_of_token[self.row_token] = np.arange(len(ids))
         self.trie_rows = ends_jit.TrieRows(tok.trie, self.row_token) if ends_jit.AVAILABLE and ids else None
