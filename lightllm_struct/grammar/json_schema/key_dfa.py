@@ -93,7 +93,7 @@ def key_dfa_excluding(keys: Sequence[str], *, max_states: int = 20_000,
     table[0, _QUOTE] = root  # the unit part's own start is left unreachable: it becomes this DFA's start
     accepting = np.zeros(n, dtype=bool)
     accepting[final] = True
-    return ByteDFA(table, accepting)
+    return ByteDFA(table, accepting, minimal=True)
 
 
 def has_lone_surrogate(key: str) -> bool:

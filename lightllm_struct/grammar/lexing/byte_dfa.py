@@ -32,6 +32,10 @@ class ByteDFA:
     # Moore rounds minimisation took to settle (-1: unknown, e.g. not minimised exactly). Bounded
     # classes of horizon k >= rounds are the states themselves: no need to refine again.
     moore_rounds: int = -1
+    # Built minimal (key_dfa, finite_dfa): its states serve as bounded classes at any horizon without
+    # refining, as for minimised DFAs of known rounds. Exact past its distinguishing depth (about its longest
+    # key's spelling), finer before: sound, as classes only say which states may share masks.
+    minimal: bool = False
 
     def __post_init__(self) -> None:
         h = hashlib.blake2b(self.table.astype(np.int32).tobytes(), digest_size=16)
@@ -54,7 +58,7 @@ class ByteDFA:
         and 301 of a 500-character string) get the same token masks and can share cache entries.
         """
         got = self._bounded.get(k)
-        if got is None and 0 <= self.moore_rounds <= k:
+        if got is None and (self.minimal or 0 <= self.moore_rounds <= k):
             got = self._bounded[k] = list(range(self.num_states))
         if got is None:
             got = self._bounded[k] = _bounded_moore(self.table, self.accepting, k)

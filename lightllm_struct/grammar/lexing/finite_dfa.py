@@ -68,4 +68,4 @@ def finite_dfa(strings: Iterable[bytes], *, max_states: int = 20_000, deadline: 
         accepting[row] = final
         for b, dst in edges:
             table[row, b] = last - dst
-    return ByteDFA(table, accepting)
+    return ByteDFA(table, accepting, minimal=True)

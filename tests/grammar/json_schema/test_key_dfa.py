@@ -142,3 +142,13 @@ def test_literal_and_enum_terminals_take_their_finite_dfa(monkeypatch):
     for term, dfa in zip(compiled.lr.terminals, compiled.dfas):
         if term in strings:
             assert same_language(dfa, real(term.pattern, max_states=20_000)), term.pattern
+
+
+def test_bounded_classes_of_the_key_dfa_are_its_states_without_refining():
+    """Built minimal: its states are its mask-sharing classes (exact at a token-length horizon, as the
+    refinement the regex path's DFA went through shows)."""
+    from lightllm_struct.grammar.lexing.byte_dfa import _bounded_moore
+
+    dfa = key_dfa_excluding(["length", "width", "height", "shape", "radius", "base", "units", "é"])
+    assert dfa.minimal and dfa.bounded_classes(64) == list(range(dfa.num_states))
+    assert len(set(_bounded_moore(dfa.table, dfa.accepting, 64))) == dfa.num_states
