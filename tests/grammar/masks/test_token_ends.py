@@ -27,6 +27,8 @@ from tests.grammar.masks.test_scan_jit import random_lexer, random_vocab
 from tests.grammar.small_vocab import small_tokenizer
 from tests.grammar.vocab_fixtures import compiler as vocab_compiler
 
+LAZY = {"type": "object", "required": ["s", "n"], "properties": {"s": {"type": "string", "maxLength": 3000},
+                                                                 "n": {"type": "integer"}}}
 pytestmark = pytest.mark.skipif(not ends_jit.AVAILABLE, reason="numba is not installed")
 
 
@@ -118,6 +120,7 @@ def _grammars(comp):
     yield "lark", comp.compile_lark(LARK)
     yield "regex", comp.compile_regex(REGEX)
     yield "choices", comp.compile_choice(CHOICES)
+    yield "lazy", comp.compile_json_schema(LAZY)  # a FoldedLexer: the numpy walk and the Python search
 
 
 def test_trie_walk_equals_the_numpy_walk_on_grammar_lexers():
@@ -155,10 +158,12 @@ def _check_restrict(grammar, tok, rng, *, walks: int, steps: int) -> int:
     return compared
 
 
-@pytest.mark.parametrize("name", [*sorted(SCHEMAS), "lark", "regex", "choices"])
+@pytest.mark.parametrize("name", [*sorted(SCHEMAS), "lark", "regex", "choices", "lazy"])
 def test_restrict_equals_the_numpy_reference_bit_for_bit(name):
     tok = small_tokenizer()
     grammar = dict(_grammars(GrammarCompiler(tok)))[name]
+    if name == "lazy":
+        assert not isinstance(grammar.feed_bytes(grammar.initial_config(), b'{"s":"ab')[1], UnionLexer)
     assert _check_restrict(grammar, tok, random.Random(name), walks=6, steps=60) > 60
 
 
