@@ -83,7 +83,7 @@ def token_ends(matrix: ByteColumns, lexer, q: int) -> TokenEnds:
 def allowed_rows(matrix: ByteColumns, words: np.ndarray, vocab_size: int) -> np.ndarray:
     """The ascending rows of the text tokens the packed int32 mask ``words`` allows."""
     if rows_jit.AVAILABLE:
-        return rows_jit.allowed_rows(words, matrix.row_token)
+        return rows_jit.allowed_rows(words, matrix.row_token, matrix.row_of_token)
     return allowed_rows_numpy(matrix, words, vocab_size)
 
 
