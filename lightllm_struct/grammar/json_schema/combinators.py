@@ -8,6 +8,7 @@ schemas merge in finite time.
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
@@ -66,15 +67,12 @@ def _both(x: Any, y: Any) -> Any:
     return {"allOf": [x, y]}
 
 
-_KEYED = ("properties", "additionalProperties", "patternProperties")
 
 
 def _merge_properties(a: dict, b: dict, out: dict, pointer: str) -> None:
-    if (a.get("patternProperties") or b.get("patternProperties")) and any(k in a for k in _KEYED) \
-            and any(k in b for k in _KEYED) and any(not json_equal(a.get(k), b.get(k)) for k in _KEYED):
-        # which schema an undeclared key of one side takes depends on the other side's patterns: no one form
-        raise UnsupportedSchemaFeature("cannot merge patternProperties with other property keywords",
-                                       pointer=f"{pointer}/patternProperties")
+    if a.get("patternProperties") or b.get("patternProperties"):
+        _merge_patterned(a, b, out, pointer)
+        return
     pa, pb = a.get("properties", {}), b.get("properties", {})
     props: dict[str, Any] = {}
     for key in list(pa) + [k for k in pb if k not in pa]:
@@ -86,6 +84,53 @@ def _merge_properties(a: dict, b: dict, out: dict, pointer: str) -> None:
         out["properties"] = props
     if "additionalProperties" in a or "additionalProperties" in b:
         out["additionalProperties"] = _both(a.get("additionalProperties", True), b.get("additionalProperties", True))
+
+
+def _merge_patterned(a: dict, b: dict, out: dict, pointer: str) -> None:
+    """Property keywords with patternProperties on either side. Per key, a side asks its property schema, and
+    its matching patterns' schemas (which apply whether or not the key is declared), and its
+    additionalProperties where neither names the key. A key one side declares therefore takes from the other
+    side that side's additionalProperties where none of its patterns matches. The merged patterns are the
+    union of both sides' (``allOf`` where one pattern is on both); a key matching only a pattern of ``a``
+    must also satisfy ``b``'s additionalProperties: exact where that is true, where ``b`` has no patterns (its
+    additionalProperties joins each of ``a``'s, unless a key ``b`` declares matches one, as ``b`` then asks
+    that key's own schema), or where every pattern of ``a`` is also one of ``b``'s. Otherwise refused."""
+    sides = [(s.get("patternProperties") or {}, s.get("properties", {}), s.get("additionalProperties", True))
+             for s in (a, b)]
+    pats: dict[str, Any] = {}
+    for pattern in list(sides[0][0]) + [p for p in sides[1][0] if p not in sides[0][0]]:
+        pats[pattern] = _both(sides[0][0].get(pattern, True), sides[1][0].get(pattern, True))
+    for (own, _, _), (other, other_props, other_x) in (sides, sides[::-1]):
+        beyond = [p for p in own if p not in other]
+        if not beyond or _trivial(other_x):
+            continue
+        if other or any(_matches(beyond, key, pointer) for key in other_props):
+            raise UnsupportedSchemaFeature("cannot merge patternProperties with other property keywords",
+                                           pointer=f"{pointer}/patternProperties")
+        for pattern in beyond:
+            pats[pattern] = _both(pats[pattern], other_x)
+    props: dict[str, Any] = {}
+    for key in list(sides[0][1]) + [k for k in sides[1][1] if k not in sides[0][1]]:
+        props[key] = _both(*(pp[key] if key in pp else True if _matches(list(pp_pats), key, pointer) else x
+                             for pp_pats, pp, x in sides))
+    if props:
+        out["properties"] = props
+    out["patternProperties"] = pats
+    if "additionalProperties" in a or "additionalProperties" in b:
+        out["additionalProperties"] = _both(sides[0][2], sides[1][2])
+
+
+def _matches(patterns: list[str], key: str, pointer: str) -> bool:
+    """Whether any pattern matches the key as jsonschema (and the key classes) read it."""
+    try:
+        return any(re.search(p, key) is not None for p in patterns)
+    except (re.error, TypeError):
+        raise UnsupportedSchemaFeature("cannot merge patternProperties with a pattern Python cannot read",
+                                       pointer=f"{pointer}/patternProperties") from None
+
+
+def _trivial(schema: Any) -> bool:
+    return schema is True or schema == {}
 
 
 def _merge_items(a: dict, b: dict, out: dict) -> None:
@@ -152,7 +197,8 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
     if "not" in a and "not" in b and not json_equal(a["not"], b["not"]):
         out["not"] = {"anyOf": [a["not"], b["not"]]}  # ¬x ∧ ¬y = ¬(x ∨ y)
     _merge_contains(a, b, out, pointer)
-    handled = {"type", "properties", "additionalProperties", "prefixItems", "items", "enum", "const", "required",
+    handled = {"type", "properties", "additionalProperties", "patternProperties", "prefixItems", "items", "enum",
+               "const", "required",
                "uniqueItems", "anyOf", "oneOf", "pattern", MORE_PATTERNS, NOT_PATTERNS, *_LOWER, *_UPPER,
                *ANNOTATIONS, "contains"} | ({"not"} if "not" in out else set())
     for key in (k for s in (a, b) for k in s if k not in handled):

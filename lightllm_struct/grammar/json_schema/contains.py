@@ -40,8 +40,11 @@ def split(conv: Converter, item: Any, contains: Any, base: str, ptr: str, item_p
                 b.union([const_piece(conv, v) for v in values if not check.is_valid(v)], "contains_n"))
     both = contains if item is True else {"allOf": [item, contains]}
     c_piece = conv.compile(both, base, f"{ptr}/contains")
+    # contains {not: S} (negation.py's ¬items): the items it does not count are S itself, not ¬¬S
+    positive = contains["not"] if isinstance(contains, dict) and set(contains) == {"not"} else None
     try:
-        n_piece = conv.compile({"allOf": [item, {"not": contains}]}, base, f"{ptr}/contains")
+        n_piece = conv.compile({"allOf": [item, positive if positive is not None else {"not": contains}]},
+                               base, f"{ptr}/contains")
     except UnsupportedSchemaFeature as exc:
         raise UnsupportedSchemaFeature(f"contains whose negation cannot be compiled exactly ({exc.message})",
                                        pointer=f"{ptr}/contains") from exc

@@ -6,9 +6,9 @@ of which constrains one JSON type only (``minimum`` says nothing about strings).
 complement of one group is a schema of its own type: ``¬{minimum: m}`` is ``{type: number, exclusiveMaximum:
 m}``, ``¬{required: [k]}`` an object without ``k``, ``¬{pattern: p}`` a string that ``p`` does not match
 (``NOT_PATTERNS``, compiled as an automaton difference), ``¬{properties: {k: S}}`` an object whose ``k`` is in
-``¬S``. Disjoint pieces keep the union deterministic for the parser where it can be.
+``¬S``, ``¬{items: S}`` an array that contains an item of ``¬S``. Disjoint pieces keep the union deterministic for the parser where it can be.
 
-Where no exact positive form exists here (``¬{items: S}`` needs "some item", ``¬{multipleOf}`` the non-multiples,
+Where no exact positive form exists here (``¬{items: S}`` after ``prefixItems``, ``¬{multipleOf}`` the non-multiples,
 ``¬format``), :class:`UnsupportedSchemaFeature` names the keyword by JSON pointer: never a looser language.
 """
 from __future__ import annotations
@@ -112,6 +112,10 @@ class Negator:
                 groups.append(self._additional(s, within, where, depth))
             elif key == "items" and (value is True or value == {}):
                 continue
+            elif key == "items" and "prefixItems" not in s:
+                # ¬{items: S}: an array with some item in ¬S, i.e. contains ¬S (contains.py splits each item
+                # into ¬S and S itself, so no complement is taken twice)
+                groups.append(({key: value}, [{"type": ["array"], "contains": {"not": value}}]))
             elif key == "anyOf":
                 groups.append(({key: value}, self.none_of(value, where, within=within, depth=depth)))
             elif key == "oneOf":

@@ -17,7 +17,7 @@ _KEYS = ["a", "b", "radius", "length", "width", "error"]
 
 def _pool():
     yield from _SCALARS
-    yield from ([], [1], [1, "a"], [None, None, None])
+    yield from ([], [1], [1, "a"], [None, None, None], ["a"], ["a", "b"], [1, 2], ["x", 1, "y"], [[]], [{}, "a"])
     for n in range(3):
         for keys in itertools.combinations(_KEYS, n):
             for values in itertools.product([1, "s"], repeat=n):
@@ -48,6 +48,14 @@ CASES = {
     "one_of_integers": {"oneOf": [{"type": "integer", "minimum": 2}, {"type": "integer", "maximum": 8}]},
     "two_one_ofs": {"allOf": [{"oneOf": [{"type": "integer"}, {"type": "string"}]},
                               {"oneOf": [{"type": "integer", "minimum": 3}, {"maxLength": 1}]}]},
+    "not_items": {"not": {"type": "array", "items": {"type": "string"}}},
+    "array_not_items_enum": {"type": "array", "not": {"items": {"enum": [1, "a"]}}},
+    "one_of_items": {"oneOf": [{"type": "array", "items": {"type": "string"}},
+                               {"type": "array", "items": {"type": "integer"}}]},
+    "one_of_items_min_items": {"oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"},
+                                         {"type": "array", "minItems": 2}]},
+    "one_of_items_property": {"type": "object", "properties": {"a": {"oneOf": [
+        {"items": {"type": "string"}}, {"type": "array", "maxItems": 0}]}}},
     "anchors_in_branches": {"type": "string", "pattern": "(^x)|y$"},
     "anchor_in_group": {"type": "string", "pattern": "^(a|b$)"},
 }
@@ -71,7 +79,9 @@ def test_exact_against_jsonschema(name):
 
 
 @pytest.mark.parametrize("schema, pointer", [
-    ({"not": {"type": "array", "items": {"type": "string"}}}, "/not/items"),  # "some item": no positive form
+    # "some item after the prefix": contains cannot skip the prefix positions
+    ({"not": {"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "string"}}},
+     "/not/prefixItems"),
     ({"not": {"multipleOf": 3}}, "/not/multipleOf"),
     ({"type": "number", "not": {"type": "integer"}}, "/not/type"),  # the non-integral numbers
     ({"oneOf": [{"type": "number", "minimum": 2}, {"type": "integer", "maximum": 8}]}, "/oneOf/1/type"),
