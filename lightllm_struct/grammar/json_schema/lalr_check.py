@@ -34,7 +34,7 @@ from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.parsing.lr import LRTables, remember_tables, subset_tables, tables_from_analysis
 
 # The compiler's default, so that it finds these DFAs in the cache.
-_MAX_DFA_STATES = 20_000
+MAX_DFA_STATES = 20_000
 _MESSAGE = "the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide"
 
 
@@ -82,7 +82,7 @@ def overlap(a: str, b: str) -> bool:
     """
     deadline = current_deadline()  # the compilation's: the DFAs are its work, done early
     try:
-        da, db = (terminal_dfa(r, None, max_states=_MAX_DFA_STATES, deadline=deadline) for r in (a, b))
+        da, db = (terminal_dfa(r, None, max_states=MAX_DFA_STATES, deadline=deadline) for r in (a, b))
     except CompileTimeout:
         raise
     except GrammarError:
