@@ -39,20 +39,9 @@ def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_d
             s = states[d - 1]
             nxt = table[s * 256 + byte[i]]
             if nxt < 0:
-                term = accept[s]
-                if term >= 0:  # the lexeme ends before this byte: the whole subtree's rows at once
-                    lo, hi = node_ptr[i], node_ptr[skip[i]]
-                    if d == 1:
-                        for j in range(lo, hi):
-                            code[node_rows[j]] = _FRESH
-                    else:
-                        for j in range(lo, hi):
-                            r = node_rows[j]
-                            code[r] = _CROSS
-                            cross_rows[n_cross] = r
-                            cross_cols[n_cross] = d - 1
-                            cross_terms[n_cross] = term
-                            n_cross += 1
+                if accept[s] >= 0:  # the lexeme ends before this byte: the whole subtree's rows at once
+                    n_cross = _settle(code, node_rows, node_ptr[i], node_ptr[skip[i]], d, accept[s], cross_rows,
+                                      cross_cols, cross_terms, n_cross)
                 i = skip[i]  # DEAD rows keep their default
                 continue
             states[d] = nxt
@@ -65,64 +54,59 @@ def _ends(byte, depth, skip, roots, node_ptr, node_rows, table, accept, q, max_d
                     inner[n_inner] = r
                     n_inner += 1
             i += 1
-    # the end states in ascending order (np.unique's), each row's code its rank
-    count = 0
-    for s in range(num_states):
-        if rank[s] >= 0:
-            rank[s] = count
-            count += 1
-    uniq = np.empty(count, np.int64)
-    for s in range(num_states):
-        if rank[s] >= 0:
-            uniq[rank[s]] = s
+    uniq = _number(rank)
     for j in range(n_inner):
         r = inner[j]
         code[r] = rank[code[r]]
     return uniq, n_cross
 
 
+def _settle(code, node_rows, lo, hi, d, term, cross_rows, cross_cols, cross_terms,
+            n_cross):  # pragma: no cover - compiled by numba
+    """The rows ``node_rows[lo:hi]`` of a subtree stuck at depth ``d`` where ``term`` ends: FRESH on a first
+    byte, else CROSS records (at column ``d - 1``); returns the new number of CROSS records."""
+    if d == 1:
+        for j in range(lo, hi):
+            code[node_rows[j]] = _FRESH
+        return n_cross
+    for j in range(lo, hi):
+        r = node_rows[j]
+        code[r] = _CROSS
+        cross_rows[n_cross] = r
+        cross_cols[n_cross] = d - 1
+        cross_terms[n_cross] = term
+        n_cross += 1
+    return n_cross
+
+
+def _number(rank):  # pragma: no cover - compiled by numba
+    """``rank``: 0 for the states present, -1 elsewhere; becomes each present state's rank in ascending order
+    (``np.unique``'s numbering). Returns the present states."""
+    count = 0
+    for s in range(rank.shape[0]):
+        if rank[s] >= 0:
+            rank[s] = count
+            count += 1
+    uniq = np.empty(count, np.int64)
+    for s in range(rank.shape[0]):
+        if rank[s] >= 0:
+            uniq[rank[s]] = s
+    return uniq
+
+
 def _ends_wide(parent, byte, depth, row_node, table, accept, q, num_states, code, cross_rows, cross_cols,
                cross_terms, node_state, stuck_col, stuck_term):  # pragma: no cover - compiled by numba
-    """``_ends`` in one breadth-first pass over every node (a node's result from its parent's), then one
-    pass over the rows in order (so the CROSS records come out ascending). For states that let most of the
-    trie through: no dependency between neighbouring iterations, no branch on the tree's shape."""
-    n_nodes = byte.shape[0]
-    node_state[n_nodes] = q  # the roots' parent slot
-    k = 0
-    for n in range(n_nodes):
-        s = node_state[parent[n]]
-        if s < 0:  # settled above: DEAD, FRESH or the stuck record -4 - k, inherited by the subtree
-            node_state[n] = s
-            continue
-        nxt = table[s * 256 + byte[n]]
-        if nxt >= 0:
-            node_state[n] = nxt
-            continue
-        term = accept[s]
-        if term < 0:
-            node_state[n] = _DEAD
-        elif depth[n] == 1:
-            node_state[n] = _FRESH
-        else:
-            stuck_col[k] = depth[n] - 1
-            stuck_term[k] = term
-            node_state[n] = -4 - k
-            k += 1
+    """``_ends`` in one breadth-first pass over every node (``_wide_nodes``), then one pass over the rows in
+    order (so the CROSS records come out ascending). For states that let most of the trie through: no
+    dependency between neighbouring iterations, no branch on the tree's shape."""
+    _wide_nodes(parent, byte, depth, table, accept, q, node_state, stuck_col, stuck_term)
     n_rows = row_node.shape[0]
     rank = np.full(num_states, -1, np.int64)
     for r in range(n_rows):
         v = node_state[row_node[r]]
         if v >= 0:
             rank[v] = 0
-    count = 0
-    for s in range(num_states):
-        if rank[s] >= 0:
-            rank[s] = count
-            count += 1
-    uniq = np.empty(count, np.int64)
-    for s in range(num_states):
-        if rank[s] >= 0:
-            uniq[rank[s]] = s
+    uniq = _number(rank)
     n_cross = 0
     for r in range(n_rows):
         v = node_state[row_node[r]]
@@ -139,6 +123,34 @@ def _ends_wide(parent, byte, depth, row_node, table, accept, q, num_states, code
     return uniq, n_cross
 
 
+def _wide_nodes(parent, byte, depth, table, accept, q, node_state, stuck_col,
+                stuck_term):  # pragma: no cover - compiled by numba
+    """Every breadth-first node's result from its parent's: a lexer state, DEAD, FRESH, or ``-4 - k`` for the
+    k-th stuck record (column ``stuck_col[k]``, terminal ``stuck_term[k]``), inherited by the subtree."""
+    n_nodes = byte.shape[0]
+    node_state[n_nodes] = q  # the roots' parent slot
+    k = 0
+    for n in range(n_nodes):
+        s = node_state[parent[n]]
+        if s < 0:  # settled above
+            node_state[n] = s
+            continue
+        nxt = table[s * 256 + byte[n]]
+        if nxt >= 0:
+            node_state[n] = nxt
+            continue
+        term = accept[s]
+        if term < 0:
+            node_state[n] = _DEAD
+        elif depth[n] == 1:
+            node_state[n] = _FRESH
+        else:
+            stuck_col[k] = depth[n] - 1
+            stuck_term[k] = term
+            node_state[n] = -4 - k
+            k += 1
+
+
 def _alive_nodes(roots, skip, byte, table, q):  # pragma: no cover - compiled by numba
     """Trie nodes under the first bytes ``table`` accepts from ``q`` (preorder layout)."""
     total = 0
@@ -149,6 +161,9 @@ def _alive_nodes(roots, skip, byte, table, q):  # pragma: no cover - compiled by
 
 
 if AVAILABLE:
+    _settle = njit(nogil=True, cache=True)(_settle)
+    _number = njit(nogil=True, cache=True)(_number)
+    _wide_nodes = njit(nogil=True, cache=True)(_wide_nodes)
     _ends = njit(nogil=True, cache=True)(_ends)
     _ends_wide = njit(nogil=True, cache=True)(_ends_wide)
     _alive_nodes = njit(nogil=True, cache=True)(_alive_nodes)
