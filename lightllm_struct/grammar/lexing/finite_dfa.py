@@ -31,7 +31,7 @@ def finite_dfa(strings: Iterable[bytes], *, max_states: int = 20_000, deadline: 
         ``deadline`` passed.
     """
     root: dict = {}
-    for k, data in enumerate(strings):
+    for k, data in enumerate(sorted(strings)):  # sorted: the same table in every process (digests agree)
         node = root
         for b in data:
             node = node.setdefault(b, {})

@@ -49,3 +49,10 @@ def test_empty_set_and_empty_string():
 def test_state_limit_is_a_typed_refusal():
     with pytest.raises(GrammarTooComplex):
         finite_dfa([f"key{i}_{i * i}".encode() for i in range(100)], max_states=50)
+
+
+def test_the_table_does_not_depend_on_the_order_of_the_set():
+    """Equal sets give equal tables (and digests) whatever their iteration order, e.g. across processes."""
+    words = [b"calendars", b"calculators", b"contacts", b"c", b""]
+    a, b = finite_dfa(words), finite_dfa(list(reversed(words)))
+    assert (a.table == b.table).all() and a.digest == b.digest
