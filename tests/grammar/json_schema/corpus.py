@@ -232,7 +232,18 @@ def _declared(schema: dict, value: Any, root: Any) -> dict[str, Any]:
     return out
 
 
-def _item_schemas(schema: dict, value: list, root: Any) -> list[Any]:
+def _item_schemas(schema: dict, value: list, root: Any, depth: int = 0) -> list[Any]:
+    """Each item's schema: the node's own, else (the node's ``items`` under an allOf, or the first anyOf/oneOf
+    branch the array is valid under, as ``_declared`` does for properties) a subschema's."""
+    if "items" not in schema and "prefixItems" not in schema and depth < 16:
+        subs = [_resolve(s, root) for s in schema.get("allOf") or []]
+        subs += [b for word in ("anyOf", "oneOf") for b in (_resolve(s, root) for s in schema.get(word) or [])
+                 if isinstance(b, dict) and _valid_under(b, value, root)][:1]
+        for sub in subs:
+            if isinstance(sub, dict):
+                found = _item_schemas(sub, value, root, depth + 1)
+                if any(s is not True for s in found):
+                    return found
     prefix = schema.get("prefixItems")
     items = schema.get("items", True)
     if prefix is None and isinstance(items, list):  # draft 4-7 tuples
