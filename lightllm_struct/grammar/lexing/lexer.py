@@ -157,29 +157,57 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
 
 
 def _contents(ids: list[int], dfas: list, comps: np.ndarray, alive_mask: np.ndarray,
-              horizon: int) -> tuple[list[tuple], list[tuple[int, ...]]]:
-    """``signature`` and ``alive_terms`` of every product state. Most states have one alive component (past
-    the first byte that leaves every key literal, only the "any other key" DFA is): those are read off
-    that component's state in one step, not a walk over all the components."""
-    n = comps.shape[0]
-    classes = [dfas[t].bounded_classes(horizon) for t in ids]
-    digests = [dfas[t].digest for t in ids]
-    lone = alive_mask.sum(axis=1) == 1
-    lone[0] = False  # the fresh start's signature says it is one
-    signature: list = [None] * n
-    alive_terms: list = [None] * n
-    lone_ids = np.flatnonzero(lone)
-    which = alive_mask[lone_ids].argmax(axis=1)
-    alone = [(ids[k],) for k in range(len(ids))]
-    for q, k, s in zip(lone_ids.tolist(), which.tolist(), comps[lone_ids, which].tolist()):
-        signature[q] = (False, ((digests[k], classes[k][s]),))
-        alive_terms[q] = alone[k]
-    for q in np.flatnonzero(~lone).tolist():
-        c = comps[q].tolist()
+              horizon: int) -> tuple["_PerState", "_PerState"]:
+    """``signature`` and ``alive_terms`` of the product states, each made when a scan or a step first reads
+    it (a compile builds every LR state's lexer, a generation reads few of their states)."""
+    del alive_mask  # read per state from ``comps``
+    contents = _Contents(ids, [dfas[t].digest for t in ids], [dfas[t].bounded_classes(horizon) for t in ids], comps)
+    return contents.signature, contents.alive_terms
+
+
+class _Contents:
+    """Computes a product state's signature and alive terminals from its components' states, into two
+    per-state maps (``_PerState``) that keep what was made."""
+
+    __slots__ = ("ids", "digests", "classes", "comps", "alone", "signature", "alive_terms")
+
+    def __init__(self, ids: list[int], digests: list[bytes], classes: list[list[int]], comps: np.ndarray) -> None:
+        self.ids, self.digests, self.classes, self.comps = ids, digests, classes, comps
+        self.alone = [(t,) for t in ids]
+        self.signature = _PerState(self)
+        self.alive_terms = _PerState(self)
+
+    def make(self, q: int) -> None:
+        if not 0 <= q < len(self.comps):
+            raise IndexError(f"lexer state {q} out of range")
+        c = self.comps[q].tolist()
         ks = [k for k, s in enumerate(c) if s >= 0]
-        signature[q] = (q == 0, tuple((digests[k], classes[k][c[k]]) for k in ks))
-        alive_terms[q] = tuple(ids[k] for k in ks)
-    return signature, alive_terms
+        entries = tuple((self.digests[k], self.classes[k][c[k]]) for k in ks)
+        self.signature[q] = (q == 0, entries)
+        self.alive_terms[q] = self.alone[ks[0]] if len(ks) == 1 else tuple(self.ids[k] for k in ks)
+
+
+class _PerState(dict):
+    """A per-state sequence made on first access (see LazyRows); pickled as the plain list it stands for."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: _Contents) -> None:
+        super().__init__()
+        self._owner = owner
+
+    def __missing__(self, q: int):
+        self._owner.make(q)
+        return dict.__getitem__(self, q)
+
+    def __len__(self) -> int:
+        return len(self._owner.comps)
+
+    def __iter__(self):
+        return (self[q] for q in range(len(self._owner.comps)))
+
+    def __reduce__(self):
+        return list, (list(self),)
 
 
 def _numpy_product(tables: list[np.ndarray], max_states: int, deadline: Deadline) -> tuple[np.ndarray, np.ndarray]:
