@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from lightllm_struct.grammar.deadline import current_deadline
 from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import Piece
-from lightllm_struct.grammar.json_schema.lalr_check import MAX_DFA_STATES
-from lightllm_struct.grammar.lexing.dfa_cache import dfas_intersect, terminal_dfa
-from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
+from lightllm_struct.grammar.json_schema.lalr_check import MAX_DFA_STATES, intersect_any
+from lightllm_struct.grammar.lexing.dfa_cache import terminal_dfa
 from lightllm_struct.grammar.parsing.cfg import lark_regex
 
 
@@ -17,8 +16,9 @@ def regexes_disjoint(a: str, b: str) -> bool:
 
     Decided on the terminals' byte DFAs, under the compile deadline and state bounds, into the cache the
     compiler takes them from next. interegular's construction checks nothing: one dev-corpus oneOf
-    (Github_ultra---o62899) ran 17 minutes past a 10 s deadline in it. A regex whose DFA is built lazily or
-    refused is not proved disjoint: the oneOf then takes the exact exclusive path or is refused.
+    (Github_ultra---o62899) ran 17 minutes past a 10 s deadline in it. Lazily built DFAs are explored as far
+    as the product reaches; a DFA or product past its bound is not proved disjoint: the oneOf then takes the
+    exact exclusive path or is refused.
     """
     deadline = current_deadline()
     pa, pb = lark_regex(a), lark_regex(b)
@@ -26,12 +26,10 @@ def regexes_disjoint(a: str, b: str) -> bool:
         return False
     try:
         da, db = (terminal_dfa(p, None, max_states=MAX_DFA_STATES, deadline=deadline) for p in (pa, pb))
-        if isinstance(da, LazyDFA) or isinstance(db, LazyDFA):
-            return False
-        return not dfas_intersect(da, db, deadline=deadline)
+        return not intersect_any(da, db, deadline=deadline)
     except CompileTimeout:
         raise
-    except GrammarError:
+    except GrammarError:  # a DFA or the product past its bound (RegexError, GrammarTooComplex)
         return False
 
 
