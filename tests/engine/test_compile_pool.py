@@ -101,3 +101,11 @@ def test_a_constraint_with_no_finite_output_is_an_empty_language_error(pool, con
 
     with pytest.raises(EmptyLanguageError):
         pool.compile(constraint, timeout_s=60).result(timeout=400)
+
+
+def test_workers_run_below_the_engines_cpu_priority(pool):
+    # compiles running to their deadline must not take the cores the step loop needs (issue 11 load test)
+    from lightllm_struct.engine.compile_worker import WORKER_NICENESS
+
+    ours = os.nice(0)
+    assert pool.call(os.nice, 0, timeout_s=30).result(timeout=400) == min(19, ours + WORKER_NICENESS)
