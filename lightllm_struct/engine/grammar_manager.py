@@ -191,6 +191,9 @@ class GrammarManager:
                    for s in seqs]
         fill = self._filler.fill([s.matcher for s in seqs], budgets, slow_s=self.mask_budget_s)
         for i, exc in fill.failed:  # that row allows every token; its token is discarded as the request ends
+            if isinstance(exc, CompileTimeout):  # the fill's budget interrupted the mask
+                exc = GrammarTooComplex(f"the grammar's token mask took over the per-step budget of "
+                                        f"{self.mask_budget_s:g} s (grammar_mask_budget_s): simplify the constraint")
             fail_request(seqs[i], exc, "computing its grammar mask")
         for i, spent in fill.slow:
             # The step waited this long once; finishing the request keeps it from doing so every token.

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lightllm_struct.grammar.deadline import Deadline, compiling_within
+
 
 @dataclass
 class BatchFill:
@@ -93,7 +95,10 @@ class BatchMaskFiller:
                 words = words_of.get(key)
                 if words is None:  # inline, not a helper call: this loop runs for every row of every step
                     try:
-                        words = matcher.next_token_words(max_tokens_left=budgets[i])
+                        # the budget interrupts a mask that would run past it (lazily made lexer rows
+                        # check it), instead of letting the whole step wait for it to finish
+                        with compiling_within(Deadline(slow_s if slow_s != float("inf") else None)):
+                            words = matcher.next_token_words(max_tokens_left=budgets[i])
                     except Exception as exc:  # noqa: BLE001 -- that request's grammar failed, not the batch
                         out.failed.append((i, exc))
                         words = free

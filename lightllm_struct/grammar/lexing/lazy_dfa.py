@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline
+from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline, current_deadline
 from lightllm_struct.grammar.errors import GrammarTooComplex
 
 _UIDS = itertools.count()
@@ -205,6 +205,10 @@ class LazyDFA:
         return got
 
     def _make_row(self, subset: frozenset) -> np.ndarray:
+        # Rows are made lazily, also inside a step's mask (issue 11: ``(x{0,300}){0,300}`` made rows for 8 s in
+        # one mask): the caller's deadline (a compile's, or the step's mask budget) is checked before any
+        # change, so an interrupted row leaves the automaton as it was.
+        current_deadline().check()
         index, targets = self.targets(subset)
         ids = np.array([self._state_of(t) for t in targets] + [-1], dtype=np.int32)
         return ids[index]
