@@ -198,11 +198,14 @@ async def phase(url: str, port: int, pid: int, *, clients: int, seconds: float, 
 
 
 def idle_snapshot(url: str, pid: int, *, wait_s: float = 120) -> dict:
-    """/health once nothing is in flight or compiling (aborts apply at a step boundary), plus the RSS."""
+    """/health once nothing is in flight, running or compiling (aborts apply at a step boundary), plus RSS."""
     deadline = time.monotonic() + wait_s
     while True:
         h = httpx.get(url + "/health", timeout=30).json()
-        if (h["num_in_flight"] == 0 and h["num_waiting_for_grammar"] == 0) or time.monotonic() > deadline:
+        # the engine process applies a gone client's abort at its next step: running and waiting drain after
+        # the streams do (a snapshot at in_flight == 0 alone still saw 11-17 running)
+        idle = all(h[k] == 0 for k in ("num_in_flight", "num_waiting_for_grammar", "num_running", "num_waiting"))
+        if idle or time.monotonic() > deadline:
             break
         time.sleep(1)
     keys = ("status", "num_in_flight", "num_running", "num_waiting", "num_waiting_for_grammar",
