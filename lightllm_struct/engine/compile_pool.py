@@ -180,7 +180,7 @@ class CompilePool:
             future.set_exception(GrammarTooComplex("the constraint nests too deeply to compile"))
             return worker
         try:
-            kind, payload = worker.run(data, timeout_s)
+            kind, payload, *restart = worker.run(data, timeout_s)
         except (EOFError, OSError):
             code = worker.exitcode
             self.stats["grammar_compile_worker_restarts_total"] += 1
@@ -209,4 +209,8 @@ class CompilePool:
                 future.set_exception(CompileWorkerDied("the compiled grammar could not be loaded"))
         else:
             future.set_result(payload)
+        if restart:  # an alarm interrupted the job: the worker's caches may be half made (compile_worker._Alarm)
+            self.stats["grammar_compile_worker_restarts_total"] += 1
+            worker.kill()
+            return None
         return worker

@@ -149,12 +149,21 @@ def unpack_error(packed: tuple[type, dict]) -> LightLLMStructError:
 
 
 class _Alarm:
-    """Raise ``error`` in this (the worker's main) thread after ``seconds``: pure-Python loops stop too."""
+    """Raise ``error`` in this (the worker's main) thread after ``seconds``: pure-Python loops stop too.
+
+    An alarm can land between any two bytecodes, in the middle of filling a process-wide cache (lazy lexer
+    rows, shared DFAs, a library's own memo): after one has fired, the worker's state is suspect, so the job's
+    reply asks the pool to replace it (``fired``). Under load the CI fuzz slice saw a later compile of the same
+    worker end in an untyped error about once in ten runs.
+    """
+
+    fired = False  # set by any alarm of this process; compile_job clears it before each job
 
     def __init__(self, seconds: float, error: LightLLMStructError) -> None:
         self.seconds, self.error = seconds, error
 
     def _fire(self, *_: Any) -> None:
+        _Alarm.fired = True
         raise self.error
 
     def __enter__(self) -> None:
@@ -220,8 +229,18 @@ def _first_mask(grammar: Any, info: Any) -> None:
     Matcher(grammar).fill_next_token_bitmask(mask, index=0)
 
 
-def compile_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple[str, Any]:
-    """Run one job: ("compile", constraint, timeout_s) or ("call", fn, args, timeout_s)."""
+def compile_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple:
+    """Run one job: ("compile", constraint, timeout_s) or ("call", fn, args, timeout_s); the reply is
+    ``(kind, payload)``, plus ``RESTART`` when an alarm interrupted the job (the pool replaces the worker)."""
+    _Alarm.fired = False
+    reply = _run_job(compiler, info, init, job)
+    return (*reply, RESTART) if _Alarm.fired else reply
+
+
+RESTART = "restart"
+
+
+def _run_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple[str, Any]:
     from lightllm_struct.engine.grammar_manager import compile_and_warm
 
     timeout = job[-1]

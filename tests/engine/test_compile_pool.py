@@ -77,6 +77,18 @@ def test_a_deadline_overrun_is_a_typed_timeout_and_the_pool_goes_on(pool):
     assert pool.compile(Constraint("choice", ["a"]), timeout_s=60).result(timeout=400) is not None
 
 
+def test_a_job_its_alarm_interrupted_ends_typed_and_its_worker_is_replaced(pool):
+    """The alarm can land inside a half-filled cache: the interrupted worker is not given another job."""
+    before = pool.call(os.getpid, timeout_s=30).result(timeout=400)
+    restarts = pool.stats["grammar_compile_worker_restarts_total"]
+    with pytest.raises(CompileTimeout):
+        pool.call(time.sleep, 30, timeout_s=0.5).result(timeout=60)
+    after = pool.call(os.getpid, timeout_s=30).result(timeout=400)
+    assert after != before and pool.stats["grammar_compile_worker_restarts_total"] == restarts + 1
+    assert pool.call(os.getpid, timeout_s=30).result(timeout=400) == after  # no alarm: the worker stays
+    assert pool.compile(Constraint("choice", ["a"]), timeout_s=60).result(timeout=400) is not None
+
+
 def test_a_dead_worker_is_reported_and_replaced(pool):
     with pytest.raises(CompileWorkerDied):
         pool.call(os._exit, 3, timeout_s=30).result(timeout=400)
