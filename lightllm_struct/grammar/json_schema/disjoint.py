@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from lightllm_struct.grammar.deadline import current_deadline
 from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import Piece
-from lightllm_struct.grammar.json_schema.lalr_check import MAX_DFA_STATES, intersect_any
-from lightllm_struct.grammar.lexing.dfa_cache import terminal_dfa
+from lightllm_struct.grammar.json_schema.lalr_check import MAX_DFA_STATES
+from lightllm_struct.grammar.lexing.dfa_cache import dfas_intersect, terminal_dfa
 from lightllm_struct.grammar.parsing.cfg import lark_regex
 
 
@@ -26,7 +26,7 @@ def regexes_disjoint(a: str, b: str) -> bool:
         return False
     try:
         da, db = (terminal_dfa(p, None, max_states=MAX_DFA_STATES, deadline=deadline) for p in (pa, pb))
-        return not intersect_any(da, db, deadline=deadline)
+        return not dfas_intersect(da, db, deadline=deadline)
     except CompileTimeout:
         raise
     except GrammarError:  # a DFA or the product past its bound (RegexError, GrammarTooComplex)

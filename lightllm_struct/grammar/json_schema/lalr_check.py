@@ -25,14 +25,12 @@ except ImportError:  # pragma: no cover - Python < 3.11
     import sre_constants as sre_c  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
-import numpy as np
 
-from lightllm_struct.grammar.deadline import NO_DEADLINE, Deadline, current_deadline
+from lightllm_struct.grammar.deadline import current_deadline
 from lightllm_struct.grammar.errors import (CompileTimeout, GrammarConflictError, GrammarError, GrammarTooComplex,
                                             RegexError, UnsupportedSchemaFeature)
 from lightllm_struct.grammar.json_schema.strings import literal_spelling
 from lightllm_struct.grammar.lexing.dfa_cache import dfas_intersect, first_bytes, terminal_dfa
-from lightllm_struct.grammar.lexing.byte_dfa import ByteDFA
 from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.parsing.lr import LRTables, remember_tables, subset_tables, tables_from_analysis
 
@@ -92,7 +90,7 @@ def overlap(a: str, b: str) -> bool:
         return _overlap_by_regex(a, b)
     if isinstance(da, LazyDFA) or isinstance(db, LazyDFA):
         try:
-            return intersect_any(da, db, deadline=deadline)
+            return dfas_intersect(da, db, deadline=deadline)
         except (RegexError, GrammarTooComplex):  # the product, or a lazy DFA, past its bound
             return _overlap_by_regex(a, b)
     if not first_bytes(da) & first_bytes(db) and not (da.accepting[0] and db.accepting[0]):
@@ -104,40 +102,6 @@ def overlap(a: str, b: str) -> bool:
         return dfas_intersect(da, db, deadline=deadline)
     except RegexError:
         return _overlap_by_regex(a, b)
-
-
-def intersect_any(a: ByteDFA | LazyDFA, b: ByteDFA | LazyDFA, *, limit: int = 200_000,
-                  deadline: Deadline = NO_DEADLINE) -> bool:
-    """``dfa_cache.dfas_intersect`` for lazily built DFAs too (their rows made as the product reaches them,
-    under their own state bound): whether some byte string is accepted by both.
-
-    Raises
-    ------
-    RegexError : more than ``limit`` reachable pairs. GrammarTooComplex : a lazy DFA past its state bound.
-    CompileTimeout : past the deadline.
-    """
-    def row(d, state: int) -> np.ndarray:
-        return d.row(state) if isinstance(d, LazyDFA) else d.table[state]
-
-    def accepting(d, state: int) -> bool:
-        return d.is_accepting(state) if isinstance(d, LazyDFA) else bool(d.accepting[state])
-
-    seen, todo = {(0, 0)}, [(0, 0)]
-    while todo:
-        p, q = todo.pop()
-        if accepting(a, p) and accepting(b, q):
-            return True
-        ra, rb = row(a, p), row(b, q)
-        both = (ra >= 0) & (rb >= 0)
-        for pair in zip(ra[both].tolist(), rb[both].tolist()):
-            if pair not in seen:
-                if len(seen) >= limit:
-                    raise RegexError("terminal product too large to explore")
-                seen.add(pair)
-                todo.append(pair)
-        if len(seen) % 256 == 0:
-            deadline.check()
-    return False
 
 
 def _overlap_by_regex(a: str, b: str) -> bool:

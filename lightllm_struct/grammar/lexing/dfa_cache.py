@@ -63,21 +63,25 @@ def provide(pattern: str, make: Callable[..., ByteDFA]) -> None:
     _MAKERS.put(pattern, make)
 
 
-def dfas_intersect(a: ByteDFA, b: ByteDFA, *, limit: int = 200_000, deadline: Deadline = NO_DEADLINE) -> bool:
-    """Whether some byte string is accepted by both (the reachable part of the product, explored).
+def dfas_intersect(a: ByteDFA | LazyDFA, b: ByteDFA | LazyDFA, *, limit: int = 200_000,
+                   deadline: Deadline = NO_DEADLINE) -> bool:
+    """Whether some byte string is accepted by both (the reachable part of the product, explored). Lazily
+    built DFAs have their rows made as the product reaches them, under their own state bound.
 
     Raises
     ------
     RegexError
         The product has more than ``limit`` reachable pairs (the caller decides another way).
+    GrammarTooComplex
+        A lazy DFA past its state bound.
     """
     seen = {(0, 0)}
     todo = [(0, 0)]
     while todo:
         p, q = todo.pop()
-        if a.accepting[p] and b.accepting[q]:
+        if _accepting(a, p) and _accepting(b, q):
             return True
-        ra, rb = a.table[p], b.table[q]
+        ra, rb = _row(a, p), _row(b, q)
         both = (ra >= 0) & (rb >= 0)
         for pair in zip(ra[both].tolist(), rb[both].tolist()):
             if pair not in seen:
@@ -88,6 +92,14 @@ def dfas_intersect(a: ByteDFA, b: ByteDFA, *, limit: int = 200_000, deadline: De
         if len(seen) % 256 == 0:
             deadline.check()
     return False
+
+
+def _row(dfa: ByteDFA | LazyDFA, state: int) -> np.ndarray:
+    return dfa.row(state) if isinstance(dfa, LazyDFA) else dfa.table[state]
+
+
+def _accepting(dfa: ByteDFA | LazyDFA, state: int) -> bool:
+    return dfa.is_accepting(state) if isinstance(dfa, LazyDFA) else bool(dfa.accepting[state])
 
 
 def first_bytes(dfa: ByteDFA) -> int:

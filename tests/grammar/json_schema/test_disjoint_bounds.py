@@ -9,8 +9,8 @@ import pytest
 from lightllm_struct.grammar.deadline import Deadline, compiling_within
 from lightllm_struct.grammar.errors import CompileTimeout
 from lightllm_struct.grammar.json_schema.disjoint import regexes_disjoint
-from lightllm_struct.grammar.json_schema.lalr_check import intersect_any, overlap
-from lightllm_struct.grammar.lexing.dfa_cache import terminal_dfa
+from lightllm_struct.grammar.json_schema.lalr_check import overlap
+from lightllm_struct.grammar.lexing.dfa_cache import dfas_intersect, terminal_dfa
 from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 
 # (a, b, some string both match or None): long counted repeats are built lazily
@@ -30,7 +30,7 @@ def test_lazy_products_decide_like_the_languages(a, b, witness):
     assert isinstance(da, LazyDFA)
     if witness is not None:  # the independent check: Python's re on a common string
         assert re.fullmatch(a, witness) and re.fullmatch(b, witness)
-    assert intersect_any(da, db) == (witness is not None) == overlap(a, b)
+    assert dfas_intersect(da, db) == (witness is not None) == overlap(a, b)
     assert regexes_disjoint(a, b) == (witness is None)
 
 
