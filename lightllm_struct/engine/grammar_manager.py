@@ -192,15 +192,16 @@ class GrammarManager:
         fill = self._filler.fill([s.matcher for s in seqs], budgets, slow_s=self.mask_budget_s)
         for i, exc in fill.failed:  # that row allows every token; its token is discarded as the request ends
             if isinstance(exc, CompileTimeout):  # the fill's budget interrupted the mask
-                exc = GrammarTooComplex(f"the grammar's token mask took over the per-step budget of "
-                                        f"{self.mask_budget_s:g} s (grammar_mask_budget_s): simplify the constraint")
+                exc = self._over_budget("over the per-step budget")
             fail_request(seqs[i], exc, "computing its grammar mask")
         for i, spent in fill.slow:
             # The step waited this long once; finishing the request keeps it from doing so every token.
-            fail_request(seqs[i], GrammarTooComplex(
-                f"the grammar's token mask took {spent:.2f} s to compute, over the per-step budget of "
-                f"{self.mask_budget_s:g} s (grammar_mask_budget_s): simplify the constraint"), "masking")
+            fail_request(seqs[i], self._over_budget(f"{spent:.2f} s to compute, over the per-step budget"), "masking")
         return fill.rows
+
+    def _over_budget(self, took: str) -> GrammarTooComplex:
+        return GrammarTooComplex(f"the grammar's token mask took {took} of {self.mask_budget_s:g} s "
+                                 "(grammar_mask_budget_s): simplify the constraint")
 
     def accept(self, seq: Sequence, token_id: int) -> None:
         """Advance ``seq``'s matcher by the sampled token.
