@@ -161,15 +161,18 @@ class TorchAttentionBackend:
         """``q [q_len, Hq, D]``: the last ``q_len`` positions of the context stored at ``slots``."""
         seq_len, q_len = slots.shape[0], q.shape[0]
         idx = slots.long()
-        keys = k_buf[idx].transpose(0, 1)  # [Hkv, L, D]
-        values = v_buf[idx].transpose(0, 1)
-        qt = q.transpose(0, 1)  # [Hq, q_len, D]
+        # 4-D [1, H, L, D]: on the CPU, SDPA takes its flash kernel only for 4-D inputs; 3-D ones fall back to
+        # the math path, which materialises the [Hq, q_len, L] scores (4-8x slower on a long prefill chunk,
+        # and hundreds of MB a layer at a context of thousands).
+        keys = k_buf[idx].transpose(0, 1).unsqueeze(0)  # [1, Hkv, L, D]
+        values = v_buf[idx].transpose(0, 1).unsqueeze(0)
+        qt = q.transpose(0, 1).unsqueeze(0)  # [1, Hq, q_len, D]
         if q_len == seq_len and self.sliding_window is None:  # whole prompt: SDPA's own causal path
             out = F.scaled_dot_product_attention(qt, keys, values, is_causal=True, enable_gqa=True)
         else:
             mask = self._causal_mask(seq_len, q_len, q.device)
             out = F.scaled_dot_product_attention(qt, keys, values, attn_mask=mask, enable_gqa=True)
-        return out.transpose(0, 1)
+        return out[0].transpose(0, 1)
 
     def _causal_mask(self, seq_len: int, q_len: int, device) -> torch.Tensor:
         # Query j is context position seq_len - q_len + j: it sees every key at or before that position.
