@@ -66,6 +66,16 @@ class EngineConfig:
         Share KV of common prompt prefixes through a radix tree.
     enable_chunked_prefill:
         Split prompts longer than the step's remaining budget across steps.
+    prefill_budget_while_decoding:
+        Prefill work one step may do while other requests decode, so that a long prompt is spread over steps
+        and the streams' token gaps stay bounded; in token-equivalents: a chunk of n tokens after c computed
+        ones counts ``n * (1 + (c + n) / prefill_attention_context)`` (its attention reads the whole context).
+        None = 256 on the CPU (about 0.4 s of prefill a step for the default model on one thread), unbounded
+        on CUDA (chunks of the full step budget take milliseconds there and keep the GPU busy). Needs
+        ``enable_chunked_prefill`` (``engine/prefill_budget.py``).
+    prefill_attention_context:
+        The context length at which one token's attention costs about as much as the rest of its layers
+        (about 2,000 for the default model on the CPU); smaller weighs long contexts more.
     grammar_compile_threads, grammar_compile_timeout_s, grammar_cache_size:
         The grammar compile pool: its worker processes, each compile's deadline, and the LRU size of compiled grammars.
     grammar_max_spec_bytes, grammar_max_choices, grammar_max_enum_values, grammar_max_schema_depth, \
@@ -114,6 +124,8 @@ class EngineConfig:
     tp_exit_on_failure: bool = False
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
+    prefill_budget_while_decoding: int | None = None
+    prefill_attention_context: int = 2048
     enable_cuda_graphs: bool = True
     enable_jump_forward: bool | None = None
     cuda_graph_tokens_per_seq: int = 8
@@ -143,6 +155,9 @@ class EngineConfig:
             (self.max_num_batched_tokens >= self.max_num_seqs, "max_num_batched_tokens",
              "must be >= max_num_seqs (every running request decodes one token a step)"),
             (self.max_model_len is None or self.max_model_len >= 2, "max_model_len", "must be >= 2"),
+            (self.prefill_budget_while_decoding is None or self.prefill_budget_while_decoding >= 1,
+             "prefill_budget_while_decoding", "must be >= 1"),
+            (self.prefill_attention_context >= 1, "prefill_attention_context", "must be >= 1"),
             (self.num_kv_slots is None or self.num_kv_slots >= 16, "num_kv_slots", "must be >= 16"),
             (self.kv_cache_memory_gb is None or self.kv_cache_memory_gb > 0, "kv_cache_memory_gb", "must be > 0"),
             (0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]"),

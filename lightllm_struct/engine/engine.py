@@ -18,6 +18,7 @@ from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
 from lightllm_struct.engine.logprobs import record_prompt_logprobs, record_sample_logprobs
 from lightllm_struct.engine.model_runner import ModelRunner
 from lightllm_struct.engine.output_processor import append_token, make_output
+from lightllm_struct.engine.prefill_budget import PrefillBudget
 from lightllm_struct.engine.prefix_cache import PrefixCache
 from lightllm_struct.engine.scheduler import ScheduledBatch, Scheduler
 from lightllm_struct.engine.sequence import Sequence
@@ -71,7 +72,8 @@ class Engine:
         self.prefix_cache = PrefixCache(self.allocator) if config.enable_prefix_caching else None
         self.scheduler = Scheduler(config, allocator=self.allocator, table=table, prefix_cache=self.prefix_cache,
                                    max_model_len=self.max_model_len,
-                                   max_decode_tokens=graphs.max_tokens_per_seq if graphs is not None else None)
+                                   max_decode_tokens=graphs.max_tokens_per_seq if graphs is not None else None,
+                                   prefill_budget=PrefillBudget.from_config(config, device_type=self.device.type))
         self.runner = ModelRunner(self.model, kv_cache=self.kv_cache, table=table, device=self.device,
                                   graphs=graphs)
         self.grammar = GrammarManager(self.tokenizer, vocab_size=self.model_config.vocab_size,

@@ -18,6 +18,7 @@ import torch
 
 from lightllm_struct.config import EngineConfig
 from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
+from lightllm_struct.engine.prefill_budget import PrefillBudget, StepAllowance
 from lightllm_struct.engine.prefix_cache import PrefixCache
 from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.request import RequestStatus
@@ -66,8 +67,11 @@ class Scheduler:
     """Owns the waiting queue, the running set and their KV slots."""
 
     def __init__(self, config: EngineConfig, *, allocator: SlotAllocator, table: ReqToTokenTable,
-                 prefix_cache: PrefixCache | None, max_model_len: int, max_decode_tokens: int | None = None) -> None:
+                 prefix_cache: PrefixCache | None, max_model_len: int, max_decode_tokens: int | None = None,
+                 prefill_budget: PrefillBudget | None = None) -> None:
         self.config = config
+        # While requests decode, prefill chunks share this bound (engine/prefill_budget.py); None = unbounded.
+        self.prefill_budget = prefill_budget or PrefillBudget(budget=None)
         # Past its prompt a sequence runs at most this many tokens a step (forced tokens beyond it wait for
         # the next step), so steps keep the shapes CUDA graphs were captured for; None = no cap.
         self.max_decode_tokens = max_decode_tokens
@@ -88,53 +92,73 @@ class Scheduler:
     def schedule(self) -> ScheduledBatch:
         """Plan the next step: continue running requests, then admit waiting ones while budget and memory last."""
         batch, budget = ScheduledBatch(), self.config.max_num_batched_tokens
-        i = self._continue_all(batch, budget)
+        plan, allowance = self._plan(budget)
+        if not self._continue_all(batch, plan):
+            for seq, n in zip(list(self.running), plan):
+                # A request preempted for an earlier one's room (row -1) or with nothing this step is skipped.
+                if n == 0 or seq.row < 0 or not self._make_room(n, protect=seq):
+                    continue
+                batch.add(seq, seq.num_computed, self._alloc(seq, n))
         budget -= batch.num_tokens
-        while i < len(self.running) and budget > 0:
-            seq = self.running[i]
-            # A token still in flight is computed now too: its id comes from the device (overlapped steps).
-            n = min(seq.num_tokens + seq.num_inflight - seq.num_computed, budget)
-            if self.max_decode_tokens is not None and seq.num_computed >= len(seq.req.prompt_token_ids):
-                n = min(n, self.max_decode_tokens)
-            if not self._make_room(n, protect=seq):
-                continue  # seq itself was preempted; the list shifted
-            batch.add(seq, seq.num_computed, self._alloc(seq, n))
-            budget -= n
-            i += 1
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
-            n = self._admit(self.waiting[0], budget, batch_empty=batch.empty)
+            n = self._admit(self.waiting[0], budget, batch_empty=batch.empty, allowance=allowance)
             if n == 0:
                 break
             seq = self.waiting.popleft()
             self.running.append(seq)
+            allowance.spend(n, seq.num_computed)
             batch.add(seq, seq.num_computed, self._alloc(seq, n))
             budget -= n
         return batch
 
-    def _continue_all(self, batch: ScheduledBatch, budget: int) -> int:
-        """The common step: every running request continues and the free slots suffice (nothing to evict or
-        preempt), so their slots come from one allocation. Returns how many were scheduled (0: the
-        request-by-request loop decides)."""
-        plan, total = [], 0
-        for seq in self.running:
-            if total >= budget:
-                return 0  # the budget ends inside the running set: the loop handles the cut
-            n = min(seq.num_tokens + seq.num_inflight - seq.num_computed, budget - total)
-            if self.max_decode_tokens is not None and seq.num_computed >= len(seq.req.prompt_token_ids):
-                n = min(n, self.max_decode_tokens)
-            plan.append(n)
-            total += n
-        if not plan or total > self.allocator.num_free:
-            return 0
+    def _plan(self, budget: int) -> tuple[list[int], StepAllowance]:
+        """Tokens each running request computes this step, and what is left of the prefill allowance.
+
+        Decodes are planned first (a stream never waits behind a prefill chunk for its share of the budget),
+        then prefill chunks in admission order under the rest of the budget and the prefill allowance, of which
+        half is kept for waiting requests when one could be admitted: a short prompt must not queue behind
+        every chunk of a long one.
+        """
+        decoding = [s.num_computed >= len(s.req.prompt_token_ids) for s in self.running]
+        allowance = self.prefill_budget.for_step(decoding=any(decoding))
+        plan = [0] * len(self.running)
+        for i, seq in enumerate(self.running):
+            if decoding[i] and budget > 0:
+                plan[i] = min(self._todo(seq), budget, self.max_decode_tokens or budget)
+                budget -= plan[i]
+        admissible = self.waiting and len(self.running) < self.config.max_num_seqs and self.table.num_free_rows
+        kept, held = (budget // 2, allowance.hold(0.5)) if admissible else (0, 0.0)
+        budget -= kept
+        for i, seq in enumerate(self.running):
+            if not decoding[i] and budget > 0:
+                plan[i] = allowance.limit(min(self._todo(seq), budget), seq.num_computed)
+                allowance.spend(plan[i], seq.num_computed)
+                budget -= plan[i]
+        allowance.release(held)
+        return plan, allowance
+
+    @staticmethod
+    def _todo(seq: Sequence) -> int:
+        # A token still in flight is computed now too: its id comes from the device (overlapped steps).
+        return seq.num_tokens + seq.num_inflight - seq.num_computed
+
+    def _continue_all(self, batch: ScheduledBatch, plan: list[int]) -> bool:
+        """The common step: the free slots suffice for the whole plan (nothing to evict or preempt), so the
+        running requests' slots come from one allocation. False: the request-by-request loop decides."""
+        total = sum(plan)
+        if not total or total > self.allocator.num_free:
+            return False
         slots = self.allocator.alloc(total)
         offset = 0
         for seq, n in zip(self.running, plan):
+            if n == 0:
+                continue
             mine = slots[offset:offset + n]
             offset += n
             self.table.write(seq.row, seq.num_computed, mine)
             batch.add(seq, seq.num_computed, mine)
             seq.num_computed += n
-        return len(plan)
+        return True
 
     def finish(self, seq: Sequence) -> None:
         """Release a finished (stopped, length, aborted, failed) sequence's slots and row."""
@@ -171,11 +195,14 @@ class Scheduler:
 
     # -- admission -----------------------------------------------------------------------------------
 
-    def _admit(self, seq: Sequence, budget: int, *, batch_empty: bool) -> int:
+    def _admit(self, seq: Sequence, budget: int, *, batch_empty: bool, allowance: StepAllowance) -> int:
         """Give ``seq`` a row and its cached prefix; returns the tokens it computes this step (0 = not now)."""
         if self.table.num_free_rows == 0:
             return 0
         cached, node = self._match_prefix(seq)
+        budget = allowance.limit(min(budget, seq.num_tokens - cached.numel()), cached.numel())
+        if budget == 0:
+            return 0  # the step's prefill allowance is spent
         n = self._reserve(seq, cached, node, budget, batch_empty=batch_empty)
         if n == 0:
             return 0
@@ -189,6 +216,7 @@ class Scheduler:
 
     def _reserve(self, seq: Sequence, cached: torch.Tensor, node, budget: int, *, batch_empty: bool) -> int:
         """Lock the reused prefix and make room for the rest; the tokens computed now (0 = not now, unlocked).
+        ``budget`` is what the step has left for this request's prompt.
 
         Room that exists only by evicting this very prefix is no room: the request waits for slots to free.
         """
