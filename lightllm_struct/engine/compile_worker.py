@@ -20,7 +20,6 @@ from typing import Any
 from lightllm_struct.engine.constraint_limits import ConstraintLimits, check_limits
 from lightllm_struct.errors import LightLLMStructError
 from lightllm_struct.grammar.errors import CompileTimeout, GrammarError, GrammarTooComplex
-from lightllm_struct.grammar.lexing.lexer import UnionLexer, row_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +66,7 @@ class _VocabPickler(pickle.Pickler):
             return threading.RLock, ()
         if isinstance(obj, threading.local):  # per-thread scratch: starts empty in the engine
             return type(obj), ()
-        if type(obj) is UnionLexer:  # its row arrays and sink table are derived: rebuilt on arrival
-            return _union_lexer, (obj.uid, obj.terminals, obj.table, obj.accept, obj.accept_list, obj.signature,
-                                  obj.alive_terms, obj.mask_base)
-        return NotImplemented
-
-
-def _union_lexer(uid, terminals, table, accept, accept_list, signature, alive_terms, mask_base) -> UnionLexer:
-    lexer = UnionLexer(uid, terminals, table, accept, row_arrays(table), accept_list, signature, alive_terms)
-    lexer.mask_base = mask_base
-    return lexer
+        return NotImplemented  # a UnionLexer pickles itself compactly (``UnionLexer.__reduce__``)
 
 
 class _VocabUnpickler(pickle.Unpickler):

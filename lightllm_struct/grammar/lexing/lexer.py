@@ -35,7 +35,7 @@ class UnionLexer:
 
     uid: int
     terminals: frozenset[int]
-    table: np.ndarray  # int32 [n, 256]
+    table: np.ndarray  # int16 or int32 [n, 256] (``narrow``)
     accept: np.ndarray  # int32 [n]
     rows: Sequence = field(repr=False)  # the table as one int array per state (LazyRows): fast per-byte stepping
     accept_list: list[int] = field(repr=False)
@@ -73,6 +73,16 @@ class UnionLexer:
 
     def prepare(self, q: int) -> None:
         """Make what a token scan from ``q`` reads: nothing to do, every row is made (see LazyUnionLexer)."""
+
+    def __reduce__(self):
+        # Sent as what it was built from: rows, sink table and has_out are derived, and a lazy signature
+        # travels as its inputs (the component states), not as every state's tuples (a 250-key lexer's
+        # made a grammar of 90 MB on the wire and 300 MB in the process that loaded it).
+        signature = self.signature
+        contents = signature._owner if isinstance(signature, _PerState) else None
+        parts = (contents.ids, contents.digests, contents.classes, contents.comps) if contents else None
+        return _rebuilt_union, (self.uid, self.terminals, self.table, self.accept, self.accept_list,
+                                parts or signature, None if parts else self.alive_terms, self.mask_base)
 
 
 @runtime_checkable
@@ -145,6 +155,9 @@ def build_union(uid: int, live: frozenset[int], dfas: list, terminals: tuple[Ter
         raise GrammarTooComplex(f"lexer DFA exceeds {max_states} states")
     else:
         table, comps = built
+    # Kept for the grammar's life (every LR state's lexer): in the narrowest type that holds them, and
+    # copied out of the product's buffers, which grow by doubling.
+    table, comps = narrow(table), narrow(comps)
     alive_mask = comps >= 0
     wins = np.zeros(comps.shape, dtype=bool)
     for k in range(len(ids)):
@@ -264,6 +277,22 @@ def _single_parts(term: int, dfa: ByteDFA, horizon: int) -> tuple:
             (table >= 0).any(axis=1).tolist(), sink_table)
 
 
+def narrow(a: np.ndarray) -> np.ndarray:
+    """A compact copy of ``a`` (state numbers, -1 for none): int16 when every value fits, else int32."""
+    dtype = np.int16 if a.size == 0 or int(a.max()) < 1 << 15 else np.int32
+    return np.array(a, dtype=dtype, order="C")
+
+
+def _rebuilt_union(uid, terminals, table, accept, accept_list, signature, alive_terms, mask_base) -> UnionLexer:
+    """A pickled ``UnionLexer`` (see its ``__reduce__``): ``signature`` is a list, or the lazy one's inputs."""
+    if alive_terms is None:
+        contents = _Contents(*signature)
+        signature, alive_terms = contents.signature, contents.alive_terms
+    lexer = UnionLexer(uid, terminals, table, accept, LazyRows(table), accept_list, signature, alive_terms)
+    lexer.mask_base = mask_base
+    return lexer
+
+
 class LazyRows(dict):
     """``rows[q]``: state ``q``'s row of ``table`` as an ``array('i')`` (see row_arrays), made on first access
     and kept. A compile builds the lexer of every LR state, a generation steps through few of their states;
@@ -273,12 +302,12 @@ class LazyRows(dict):
 
     def __init__(self, table: np.ndarray) -> None:
         super().__init__()
-        self._table = np.ascontiguousarray(table, dtype=np.int32)
+        self._table = np.ascontiguousarray(table)  # int16 or int32 (``narrow``)
 
     def __missing__(self, q: int) -> array:
         if not 0 <= q < len(self._table):
             raise IndexError(f"lexer state {q} out of range")
-        row = array("i", self._table[q].tobytes())
+        row = array("i", self._table[q].astype(np.int32).tobytes())
         self[q] = row
         return row
 

@@ -4,8 +4,8 @@ A stack is an immutable cons list of cells ``(state, height, parent)`` (bottom h
 keeps old stacks for free and rollback costs nothing. Feeding terminal ``t`` to a stack whose top is ``s``
 follows the chain of reductions and the final shift as ONE composite edge (Pre³): it is keyed by
 ``(s, t)`` plus the exact stack prefix the chain reads, and says how many cells it pops and which states
-it pushes. Shift edges (prefix = the top alone) are tabulated at construction; reduction chains are
-derived on first use from the LR tables and memoised, so a step is a dict lookup plus a prefix match and
+it pushes. Edges (a shift's prefix is the top alone) are derived on first use from the LR tables and
+memoised, so a step is a dict lookup plus a prefix match and
 never a search: the prefix a chain reads is itself determined by the states read, so at most one
 memoised edge of a key matches a stack.
 """
@@ -53,13 +53,11 @@ class DPDA:
         self.lr = lr
         self.max_stack_depth = max_stack_depth
         self._max_edges = max_edges_per_key
-        # (top state, terminal) -> {prefix length: {prefix states: (pop, push)}}
+        # (top state, terminal) -> {prefix length: {prefix states: (pop, push)}}. Shift edges too are made on
+        # first use: tabulating every one up front cost 26 MB (280,000 edges) for a tool of 250 parameters,
+        # of which a generation reads a few dozen.
         self._edges: dict[tuple[int, int], dict[int, dict[tuple, tuple]]] = {}
         self._lock = threading.Lock()
-        for state, row in enumerate(lr.actions):
-            for term, (kind, arg) in row.items():
-                if kind == SHIFT:
-                    self._edges[(state, term)] = {1: {(state,): (0, (arg,))}}
         self.bottom: Stack = (lr.start_state, 0, None)
 
     def acceptable(self, state: int) -> list[int]:
