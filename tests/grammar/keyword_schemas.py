@@ -1,5 +1,6 @@
 """Schemas of the keywords issue 18 added (pattern properties, divisibility, pattern with lengths, key names,
-property counts, uniqueItems over finite item domains, contains counts), shared by the soundness walks and the completeness tests."""
+property counts, uniqueItems over finite item domains, contains counts, if/then/else and dependentSchemas as
+unions, the non-integral numbers), shared by the soundness walks and the completeness tests."""
 from __future__ import annotations
 
 KEYWORD_SCHEMAS = {
@@ -27,4 +28,14 @@ KEYWORD_SCHEMAS = {
                      "items": {"enum": [1, 2, False]}, "uniqueItems": True},
     "contains_counted": {"type": "array", "items": {"type": ["string", "null"], "maxLength": 3},
                          "contains": {"type": "string"}, "minContains": 1, "maxContains": 2, "maxItems": 5},
+    "if_then_else": {"type": "array", "maxItems": 4,
+                     "items": {"if": {"type": "integer"}, "then": {"minimum": 0, "maximum": 50},
+                               "else": {"type": ["string", "boolean"], "maxLength": 3}}},
+    "dependent_schemas_values": {"type": "object", "additionalProperties": False,
+                                 "properties": {"kind": {"type": "string", "maxLength": 3},
+                                                "size": {"type": ["integer", "string"], "maxLength": 2}},
+                                 "dependentSchemas": {"kind": {"properties": {"size": {"type": "integer",
+                                                                                       "minimum": 0}}}}},
+    "not_integer": {"type": "array", "maxItems": 4,
+                    "items": {"type": "number", "minimum": -5, "maximum": 100, "not": {"type": "integer"}}},
 }

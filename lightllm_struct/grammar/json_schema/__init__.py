@@ -7,7 +7,9 @@ reject): known property keys appear in schema order; declared keys and const/enu
 spellings (``literal_escapes``); bounded numbers take exponents only with short mantissas (scientific.py) and
 bounded integers none; ``-0`` is not produced under bounds; formats and patterns accept only raw (unescaped)
 non-ASCII characters; enum/const objects keep their key order; an object branch of an anyOf/oneOf with other
-object branches starts with its first required property; ``$`` in a pattern is ECMA's (no final newline).
+object branches starts with its first required property (those declared before it follow it); the non-integral
+numbers take exponents only when negative (numbers.NON_INTEGRAL_VALUE); ``$`` in a pattern is ECMA's (no final
+newline).
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ import itertools
 import re
 from typing import Any
 
-from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
+from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
+from lightllm_struct.grammar.json_schema.conditionals import CONDITION_WORDS, has_conditional, if_as_any_of
 
 ANNOTATIONS = frozenset({
     "title", "description", "default", "examples", "$comment", "$schema", "$id", "$anchor", "$defs",
@@ -24,6 +25,9 @@ _UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties
 MORE_PATTERNS = "$lightllm:patterns"
 # Patterns no string of the node may match (complements of ``pattern`` and of string const/enum, negation.py).
 NOT_PATTERNS = "$lightllm:notPatterns"
+# A number of the node is not an integer: "value" (not integral) or "syntax" (draft 4: written with a fraction
+# or an exponent); the complement of ``type: integer`` among numbers (negation.py).
+NON_INTEGRAL = "$lightllm:nonIntegral"
 _SCHEMA_VALUED = ("items", "additionalProperties", "propertyNames", "unevaluatedItems", "unevaluatedProperties")
 MAX_BRANCHES = 64
 
@@ -169,6 +173,9 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
     ------
     UnsupportedSchemaFeature : a keyword present on both sides with no exact merged form.
     """
+    a, b = _meaningful_conditions(a), _meaningful_conditions(b)
+    if has_conditional(a) and has_conditional(b) and not all(json_equal(a.get(w), b.get(w)) for w in CONDITION_WORDS):
+        b = if_as_any_of(b, pointer=pointer)  # two different conditionals: one of them as (a product with) anyOf
     out: dict[str, Any] = {}
     types = _merge_types(_types(a), _types(b))
     if types is not None:
@@ -197,7 +204,8 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
     if "not" in a and "not" in b and not json_equal(a["not"], b["not"]):
         out["not"] = {"anyOf": [a["not"], b["not"]]}  # ¬x ∧ ¬y = ¬(x ∨ y)
     _merge_contains(a, b, out, pointer)
-    handled = {"type", "properties", "additionalProperties", "patternProperties", "prefixItems", "items", "enum",
+    _merge_dependents(a, b, out, pointer)
+    handled = {"dependentSchemas", "dependentRequired", "type", "properties", "additionalProperties", "patternProperties", "prefixItems", "items", "enum",
                "const", "required",
                "uniqueItems", "anyOf", "oneOf", "pattern", MORE_PATTERNS, NOT_PATTERNS, *_LOWER, *_UPPER,
                *ANNOTATIONS, "contains"} | ({"not"} if "not" in out else set())
@@ -212,6 +220,38 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
     return out
 
 
+def _meaningful_conditions(schema: dict) -> dict:
+    """``schema`` without a lone ``if`` or a ``then``/``else`` without ``if`` (they assert nothing, and merged
+    next to the other side's ``if`` they would change its meaning)."""
+    if has_conditional(schema) or not any(w in schema for w in CONDITION_WORDS):
+        return schema
+    return {k: v for k, v in schema.items() if k not in CONDITION_WORDS}
+
+
+def _merge_dependents(a: dict, b: dict, out: dict, pointer: str) -> None:
+    """dependentSchemas key by key (both apply when the key is present), dependentRequired likewise (the
+    union of the keys each side requires)."""
+    for word in ("dependentSchemas", "dependentRequired"):
+        sides = [s[word] for s in (a, b) if word in s]
+        if len(sides) == 1 or len(sides) == 2 and json_equal(*sides):
+            out[word] = sides[0]
+        elif sides:
+            if not all(isinstance(s, dict) for s in sides):
+                raise SchemaError(f"{word} must be an object", pointer=f"{pointer}/{word}")
+            both = dict(sides[0])
+            for key, value in sides[1].items():
+                if key not in both:
+                    both[key] = value
+                elif word == "dependentSchemas":
+                    both[key] = _both(both[key], value)
+                elif isinstance(both[key], list) and isinstance(value, list):
+                    both[key] = list(dict.fromkeys([*both[key], *value]))
+                else:
+                    raise SchemaError("dependentRequired must map keys to arrays of strings",
+                                      pointer=f"{pointer}/{word}")
+            out[word] = both
+
+
 def _merge_patterns(a: dict, b: dict, out: dict) -> None:
     patterns = [p for s in (a, b) for p in ([s["pattern"]] if "pattern" in s else []) + list(s.get(MORE_PATTERNS, []))]
     patterns = list(dict.fromkeys(patterns))
@@ -223,10 +263,12 @@ def _merge_patterns(a: dict, b: dict, out: dict) -> None:
 
 def as_jsonschema(schema: dict) -> dict:
     """``schema`` with this package's internal keywords written as JSON Schema (for ``jsonschema`` checks)."""
-    if MORE_PATTERNS not in schema and NOT_PATTERNS not in schema:
+    if MORE_PATTERNS not in schema and NOT_PATTERNS not in schema and NON_INTEGRAL not in schema:
         return schema
-    out = {k: v for k, v in schema.items() if k not in (MORE_PATTERNS, NOT_PATTERNS)}
+    out = {k: v for k, v in schema.items() if k not in (MORE_PATTERNS, NOT_PATTERNS, NON_INTEGRAL)}
     extra = [{"pattern": p} for p in schema.get(MORE_PATTERNS, [])]
+    if NON_INTEGRAL in schema:  # (by value: a draft-04 "1.0" is left out of an enum here, which only narrows)
+        extra.append({"not": {"type": "integer"}})
     if schema.get(NOT_PATTERNS):
         extra.append({"not": {"type": "string", "anyOf": [{"pattern": p} for p in schema[NOT_PATTERNS]]}})
     return {**out, "allOf": [*out.get("allOf", []), *extra]}

@@ -15,17 +15,18 @@ import jsonschema
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema import scalars
 from lightllm_struct.grammar.json_schema.builder import KINDS, NOTHING, GrammarBuilder, Piece
-from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MORE_PATTERNS, NOT_PATTERNS, Unsatisfiable,
-                                                              absorb_unevaluated, as_jsonschema, merge)
+from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MORE_PATTERNS, NON_INTEGRAL, NOT_PATTERNS,
+                                                              Unsatisfiable, absorb_unevaluated, as_jsonschema, merge)
 from lightllm_struct.grammar.json_schema.arrays import compile_array
 from lightllm_struct.grammar.json_schema.objects import compile_object
 from lightllm_struct.grammar.json_schema.values import const_piece
+from lightllm_struct.grammar.json_schema.conditionals import conditions_as_any_of
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
 from lightllm_struct.grammar.json_schema.exclusive import exclusive_branches
 from lightllm_struct.grammar.json_schema.negation import Negator
-from lightllm_struct.grammar.json_schema.presence import PRESENCE, absorb
-from lightllm_struct.grammar.json_schema.refs import RefResolver, preloaded_registry
+from lightllm_struct.grammar.json_schema.presence import PRESENCE, NotPresence, absorb, presence_of
+from lightllm_struct.grammar.json_schema.refs import RefResolver, escape_token, preloaded_registry
 
 TYPE_KEYWORDS = {
     "null": (),
@@ -39,7 +40,8 @@ TYPE_KEYWORDS = {
 }
 _GENERIC = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "nullable", "not", "if", "then", "else"}
 KNOWN_KEYWORDS = _GENERIC | ANNOTATIONS | {k for ks in TYPE_KEYWORDS.values() for k in ks} | {INTEGER_SYNTAX,
-                                                                                           MORE_PATTERNS, PRESENCE, NOT_PATTERNS}
+                                                                                           MORE_PATTERNS, PRESENCE, NOT_PATTERNS,
+                                                                                           NON_INTEGRAL}
 JSON_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
 MAX_MERGE_DEPTH = 64
 
@@ -179,7 +181,26 @@ class Converter:
         if "not" in schema:  # folded into positive keywords, which may bring an enum or another not: again
             schema = self._apply_not(schema, base, ptr)
             return NOTHING if schema is None else self._compile_flat(schema, base, ptr)
-        self._check_generic(schema, ptr)
+        if schema.get("dependentSchemas"):
+            try:  # presence-only entries in the object rules first, as absorb's conditions above
+                return self._compile_conditional(schema, base, ptr, presence=True)
+            except UnsupportedSchemaFeature as refused:
+                try:
+                    return self._compile_conditional(schema, base, ptr, presence=False)
+                except UnsupportedSchemaFeature:
+                    raise refused from None
+        return self._compile_conditional(schema, base, ptr, presence=True)
+
+    def _compile_conditional(self, schema: dict, base: str, ptr: str, *, presence: bool) -> Piece:
+        unioned = self._conditionals(schema, base, ptr, presence=presence)
+        if unioned is not None:
+            schema, where = unioned
+            try:
+                return self._compile_branches(schema, "anyOf", base, ptr, label=where[len(ptr) + 1:])
+            except SchemaError as exc:  # a refusal inside the made-up anyOf: named by the conditional's pointer
+                if exc.pointer != f"{ptr}/anyOf" and not exc.pointer.startswith(f"{ptr}/anyOf/"):
+                    raise
+                raise type(exc)(str(exc).rsplit(" (at ", 1)[0], pointer=where) from None
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 return self._compile_branches(schema, key, base, ptr)
@@ -198,9 +219,16 @@ class Converter:
         single = len(pieces) == 1 and not {"allOf", "$ref"} & set(pieces[0])  # merge takes flat schemas only
         return merge(rest, pieces[0] if single else {"anyOf": pieces}, pointer=f"{ptr}/not")
 
-    def _check_generic(self, schema: dict, ptr: str) -> None:
-        if "if" in schema and ("then" in schema or "else" in schema):
-            raise UnsupportedSchemaFeature("if/then/else is not supported", pointer=f"{ptr}/if")
+    def _conditionals(self, schema: dict, base: str, ptr: str, *, presence: bool) -> tuple[dict, str] | None:
+        def presence_only(key: str, sub: Any) -> bool:
+            if not presence:
+                return False
+            try:
+                presence_of(self, sub, base, f"{ptr}/dependentSchemas/{escape_token(key)}")
+                return True
+            except NotPresence:
+                return False
+        return conditions_as_any_of(schema, ptr, presence_only=presence_only)
 
     def _compile_enum(self, schema: dict, ptr: str) -> Piece:
         if "enum" in schema and not isinstance(schema["enum"], list):

@@ -8,6 +8,7 @@ m}``, ``¬{required: [k]}`` an object without ``k``, ``¬{pattern: p}`` a string
 (``NOT_PATTERNS``, compiled as an automaton difference), ``¬{properties: {k: S}}`` an object whose ``k`` is in
 ``¬S``, ``¬{items: S}`` an array that contains an item of ``¬S``. Disjoint pieces keep the union deterministic for the parser where it can be.
 
+``¬{type: integer}`` among numbers is ``NON_INTEGRAL`` (a regex of the non-integral numbers, numbers.py).
 Where no exact positive form exists here (``¬{items: S}`` after ``prefixItems``, ``¬{multipleOf}`` the non-multiples,
 ``¬format``), :class:`UnsupportedSchemaFeature` names the keyword by JSON pointer: never a looser language.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
-from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MAX_BRANCHES, MORE_PATTERNS,
+from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MAX_BRANCHES, MORE_PATTERNS, NON_INTEGRAL,
                                                               NOT_PATTERNS, Unsatisfiable, json_equal, merge)
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.patterns import FORMATS
@@ -99,6 +100,9 @@ class Negator:
                 groups.append(({key: value}, [{"type": ["string"], NOT_PATTERNS: [value]}]))
             elif key == MORE_PATTERNS:
                 groups += [({"pattern": p}, [{"type": ["string"], NOT_PATTERNS: [p]}]) for p in value]
+            elif key == NON_INTEGRAL:  # among numbers, the integers (draft 4's by syntax)
+                integers = {"type": ["integer"], **({INTEGER_SYNTAX: True} if value == "syntax" else {})}
+                groups.append(({key: value}, [integers]))
             elif key == NOT_PATTERNS:
                 groups += [({key: [p]}, [{"type": ["string"], "pattern": p}]) for p in value]
             elif key == "format":
@@ -135,10 +139,11 @@ class Negator:
         if s.get("nullable") is True:
             types.add("null")
         if "integer" in types and "number" not in types:
-            # the non-integral numbers have no regex here; they matter only if the conjoined schema has them
+            # the non-integral numbers (numbers.NON_INTEGRAL_*); they matter only if the conjoined schema has them
             if "number" in (_type_set(within or {}) or {"number"}):
-                raise UnsupportedSchemaFeature("not: the complement of integer (non-integral numbers)",
-                                               pointer=f"{ptr}/type")
+                left = [t for t in JSON_TYPES if t not in types and t != "number"]
+                fractional = {"type": ["number"], NON_INTEGRAL: "syntax" if s.get(INTEGER_SYNTAX) else "value"}
+                return {"type": sorted(types)}, ([{"type": left}] if left else []) + [fractional]
             types.add("number")
         types.discard("integer")
         left = [t for t in JSON_TYPES if t not in types]

@@ -25,6 +25,22 @@ _ZERO_FRACTION = r"(?:\.0{1,8})?"
 _DIGITS = "[0-9]"
 
 
+# The non-integral numbers (the complement of ``integer`` among numbers, negation.py). By value (draft 6 on:
+# 1.0 is an integer): every exponent-free spelling (a nonzero fraction digit), and exponent spellings whose value
+# is non-integral whatever the digits: a mantissa from 1 up with a nonzero fraction digit or ending in a nonzero
+# digit, and a negative exponent down to the smallest double (5e-324: below, a float parser's 0.0 would be an
+# integer). Positive exponents need the fraction's length compared with the exponent's value (no regular
+# language): not written, an intentional restriction (every non-integral value has its exponent-free spelling,
+# and Python writes no positive exponent for a non-integral float).
+_FRACTIONAL = r"(?:0|[1-9][0-9]*)\.[0-9]*[1-9][0-9]*"
+_ODD_MANTISSA = r"(?:[1-9][0-9]*\.[0-9]*[1-9][0-9]*|[1-9](?:[0-9]*[1-9])?)"
+_TINY_EXPONENT = r"[eE]-0*(?:[1-9][0-9]?|[12][0-9]{2}|3[01][0-9]|32[0-3])"
+NON_INTEGRAL_VALUE = (r"-?(?:" + _FRACTIONAL + r"(?:[eE][+\-]?0+)?|" + _ODD_MANTISSA + _TINY_EXPONENT
+                      + r"|[3-9](?:\.[0-9]*[1-9][0-9]*)?[eE]-0*324)")
+# By syntax (draft 4: an integer is written without fraction or exponent): exactly the numbers with either.
+NON_INTEGRAL_SYNTAX = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+(?:[eE][+\-]?[0-9]+)?|[eE][+\-]?[0-9]+)"
+
+
 @dataclass(frozen=True)
 class Bound:
     value: Decimal

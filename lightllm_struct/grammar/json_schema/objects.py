@@ -57,9 +57,10 @@ def compile_object(conv: Converter, schema: dict, base: str, ptr: str) -> Piece:
         return NOTHING
     lead = conv.lead_required[-1] and any(m.required for m in members)
     excluded = [m.key for m in members]
-    if lead:  # a union branch: written from its first required property on, extras only after it
+    if lead:  # a union branch: its first required property written first (the branches' discriminator), the
+        # properties declared before it after it, extras only after it
         first = next(i for i, m in enumerate(members) if m.required)
-        members = [Member(m.key, NOTHING, False, ()) if i < first else m for i, m in enumerate(members)]
+        members = [members[first], *members[:first], *members[first + 1:]]
     wanted = set(named)
     members = [m for m in members if m.piece.sym is not None or m.key in wanted]
     extras = extra_keys(conv, schema, base, ptr, excluded, names)

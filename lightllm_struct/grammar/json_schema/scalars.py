@@ -7,7 +7,8 @@ from typing import Any
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import GrammarBuilder, Piece
 from lightllm_struct.grammar.json_schema.values import nonneg_int
-from lightllm_struct.grammar.json_schema.numbers import Bound, number_regex, to_decimal
+from lightllm_struct.grammar.json_schema.numbers import (NON_INTEGRAL_SYNTAX, NON_INTEGRAL_VALUE, Bound, number_regex,
+                                                         to_decimal)
 from lightllm_struct.grammar.json_schema.patterns import (
     FORMATS,
     encoded_unit,
@@ -17,7 +18,7 @@ from lightllm_struct.grammar.json_schema.patterns import (
     length_range,
     pattern_content_regex,
 )
-from lightllm_struct.grammar.json_schema.combinators import MORE_PATTERNS, NOT_PATTERNS
+from lightllm_struct.grammar.json_schema.combinators import MORE_PATTERNS, NON_INTEGRAL, NOT_PATTERNS
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.fsm_regex import intersection
 from lightllm_struct.grammar.json_schema.multiples import multiple_fsm, step_parts
@@ -70,6 +71,11 @@ def _number(schema: dict, integer: bool, ptr: str) -> str | None:
     bounded = number_regex(lo, hi, integer=integer)
     if integer and schema.get(INTEGER_SYNTAX) and bounded is not None:  # draft-04: no "2.0" for an integer
         bounded = intersection([bounded, "-?(?:0|[1-9][0-9]*)"])
+    if schema.get(NON_INTEGRAL) and bounded is not None:
+        if integer:
+            return None
+        fractional = NON_INTEGRAL_SYNTAX if schema[NON_INTEGRAL] == "syntax" else NON_INTEGRAL_VALUE
+        bounded = fractional if lo is None and hi is None else intersection([bounded, fractional])
     if step is None or integer and step == 1 or bounded is None:
         return bounded
     return _multiple_of(step, bounded, ptr)

@@ -114,9 +114,12 @@ def test_one_of_disjoint_or_exactly_one():
     g = SchemaGrammar({"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}, {"type": "array"}]})
     g.check("x"), g.check(3), g.check(-3), g.check([1])
     SchemaGrammar({"oneOf": [{"type": "integer", "maximum": 0}, {"type": "integer", "minimum": 1}]}).check(1)
-    with pytest.raises(UnsupportedSchemaFeature) as err:
-        # exactly one of them: numbers >= 2 that are not integers, which have no regex here
-        json_schema_to_lark({"oneOf": [{"type": "integer"}, {"minimum": 2}]})
+    # exactly one of them: integers below 2, and numbers >= 2 that are not integers (numbers.NON_INTEGRAL_VALUE)
+    both = SchemaGrammar({"oneOf": [{"type": "integer"}, {"minimum": 2}]})
+    for value in (1, -4, 2, 3, 2.5, 1.5, 0.5, 1e-05, 7.0, "x", None):
+        both.check(value)
+    with pytest.raises(UnsupportedSchemaFeature) as err:  # exactly one: the non-multiples of 3 have no regex here
+        json_schema_to_lark({"oneOf": [{"type": "integer", "multipleOf": 3}, {"minimum": 2}]})
     assert err.value.pointer.startswith("/oneOf/")
 
 
@@ -159,7 +162,7 @@ def test_unevaluated_and_not_folding():
      UnsupportedSchemaFeature),
     ({"patternProperties": {"^(?!a)": {}}}, "/patternProperties/^(?!a)", UnsupportedSchemaFeature),
     ({"anyOf": [{"$ref": "https://example.com/remote.json"}]}, "/anyOf/0/$ref", UnsupportedSchemaFeature),
-    ({"if": {"type": "string"}, "then": {"minLength": 1}}, "/if", UnsupportedSchemaFeature),
+    ({"if": {"multipleOf": 3}, "then": {"minimum": 1}}, "/if", UnsupportedSchemaFeature),  # ¬multipleOf
     ({"type": "string", "pattern": "(a"}, "/pattern", SchemaError),
     ({"enum": 3}, "/enum", SchemaError),
     (False, "", UnsupportedSchemaFeature),

@@ -78,3 +78,45 @@ def test_empty_ranges():
     assert int_range(5, 4) is None
     assert number_regex(Bound(Decimal(3), True), Bound(Decimal(3), False), integer=False) is None
     assert number_regex(Bound(Decimal("2.1"), False), Bound(Decimal("2.9"), False), integer=True) is None
+
+
+def _number_spellings(seed: int, n: int) -> list[str]:
+    """Random JSON number texts: integer part, optional fraction (trailing zeros too), optional exponent."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        whole = rng.choice(["0", str(rng.randint(1, 9)), str(rng.randint(10, 12000)), "100", "2500"])
+        frac = rng.choice(["", "", f".{rng.randint(0, 999):0{rng.randint(1, 4)}d}", ".0", ".50", ".000"])
+        exp = rng.choice(["", "", "e-1", "E-2", "e-05", "e3", "e+2", "E0", "e-0", "e+00", "e-12", "e-99", "e-218",
+                          "e-323", "e-324", "e-400"])
+        out.append(rng.choice(["", "-"]) + whole + frac + exp)
+    return out
+
+
+def test_non_integral_numbers_by_value_are_exactly_non_integral():
+    from lightllm_struct.grammar.json_schema.numbers import NON_INTEGRAL_VALUE
+
+    matched = 0
+    for text in _number_spellings(11, 3000):
+        value = Decimal(text)
+        integral = value == value.to_integral_value()
+        if re.fullmatch(NON_INTEGRAL_VALUE, text):
+            matched += 1
+            assert not integral, text  # sound: never an integer
+            as_float = float(text)
+            assert as_float != int(as_float), text  # nor one once a float parser (jsonschema's oracle) reads it
+        elif not integral and "e" not in text.lower():
+            raise AssertionError(f"an exponent-free non-integral spelling rejected: {text}")  # complete
+    assert matched > 300
+    for value in (0.5, -2.5, 1e-05, 1.5e-07, 2.5e-99, 1.7394114880722507e-218, 5e-324, -2.2250738585072014e-308,
+                  0.1, 123.456, 9007199254740.5):
+        assert re.fullmatch(NON_INTEGRAL_VALUE, repr(value)), repr(value)  # Python's own spellings
+    interegular.parse_pattern(NON_INTEGRAL_VALUE)
+
+
+def test_non_integral_numbers_by_syntax_have_a_fraction_or_an_exponent():
+    from lightllm_struct.grammar.json_schema.numbers import NON_INTEGRAL_SYNTAX
+
+    for text in _number_spellings(12, 2000):
+        assert bool(re.fullmatch(NON_INTEGRAL_SYNTAX, text)) == any(c in text for c in ".eE"), text
+    interegular.parse_pattern(NON_INTEGRAL_SYNTAX)
