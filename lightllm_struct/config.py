@@ -82,6 +82,12 @@ class EngineConfig:
     grammar_max_schema_nodes:
         Size limits a constraint must meet before compiling starts (413 beyond): its text in bytes, choice
         entries, one enum's values, schema nesting and schema objects (``engine/constraint_limits.py``).
+    grammar_cache_max_mb, grammar_tracking_cache_max_mb:
+        Bytes (estimated by ``CompiledGrammar.nbytes``, masks included) of the engine's compiled grammars and of
+        the server's tool-call tracking grammars kept; least recently used ones that no request uses go first
+        (None: bound by entries only). A tool of 250 optional parameters compiles to about 100 MB.
+    grammar_compile_worker_recycle_mb:
+        A compile worker whose memory grew this many MB past its set-up is replaced after its job (None: never).
     grammar_compile_memory_mb:
         Memory a compile worker process may add to its set-up; a compile needing more fails with a 413-type
         error (None: unlimited).
@@ -135,6 +141,9 @@ class EngineConfig:
     grammar_cache_size: int = 128
     grammar_mask_budget_s: float = 1.0
     grammar_compile_memory_mb: int | None = 4096
+    grammar_cache_max_mb: int | None = 256
+    grammar_tracking_cache_max_mb: int | None = 64
+    grammar_compile_worker_recycle_mb: int | None = 512
     grammar_max_spec_bytes: int = 1 << 20
     grammar_max_choices: int = 4096
     grammar_max_enum_values: int = 4096
@@ -173,6 +182,9 @@ class EngineConfig:
              "and the other grammar_max_* limits must be >= 1"),
             (self.grammar_compile_memory_mb is None or self.grammar_compile_memory_mb >= 64,
              "grammar_compile_memory_mb", "must be >= 64"),
+            *((getattr(self, name) is None or getattr(self, name) >= 1, name, "must be >= 1 (or None)")
+              for name in ("grammar_cache_max_mb", "grammar_tracking_cache_max_mb",
+                           "grammar_compile_worker_recycle_mb")),
             (self.num_threads is None or self.num_threads >= 1, "num_threads", "must be >= 1"),
             (self.output_history_size >= 1, "output_history_size", "must be >= 1"),
             (self.tool_call_format in TOOL_CALL_FORMATS, "tool_call_format", f"must be one of {TOOL_CALL_FORMATS}"),

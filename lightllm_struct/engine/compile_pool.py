@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import os
 import pickle
 import queue
 import socket
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 # The worker's own alarm answers at the deadline; the kill comes only if it cannot (stuck outside Python).
 KILL_GRACE_S = 2.0
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 STARTUP_TIMEOUT_S = 300.0  # imports and vocabulary set-up on a loaded machine
 
 
@@ -54,6 +56,15 @@ class _Worker:
         except (EOFError, OSError):
             self.kill()
             raise CompileWorkerDied(f"a compile worker died while starting (exit {self.exitcode})") from None
+        self.setup_rss = self.rss()
+
+    def rss(self) -> int:
+        """Resident bytes of the process now (0 where /proc is not there to read it)."""
+        try:
+            with open(f"/proc/{self.process.pid}/statm") as f:
+                return int(f.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            return 0
 
     @property
     def exitcode(self) -> int | None:
@@ -86,16 +97,23 @@ class CompilePool:
         A callable returning the engine-side ``TokenizerInfo`` that arriving grammars are attached to.
     workers:
         Number of worker processes.
+    recycle_mb:
+        A worker whose resident memory grew this many MB past its set-up is replaced after its job (None:
+        never). What a large compile leaves (process-wide DFA and LR caches, heap the allocator keeps) is
+        then given back at the cost of one start-up, instead of staying until the memory allowance.
     """
 
-    def __init__(self, init: Callable[[], WorkerInit], tokenizer: Callable[[], Any], *, workers: int) -> None:
+    def __init__(self, init: Callable[[], WorkerInit], tokenizer: Callable[[], Any], *, workers: int,
+                 recycle_mb: int | None = None) -> None:
+        self._recycle_bytes = None if recycle_mb is None else recycle_mb << 20
         self._init_fn, self._tokenizer_fn = init, tokenizer
         self._init: WorkerInit | None = None
         self._init_lock = threading.Lock()
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = False
         self._live: set[_Worker] = set()
-        self.stats = {"grammar_compile_worker_restarts_total": 0, "grammar_transfer_seconds_total": 0.0}
+        self.stats = {"grammar_compile_worker_restarts_total": 0, "grammar_transfer_seconds_total": 0.0,
+                      "grammar_compile_worker_recycles_total": 0}
         self._threads = [threading.Thread(target=self._serve, name=f"llms-compile-{i}", daemon=True)
                          for i in range(workers)]
         for t in self._threads:
@@ -211,6 +229,10 @@ class CompilePool:
             future.set_result(payload)
         if restart:  # an alarm interrupted the job: the worker's caches may be half made (compile_worker._Alarm)
             self.stats["grammar_compile_worker_restarts_total"] += 1
+            worker.kill()
+            return None
+        if self._recycle_bytes is not None and worker.rss() - worker.setup_rss > self._recycle_bytes:
+            self.stats["grammar_compile_worker_recycles_total"] += 1
             worker.kill()
             return None
         return worker

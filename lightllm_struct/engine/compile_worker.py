@@ -44,6 +44,9 @@ class WorkerInit:
     mask_budget_s: float = 1.0
     memory_mb: int | None = None
     limits: ConstraintLimits = field(default_factory=ConstraintLimits)
+    # Build the shortest-finish and budget tables with each grammar (``compile_and_warm``); the server's
+    # tracking grammars walk bytes only and skip them (20 MB for a tool of 250 parameters).
+    warm: bool = True
 
 
 class _VocabPickler(pickle.Pickler):
@@ -231,7 +234,7 @@ RESTART = "restart"
 
 
 def _run_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple[str, Any]:
-    from lightllm_struct.engine.grammar_manager import compile_and_warm
+    from lightllm_struct.engine.grammar_manager import compile_and_warm, compile_constraint
 
     timeout = job[-1]
     try:
@@ -239,7 +242,7 @@ def _run_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple[st
             if job[0] == "call":
                 return "value", job[1](*job[2])
             check_limits(job[1], init.limits)
-            grammar = compile_and_warm(compiler, job[1])
+            grammar = (compile_and_warm if init.warm else compile_constraint)(compiler, job[1])
         _probe_first_mask(grammar, info, init.mask_budget_s)
         return "grammar", dump_grammar(grammar, info)
     except MemoryError:

@@ -81,7 +81,9 @@ class Engine:
                                       timeout_s=config.grammar_compile_timeout_s, cache_size=config.grammar_cache_size,
                                       pin_memory=self.device.type == "cuda", mask_budget_s=config.grammar_mask_budget_s,
                                       max_model_len=self.max_model_len,
-                                      memory_mb=config.grammar_compile_memory_mb, limits=constraint_limits(config))
+                                      memory_mb=config.grammar_compile_memory_mb, limits=constraint_limits(config),
+                                      cache_max_bytes=_mb(config.grammar_cache_max_mb),
+                                      recycle_mb=config.grammar_compile_worker_recycle_mb)
         self.sampler = self.backends.sampler
         self.jump_forward = config.enable_jump_forward is not False  # see EngineConfig.enable_jump_forward
         self.eos_token_ids = frozenset(self.tokenizer.eos_token_ids) | frozenset(self.model_config.eos_token_ids)
@@ -263,3 +265,7 @@ class Engine:
                                      param="prompt")
         if req.constraint is not None and not isinstance(req.constraint, Constraint):
             raise InvalidRequestError("constraint must be an engine Constraint", param="constraint")
+
+
+def _mb(mb: int | None) -> int | None:
+    return None if mb is None else mb << 20

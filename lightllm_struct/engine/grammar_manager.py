@@ -26,12 +26,14 @@ from lightllm_struct.engine.sequence import Sequence
 from lightllm_struct.errors import LightLLMStructError
 from lightllm_struct.engine.step_guard import fail_request
 from lightllm_struct.grammar.batch_fill import BatchMaskFiller
+from lightllm_struct.engine.grammar_users import GrammarUsers, future_nbytes, release_memory
 from lightllm_struct.grammar.cache import LRU
 from lightllm_struct.grammar.errors import (CompileTimeout, EmptyLanguageError, GrammarError, GrammarTooComplex,
                                             InvalidTokenError)
 from lightllm_struct.request import CONSTRAINT_KINDS, Constraint, RequestStatus
 
 logger = logging.getLogger(__name__)
+_REMEASURE_POLLS = 256  # steps between re-measures of the cached grammars' bytes (a walk of their lexers)
 
 # Constraint kind -> how the grammar compiler compiles it; one entry a CONSTRAINT_KINDS member.
 _COMPILE: dict[str, Callable[[Any, Constraint], Any]] = {
@@ -74,6 +76,11 @@ class GrammarManager:
         Width of the model's logits; the bitmask covers ``ceil(vocab_size / 32)`` words.
     threads, timeout_s, cache_size:
         Compile worker processes, each compile's deadline and the number of compiled grammars kept.
+    cache_max_bytes:
+        Bytes of compiled grammars kept (``CompiledGrammar.nbytes``, re-measured as their masks fill; None:
+        no byte bound): least recently used grammars that no request uses go first (``grammar_cache_max_mb``).
+    recycle_mb:
+        A compile worker whose memory grew this much past its set-up is replaced after its job (None: never).
     memory_mb:
         Address space a compile worker may add to its set-up (MemoryError, a typed 413, beyond).
     limits:
@@ -94,7 +101,8 @@ class GrammarManager:
                  cache_size: int = 128, compiler: Any = None,
                  matcher_cls: Callable[[Any], MatcherLike] | None = None, pin_memory: bool = False,
                  mask_budget_s: float = 1.0, max_model_len: int | None = None,
-                 memory_mb: int | None = 4096, limits: ConstraintLimits | None = None) -> None:
+                 memory_mb: int | None = 4096, limits: ConstraintLimits | None = None,
+                 cache_max_bytes: int | None = 256 << 20, recycle_mb: int | None = 512) -> None:
         self.tokenizer, self.vocab_size, self.timeout_s = tokenizer, vocab_size, timeout_s
         self.max_model_len = max_model_len
         self.mask_budget_s, self.memory_mb = mask_budget_s, memory_mb
@@ -105,9 +113,12 @@ class GrammarManager:
         self._matcher_cls = matcher_cls
         self._n_workers = threads
         self._workers = CompilePool(self._worker_init, lambda: self._get_compiler().tokenizer,
-                                    workers=threads) if compiler is None else None
+                                    workers=threads, recycle_mb=recycle_mb) if compiler is None else None
         self._pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="llms-grammar") if compiler else None
-        self._cache: LRU[str, cf.Future] = LRU(cache_size)
+        self._users = GrammarUsers()
+        self._cache: LRU[str, cf.Future] = LRU(cache_size, max_bytes=cache_max_bytes, size_of=future_nbytes,
+                                               in_use=self._in_use, on_evict=release_memory)
+        self._polls = 0
         self._pending: dict[str, tuple[Sequence, cf.Future, float]] = {}
         self._stats = {"grammar_compiles_total": 0, "grammar_cache_hits_total": 0,
                       "grammar_compile_seconds_total": 0.0}
@@ -115,7 +126,8 @@ class GrammarManager:
     @property
     def stats(self) -> dict[str, float]:
         # cache entries: load tests check the cache returns to its size once hostile requests stop
-        return {**self._stats, "grammar_cache_entries": len(self._cache),
+        return {**self._stats, "grammar_cache_entries": len(self._cache), "grammar_cache_bytes": self._cache.nbytes,
+                "grammar_cache_evictions_total": self._cache.evictions,
                 **(self._workers.stats if self._workers is not None else {})}
 
     @property
@@ -129,8 +141,11 @@ class GrammarManager:
         if future is not None:
             self._stats["grammar_cache_hits_total"] += 1
         else:
+            key = self._key(seq.req.constraint)
             future = self._start_compile(seq.req.constraint)
-            self._cache.put(self._key(seq.req.constraint), future)
+            self._cache.put(key, future)
+            # measured once compiled (in the pool's thread): the byte bound applies from then on
+            future.add_done_callback(lambda _: self._cache.refresh(key))
         if future.done() and future.exception() is None and self._fits(seq, future.result()):
             self._attach(seq, future.result())
             seq.place(RequestStatus.WAITING)
@@ -143,6 +158,9 @@ class GrammarManager:
 
     def poll(self) -> tuple[list[Sequence], list[tuple[Sequence, LightLLMStructError]]]:
         """Requests whose grammar is now ready, and those whose compile failed (with the error)."""
+        self._polls += 1
+        if self._polls % _REMEASURE_POLLS == 0:
+            self.remeasure_cache()
         ready, failed, now = [], [], time.monotonic()
         for rid, (seq, future, deadline) in list(self._pending.items()):
             if future.done():
@@ -157,6 +175,7 @@ class GrammarManager:
                     self._attach(seq, future.result())
                     seq.transition(RequestStatus.WAITING)
                     ready.append(seq)
+                    self._cache.refresh(self._key(seq.req.constraint))  # measured now, if its callback has not yet
                 else:
                     self._forget(seq.req.constraint, future)
                     failed.append((seq, _as_typed(exc)))
@@ -164,6 +183,11 @@ class GrammarManager:
                 del self._pending[rid]
                 failed.append((seq, CompileTimeout(f"grammar compilation exceeded {self.timeout_s:g} s")))
         return ready, failed
+
+    def remeasure_cache(self) -> int:
+        """Measure the cached grammars again (they grow as their masks fill) and evict beyond the byte bound
+        those no request uses; the bytes evicted. ``poll`` calls it every few hundred steps."""
+        return self._cache.refresh()
 
     def wait(self, timeout: float) -> None:
         """Block up to ``timeout`` seconds for any pending compile to finish (when nothing else can run)."""
@@ -315,6 +339,10 @@ class GrammarManager:
                 gc.freeze()  # the vocabulary tables live as long as the engine: out of every full collection
             return self._compiler
 
+    def _in_use(self, future: cf.Future) -> bool:
+        """A cached compile stays while it runs, a request waits for it or a live matcher walks its grammar."""
+        return self._users.in_use(future) or any(f is future for _, f, _ in list(self._pending.values()))
+
     def _fits(self, seq: Sequence, grammar: Any) -> bool:
         """Whether ``seq``'s budget can hold an answer (if not, ``poll`` fails it with the reason)."""
         try:
@@ -329,6 +357,7 @@ class GrammarManager:
 
             self._matcher_cls = Matcher
         seq.matcher = self._matcher_cls(grammar)
+        self._users.add(grammar, seq.matcher)
         seq.output_bound = output_bound(seq.req.constraint, grammar)
 
     def _key(self, constraint: Constraint) -> str:

@@ -94,6 +94,13 @@ class CompiledGrammar:
                     self._budget_masks = BudgetMasks(self)
         return self._budget_masks
 
+    def nbytes(self) -> int:
+        """An estimate of the bytes this grammar holds now, its caches included (``footprint.py``): it grows
+        as masks are cached. Byte-bounded grammar caches (the engine's, the server's) evict by it."""
+        from lightllm_struct.grammar.footprint import grammar_nbytes
+
+        return grammar_nbytes(self)
+
     def min_output_tokens(self) -> int:
         """The fewest tokens any complete output takes: ``ceil(shortest sentence bytes / longest token)``.
 

@@ -64,4 +64,7 @@ def server_compiles(config: EngineConfig) -> ServerCompiles:
     from lightllm_struct.engine.constraint_limits import constraint_limits
 
     return ServerCompiles(workers=config.grammar_compile_threads, timeout_s=config.grammar_compile_timeout_s,
-                          memory_mb=config.grammar_compile_memory_mb, limits=constraint_limits(config))
+                          memory_mb=config.grammar_compile_memory_mb, limits=constraint_limits(config),
+                          cache_max_bytes=None if config.grammar_tracking_cache_max_mb is None
+                          else config.grammar_tracking_cache_max_mb << 20,
+                          recycle_mb=config.grammar_compile_worker_recycle_mb)

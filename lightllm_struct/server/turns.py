@@ -90,8 +90,9 @@ class TurnSupport:
         """A parser for one output of ``turn`` (compiles its tracking grammar in a thread when new)."""
         grammar = await self.compiles.tracking_grammar(turn.lark)
         vocab, skip = await asyncio.to_thread(self._tokens)
-        return TurnParser(RegionTracker(grammar, turn.regions, turn.strips), turn.names, token_bytes=vocab,
-                          skip=skip, new_id=self.chat.fmt.new_id)
+        tracker = RegionTracker(grammar, turn.regions, turn.strips)
+        self.compiles.users.add(grammar, tracker)  # kept in the cache while this turn is parsed
+        return TurnParser(tracker, turn.names, token_bytes=vocab, skip=skip, new_id=self.chat.fmt.new_id)
 
     def check_template(self) -> None:
         """Render a sample turn with a tool call with the model's own template; the turn grammar must accept it.

@@ -27,6 +27,14 @@ def hang_ignoring_alarms() -> None:
     time.sleep(120)
 
 
+_HOG: list = []
+
+
+def hog(mb: int) -> None:
+    """Stands for a compile that leaves memory behind in the worker (process-wide caches, a kept heap)."""
+    _HOG.append(b"x" * (mb << 20))
+
+
 @pytest.fixture(scope="module")
 def local():
     return GrammarCompiler(TokenizerInfo.from_vocab(VOCAB, eos_token_ids=EOS))
@@ -121,3 +129,18 @@ def test_workers_run_below_the_engines_cpu_priority(pool):
 
     ours = os.nice(0)
     assert pool.call(os.nice, 0, timeout_s=30).result(timeout=400) == min(19, ours + WORKER_NICENESS)
+
+
+def test_a_worker_that_grew_past_its_allowance_is_recycled_after_its_job(local):
+    init = WorkerInit(vocab=VOCAB, eos_token_ids=EOS, special_token_ids=[], mask_budget_s=5.0)
+    pool = CompilePool(lambda: init, lambda: local.tokenizer, workers=1, recycle_mb=32)
+    try:
+        first = pool.call(os.getpid, timeout_s=30).result(timeout=400)
+        assert pool.call(hog, 8, timeout_s=30).result(timeout=400) is None  # under 32 MB: kept
+        assert pool.call(os.getpid, timeout_s=30).result(timeout=400) == first
+        assert pool.call(hog, 64, timeout_s=30).result(timeout=400) is None  # answered, then replaced
+        second = pool.call(os.getpid, timeout_s=30).result(timeout=400)
+        assert second != first and pool.stats["grammar_compile_worker_recycles_total"] == 1
+        assert pool.compile(Constraint("choice", ["a"]), timeout_s=60).result(timeout=400) is not None
+    finally:
+        pool.shutdown()

@@ -199,3 +199,50 @@ def test_a_failed_warm_up_is_logged_and_compiles_still_work(caplog):
         assert seq.matcher.allowed == {3, 5}
     finally:
         manager.shutdown()
+
+
+class SizedGrammar(frozenset):
+    """A fake grammar (allowed token ids) that reports a size, as ``CompiledGrammar.nbytes`` does."""
+
+    def nbytes(self) -> int:
+        return 600
+
+
+class SizedCompiler(FakeCompiler):
+    def compile_choice(self, choices):
+        return SizedGrammar(super().compile_choice(choices))
+
+
+def _ready(manager, seq):
+    assert manager.submit(seq) or _poll_until(manager)[0] == [seq]
+    return seq
+
+
+def test_the_cache_is_bounded_in_bytes_and_keeps_grammars_in_use():
+    manager = _manager(SizedCompiler(), cache_max_bytes=1000)
+    first = _ready(manager, _seq(Constraint("choice", ["3"])))
+    assert manager.stats["grammar_cache_bytes"] == 600 and manager.stats["grammar_cache_entries"] == 1
+    second = _ready(manager, _seq(Constraint("choice", ["40"])))
+    # 1200 bytes over a bound of 1000, but both grammars have a live matcher: neither is evicted
+    assert manager.stats["grammar_cache_entries"] == 2 and manager.stats["grammar_cache_evictions_total"] == 0
+    first.matcher = None  # its request ended
+    assert manager.remeasure_cache() == 600
+    assert manager.stats["grammar_cache_entries"] == 1 and manager.stats["grammar_cache_bytes"] == 600
+    assert manager.stats["grammar_cache_evictions_total"] == 1
+    again = _seq(Constraint("choice", ["40"]))  # the one still cached: a hit
+    assert manager.submit(again) and manager.stats["grammar_cache_hits_total"] == 1
+    del second, again
+
+
+def test_a_pending_compile_is_never_evicted():
+    compiler = SizedCompiler()
+    manager = _manager(compiler, cache_max_bytes=100)
+    compiler.gate.clear()
+    waiting = _seq(Constraint("choice", ["3"]))
+    assert manager.submit(waiting) is False
+    assert manager.remeasure_cache() == 0 and manager.stats["grammar_cache_entries"] == 1
+    compiler.gate.set()
+    assert _poll_until(manager)[0] == [waiting]  # 600 bytes over 100, but its request walks it
+    assert manager.stats["grammar_cache_entries"] == 1
+    waiting.matcher = None
+    assert manager.remeasure_cache() == 600 and manager.stats["grammar_cache_entries"] == 0

@@ -37,3 +37,83 @@ def test_lru_stays_bounded_under_concurrent_writers():
     for t in threads:
         t.join()
     assert len(lru) == 64
+
+
+class Blob:
+    """A cache value of a given (mutable) size that can be marked in use."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes, self.busy = nbytes, False
+
+
+def _blobs(max_bytes: int, released: list | None = None) -> LRU:
+    return LRU(100, max_bytes=max_bytes, size_of=lambda b: b.nbytes, in_use=lambda b: b.busy,
+               on_evict=None if released is None else released.append)
+
+
+def test_a_byte_bound_evicts_by_bytes_not_entries():
+    lru = _blobs(1000)
+    lru.put("a", Blob(400))
+    lru.put("b", Blob(400))
+    assert len(lru) == 2 and lru.nbytes == 800
+    lru.put("c", Blob(300))  # 1100 > 1000: the oldest goes, though 3 entries are far below 100
+    assert "a" not in lru and list(lru.sizes()) == ["b", "c"] and lru.nbytes == 700 and lru.evictions == 1
+    lru.put("d", Blob(950))  # alone over nearly all the bound: everything older goes
+    assert list(lru.sizes()) == ["d"] and lru.nbytes == 950
+
+
+def test_an_entry_in_use_is_never_evicted_even_over_the_bound():
+    lru = _blobs(1000)
+    busy = Blob(600)
+    busy.busy = True
+    lru.put("busy", busy)
+    lru.put("idle", Blob(300))
+    lru.put("new", Blob(300))  # over: the idle one goes, the older busy one stays
+    assert "busy" in lru and "idle" not in lru and "new" in lru
+    huge = Blob(5000)
+    huge.busy = True  # a compile still running, say
+    lru.put("huge", huge)
+    assert list(lru.sizes()) == ["busy", "huge"] and lru.nbytes == 5600  # over the bound: both are in use
+    busy.busy = huge.busy = False
+    lru.refresh()
+    assert len(lru) == 0 and lru.nbytes == 0  # each alone is over the bound once nothing uses it
+
+
+def test_refresh_remeasures_values_that_grew_and_evicts():
+    released: list = []
+    lru = _blobs(1000, released)
+    grows = Blob(100)
+    lru.put("grows", grows)
+    lru.put("other", Blob(100))
+    grows.nbytes = 950  # its masks filled
+    assert lru.nbytes == 200  # as last measured
+    assert lru.refresh() == 950 and list(lru.sizes()) == ["other"] and released == [950]
+    other = lru.get("other")
+    other.nbytes = 400
+    assert lru.refresh("other") == 0 and lru.nbytes == 400  # one key re-measured, under the bound
+
+
+def test_on_evict_runs_once_the_cache_dropped_its_values():
+    import weakref
+
+    seen: list = []
+    ref: list = []
+    lru = LRU(1, on_evict=lambda nbytes: seen.append(ref[0]() is None))
+    blob = Blob(0)
+    ref.append(weakref.ref(blob))
+    lru.put("a", blob)
+    del blob
+    lru.put("b", Blob(0))
+    assert seen == []  # nothing measured: no bytes to report
+    lru2 = LRU(1, size_of=lambda b: b.nbytes, on_evict=lambda nbytes: seen.append((nbytes, ref[1]() is None)))
+    blob = Blob(10)
+    ref.append(weakref.ref(blob))
+    lru2.put("a", blob)
+    del blob
+    lru2.put("b", Blob(1))
+    assert seen == [(10, True)]
+
+
+def test_a_byte_bound_below_one_is_refused():
+    with pytest.raises(ValueError, match="max_bytes"):
+        LRU(4, max_bytes=0)

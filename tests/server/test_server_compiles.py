@@ -119,3 +119,29 @@ def test_a_structural_tag_converts_in_a_worker(turns):
     assert turns.compiles.counters()["server_conversions_total"] == before + 1
     assert spec.param == "structured_outputs.structural_tag"
     lark.Lark(spec.constraint.spec, parser="lalr").parse("say <f>42</f> done")
+
+
+def test_tracking_grammars_are_bounded_in_bytes_and_kept_while_a_parser_walks_them():
+    compiles = ServerCompiles(workers=1, timeout_s=30.0, memory_mb=2048, cache_max_bytes=64 << 20)
+    try:
+        first = asyncio.run(compiles.tracking_grammar('start: "a"+'))
+        assert first._distances is None  # tracking walks bytes: no shortest-finish tables built for it
+        second = asyncio.run(compiles.tracking_grammar('start: "b"+'))
+        walker = type("Tracker", (), {})()  # stands for the turn's RegionTracker (weakly held)
+        compiles.users.add(first, walker)
+        counters = compiles.counters()
+        assert counters["server_tracking_cache_entries"] == 2
+        assert counters["server_tracking_cache_bytes"] == first.nbytes() + second.nbytes()
+        compiles._tracking.max_bytes = 1  # now both are over the bound
+        compiles._tracking.refresh()
+        counters = compiles.counters()
+        assert counters["server_tracking_cache_entries"] == 1  # the idle one went, the walked one stays
+        assert counters["server_tracking_cache_bytes"] == first.nbytes()
+        del walker
+        compiles._tracking.refresh()
+        counters = compiles.counters()
+        assert counters["server_tracking_cache_entries"] == 0 and counters["server_tracking_cache_bytes"] == 0
+        assert counters["server_tracking_cache_evictions_total"] == 2
+        assert second.feed_bytes(second.initial_config(), b"bb") is not None
+    finally:
+        compiles.shutdown()
