@@ -210,6 +210,7 @@ def idle_snapshot(url: str, pid: int, *, wait_s: float = 120) -> dict:
         time.sleep(1)
     keys = ("status", "num_in_flight", "num_running", "num_waiting", "num_waiting_for_grammar",
             "kv_reclaimable_slots", "kv_total_slots", "grammar_cache_entries", "server_tracking_cache_entries",
+            "grammar_cache_bytes", "server_tracking_cache_bytes", "grammar_compile_worker_recycles_total",
             "grammar_compile_worker_restarts_total", "server_grammar_compile_worker_restarts_total")
     return {**{k: h.get(k) for k in keys}, "rss_mb": processes(pid)}
 

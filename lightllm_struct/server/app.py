@@ -53,7 +53,7 @@ def create_app(engine: AsyncEngine, *, tokenizer: Any, model_name: str, max_mode
     turns = TurnSupport(tokenizer, tool_call_format=tool_call_format, compiles=compiles)
     turns.check_template()
     state = ServerState(engine=engine, tokenizer=tokenizer, model_name=model_name,
-                        max_model_len=max_model_len, metrics=ServerMetrics(engine.stats), turns=turns)
+                        max_model_len=max_model_len, metrics=ServerMetrics(lambda: {**engine.stats(), **turns.compiles.counters()}), turns=turns)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

@@ -32,6 +32,10 @@ _ENGINE_METRICS = {
     "grammar_cache_hits_total": ("llms_grammar_cache_hits", "Grammar cache hits", "counter"),
     "grammar_cache_entries": ("llms_grammar_cache_entries", "Compiled grammars (and compile failures) cached",
                               "gauge"),
+    "grammar_cache_bytes": ("llms_grammar_cache_bytes", "Estimated bytes of the cached compiled grammars", "gauge"),
+    "grammar_cache_evictions_total": ("llms_grammar_cache_evictions", "Compiled grammars evicted", "counter"),
+    "server_tracking_cache_bytes": ("llms_tracking_cache_bytes",
+                                    "Estimated bytes of the server's cached tool-call tracking grammars", "gauge"),
 }
 
 

@@ -51,7 +51,7 @@ def test_metrics_expose_latency_and_engine_state(server):
     for name in ("llms_time_to_first_token_seconds_count", "llms_inter_token_latency_seconds_count",
                  "llms_requests_running", "llms_requests_waiting_for_grammar", "llms_kv_cache_usage_ratio",
                  "llms_grammar_compile_seconds_total", "llms_grammar_cache_hits_total",
-                 "llms_grammar_cache_entries"):
+                 "llms_grammar_cache_entries", "llms_grammar_cache_bytes", "llms_tracking_cache_bytes"):
         assert name in text, name
     ttft = [line for line in text.splitlines() if line.startswith("llms_time_to_first_token_seconds_count")]
     assert float(ttft[0].split()[-1]) >= 1
