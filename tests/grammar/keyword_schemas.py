@@ -1,6 +1,6 @@
 """Schemas of the keywords issue 18 added (pattern properties, divisibility, pattern with lengths, key names,
 property counts, uniqueItems over finite item domains, contains counts, if/then/else and dependentSchemas as
-unions, the non-integral numbers), shared by the soundness walks and the completeness tests."""
+unions, the non-integral numbers, anyOf as disjoint alternatives, merged multipleOf), shared by the soundness walks and the completeness tests."""
 from __future__ import annotations
 
 KEYWORD_SCHEMAS = {
@@ -36,6 +36,13 @@ KEYWORD_SCHEMAS = {
                                                 "size": {"type": ["integer", "string"], "maxLength": 2}},
                                  "dependentSchemas": {"kind": {"properties": {"size": {"type": "integer",
                                                                                        "minimum": 0}}}}},
+    "any_of_overlapping": {"type": "array", "maxItems": 3,
+                           "items": {"anyOf": [{"type": "integer"},
+                                               {"type": ["number", "string", "array"], "minimum": 2, "maximum": 1000,
+                                                "maxLength": 2,
+                                                "maxItems": 1, "items": {"type": "integer"}}]}},
+    "multiple_of_merged": {"type": "array", "maxItems": 3,
+                           "items": {"allOf": [{"multipleOf": 0.75}, {"multipleOf": 0.5}], "maximum": 40}},
     "not_integer": {"type": "array", "maxItems": 4,
                     "items": {"type": "number", "minimum": -5, "maximum": 100, "not": {"type": "integer"}}},
 }

@@ -22,7 +22,7 @@ from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.builder import WHITESPACE_MODES, GrammarBuilder
 from lightllm_struct.grammar.json_schema.converter import Converter
 from lightllm_struct.grammar.json_schema.dialects import DRAFTS, normalize
-from lightllm_struct.grammar.json_schema.lalr_check import check_grammar
+from lightllm_struct.grammar.json_schema.lalr_check import MESSAGE as _UNDECIDED, check_grammar
 from lightllm_struct.grammar.json_schema.report import UNSUPPORTED_MODES, compile_reporting
 from lightllm_struct.grammar.json_schema.schema_check import check_schema
 
@@ -111,13 +111,21 @@ def convert_json_schema(schema: dict | str | bool, *, whitespace: str = "compact
         check_schema(doc, draft=draft)
     docs = {uri: normalize(doc, draft=draft, strict=strict) for uri, doc in docs.items()}
 
-    def convert(schema: Any, docs: dict[str, Any]) -> str:
+    def convert(schema: Any, docs: dict[str, Any], *, disjoint_any_of: bool = False) -> str:
         conv = Converter(schema, whitespace=whitespace, literal_escapes=literal_escapes,
-                         assert_formats=assert_formats, documents=docs)
+                         assert_formats=assert_formats, documents=docs, disjoint_any_of=disjoint_any_of)
         start = conv.compile(schema, conv.resolver.root_base, "")
         text = conv.builder.render(start)
         if check:
-            check_grammar(text, conv.union_pointers)
+            try:
+                check_grammar(text, conv.union_pointers)
+            except UnsupportedSchemaFeature as refused:
+                if disjoint_any_of or not _UNDECIDED in str(refused):
+                    raise
+                try:  # overlapping anyOf alternatives: again with each anyOf as disjoint ones
+                    return convert(schema, docs, disjoint_any_of=True)
+                except UnsupportedSchemaFeature:
+                    raise refused from None
         return text
 
     if unsupported == "refuse":

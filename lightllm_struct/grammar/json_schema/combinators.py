@@ -8,7 +8,10 @@ schemas merge in finite time.
 from __future__ import annotations
 
 import itertools
+import math
 import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any
 
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
@@ -214,10 +217,32 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
             if key in _SCHEMA_VALUED:
                 out[key] = _both(a[key], b[key])
                 continue
+            if key == "multipleOf" and _lcm(a[key], b[key]) is not None:
+                out[key] = _lcm(a[key], b[key])
+                continue
             raise UnsupportedSchemaFeature(f"cannot merge two different {key!r} constraints",
                                            pointer=f"{pointer}/{key}")
         out[key] = a[key] if key in a else b[key]
     return out
+
+
+def _lcm(x: Any, y: Any) -> int | float | None:
+    """The least common multiple of two positive multipleOf steps (rationals: lcm of the numerators over the gcd
+    of the denominators, in lowest terms): a number is a multiple of both exactly when it is one of this. None
+    where a step is malformed (the scalar compile reports it) or the result has no exact float spelling."""
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (x, y)):
+        return None
+    try:
+        fx, fy = (Fraction(Decimal(repr(v) if isinstance(v, float) else v)) for v in (x, y))
+    except (InvalidOperation, ValueError):  # inf, nan
+        return None
+    if fx <= 0 or fy <= 0:
+        return None
+    lcm = Fraction(math.lcm(fx.numerator, fy.numerator), math.gcd(fx.denominator, fy.denominator))
+    if lcm.denominator == 1:
+        return int(lcm)
+    as_float = float(lcm)
+    return as_float if Fraction(Decimal(repr(as_float))) == lcm else None
 
 
 def _meaningful_conditions(schema: dict) -> dict:

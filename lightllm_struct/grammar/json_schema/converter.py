@@ -23,7 +23,7 @@ from lightllm_struct.grammar.json_schema.values import const_piece
 from lightllm_struct.grammar.json_schema.conditionals import conditions_as_any_of
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.disjoint import check_disjoint
-from lightllm_struct.grammar.json_schema.exclusive import exclusive_branches
+from lightllm_struct.grammar.json_schema.exclusive import exclusive_branches, first_match_branches
 from lightllm_struct.grammar.json_schema.negation import Negator
 from lightllm_struct.grammar.json_schema.presence import PRESENCE, NotPresence, absorb, presence_of
 from lightllm_struct.grammar.json_schema.refs import RefResolver, escape_token, preloaded_registry
@@ -58,7 +58,8 @@ class Converter:
     """Compiles one schema document into a :class:`GrammarBuilder`."""
 
     def __init__(self, root: Any, *, whitespace: str, literal_escapes: str = "canonical",
-                 assert_formats: bool = True, documents: dict[str, Any] | None = None) -> None:
+                 assert_formats: bool = True, documents: dict[str, Any] | None = None,
+                 disjoint_any_of: bool = False) -> None:
         self.root = root
         self.builder = GrammarBuilder(whitespace=whitespace, literal_escapes=literal_escapes,
                                       assert_formats=assert_formats)
@@ -72,6 +73,8 @@ class Converter:
         # start with its first required property, see objects.compile_object).
         self.lead_required: list[bool] = [False]
         self._union_mode = False
+        # anyOf as disjoint alternatives (exclusive.first_match_branches), where the plain unions were not LALR(1)
+        self.disjoint_any_of = disjoint_any_of
 
     def compile(self, schema: Any, base: str, ptr: str) -> Piece:
         """Compile the subschema found at ``ptr`` (``base``: the URI relative references resolve against)."""
@@ -99,7 +102,11 @@ class Converter:
         # Recursive references see the rule name; what it can produce is unknown until compiled, so all kinds.
         self._memo[key] = Piece(name, None, KINDS)
         self._referenced.discard(name)
-        piece = self._compile_node(schema, base, ptr, depth=0)
+        try:
+            piece = self._compile_node(schema, base, ptr, depth=0)
+        except SchemaError:  # (a caller may try another form: no placeholder for a rule never defined)
+            del self._memo[key]
+            raise
         if name in self._referenced:  # a recursive reference used the name: it must be defined
             if piece.sym is None:
                 raise UnsupportedSchemaFeature("a recursive schema that accepts no instance", pointer=ptr)
@@ -284,6 +291,13 @@ class Converter:
             # Object branches would meet in one parser state with overlapping additional-key terminals: each
             # starts with its first required property instead (a discriminator, typically), a sound restriction.
             pieces = self._branch_pieces(branches, rest, key, base, ptr, union_mode=True)
+        if key == "anyOf" and label is None and self.disjoint_any_of and sum(p.sym is not None for p in pieces) > 1:
+            try:
+                disjoint = first_match_branches(branches, rest, self._flattener(base),
+                                                assert_formats=self.builder.assert_formats, ptr=f"{ptr}/anyOf")
+                return self._compile_branches({**rest, "anyOf": disjoint}, "anyOf", base, ptr, label="anyOf")
+            except UnsupportedSchemaFeature:
+                pass  # no exact disjoint form here: the plain union (the check decides)
         if key == "oneOf":
             try:
                 check_disjoint(pieces, pointer=f"{ptr}/oneOf")

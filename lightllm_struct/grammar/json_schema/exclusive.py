@@ -40,3 +40,32 @@ def exclusive_branches(branches: list, rest: dict, flatten: Flatten, *, assert_f
         if len(out) > MAX_BRANCHES:
             raise UnsupportedSchemaFeature("oneOf: exactly-one needs too many pieces", pointer=ptr)
     return out
+
+
+def first_match_branches(branches: list, rest: dict, flatten: Flatten, *, assert_formats: bool,
+                         ptr: str) -> list[Any]:
+    """anyOf branches (schemas), pairwise disjoint, whose union is exactly ``anyOf: branches`` under ``rest``:
+    ``B1``, ``B2 ∧ ¬B1``, ``B3 ∧ ¬B1 ∧ ¬B2``, ... (an instance goes to the first branch it satisfies). Two
+    alternatives that overlap may meet in one parser state with terminals that match the same text; disjoint
+    ones meet less often (the converter tries this form when the plain union is not LALR(1)).
+
+    Raises
+    ------
+    UnsupportedSchemaFeature : a branch with no exact complement here, or too many pieces.
+    """
+    negator = Negator(flatten, assert_formats=assert_formats)
+    out: list[Any] = []
+    for i, branch in enumerate(branches):
+        if branch is False:
+            continue
+        try:
+            within = flatten({"allOf": [rest, branch]} if rest else branch, f"{ptr}/{i}")
+        except Unsatisfiable:
+            continue
+        except UnsupportedSchemaFeature:
+            within = None
+        for piece in negator.none_of(branches[:i], ptr, within=within):
+            out.append(branch if piece == {} else {"allOf": [branch, piece]})
+        if len(out) > MAX_BRANCHES:
+            raise UnsupportedSchemaFeature("anyOf: disjoint alternatives too many", pointer=ptr)
+    return out

@@ -36,7 +36,7 @@ from lightllm_struct.grammar.parsing.lr import LRTables, remember_tables, subset
 
 # The compiler's default, so that it finds these DFAs in the cache.
 MAX_DFA_STATES = 20_000
-_MESSAGE = "the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide"
+MESSAGE = "the schema's alternatives overlap in a way the deterministic (LALR(1)) parser cannot decide"
 
 
 def check_grammar(text: str, union_pointers: list[str]) -> None:
@@ -45,7 +45,7 @@ def check_grammar(text: str, union_pointers: list[str]) -> None:
     try:
         built = subset_tables(text, strict=True)
     except GrammarConflictError as exc:
-        raise UnsupportedSchemaFeature(f"{_MESSAGE}: {str(exc).splitlines()[0]}", pointer=where) from exc
+        raise UnsupportedSchemaFeature(f"{MESSAGE}: {str(exc).splitlines()[0]}", pointer=where) from exc
     if built is None:  # text outside the subset read directly: lark's own analysis
         built = _lark_tables(text, where)
     tables, n_rules = built
@@ -57,7 +57,7 @@ def check_grammar(text: str, union_pointers: list[str]) -> None:
             if (a, b) not in checked:
                 checked.add((a, b))
                 if overlap(regex[a], regex[b]):
-                    raise UnsupportedSchemaFeature(f"{_MESSAGE}: terminals {tables.terminals[a].name} and "
+                    raise UnsupportedSchemaFeature(f"{MESSAGE}: terminals {tables.terminals[a].name} and "
                                                    f"{tables.terminals[b].name} can match the same text",
                                                    pointer=where)
     # the compiler analyses this very text next: it takes these tables instead of building them again
@@ -71,7 +71,7 @@ def _lark_tables(text: str, where: str) -> tuple[LRTables, int]:
         analyzer = LALR_Analyzer(ParserConf(rules, None, ["start"]), strict=True)
         analyzer.compute_lalr()
     except lark.exceptions.GrammarError as exc:
-        raise UnsupportedSchemaFeature(f"{_MESSAGE}: {str(exc).splitlines()[0]}", pointer=where) from exc
+        raise UnsupportedSchemaFeature(f"{MESSAGE}: {str(exc).splitlines()[0]}", pointer=where) from exc
     return tables_from_analysis(terminals, ignore, analyzer.parse_table), len(rules)
 
 

@@ -132,10 +132,18 @@ def test_all_of_merges_and_cross_applies_additional_properties():
         m.check(value)
 
 
-def test_overlapping_object_alternatives_are_refused_with_the_pointer():
-    with pytest.raises(UnsupportedSchemaFeature) as err:
-        json_schema_to_lark({"properties": {"x": {"anyOf": [{"type": "object", "properties": {"a": {"type": "integer"}}},
-                                                            {"type": "object", "required": ["b"]}]}}})
+def test_overlapping_object_alternatives_are_disjoint_or_refused_with_the_pointer():
+    from tests.grammar.json_schema.test_conditionals import _check
+
+    # as disjoint alternatives (B1, B2 ∧ ¬B1: exclusive.first_match_branches), exact in some key order
+    g = SchemaGrammar({"properties": {"x": {"anyOf": [{"type": "object", "properties": {"a": {"type": "integer"}}},
+                                                      {"type": "object", "required": ["b"]}]}}})
+    for x in ({}, {"a": 1}, {"a": "s"}, {"b": 1}, {"a": "s", "b": 1}, {"a": 1, "b": 1}, {"c": 1}, 1):
+        _check(g, {"x": x})
+    with pytest.raises(UnsupportedSchemaFeature) as err:  # the disjoint form needs ¬multipleOf (no regex here)
+        json_schema_to_lark({"properties": {"x": {"anyOf": [
+            {"type": "object", "properties": {"a": {"type": "integer", "multipleOf": 3}}},
+            {"type": "object", "required": ["b"]}]}}})
     assert err.value.pointer == "/properties/x/anyOf"
     # branches that only ask which keys are present are one object with a presence condition (presence.py)
     g = SchemaGrammar({"properties": {"x": {"anyOf": [{"type": "object", "properties": {"a": {}}},
