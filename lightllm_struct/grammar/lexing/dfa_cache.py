@@ -18,7 +18,19 @@ from lightllm_struct.grammar.lexing.lazy_dfa import LazyDFA
 from lightllm_struct.grammar.lexing.lexer import LAZY_STATES_FACTOR
 from lightllm_struct.grammar.lexing.regex_dfa import lazy_regex_dfa, regex_dfa, wants_lazy
 
-_CACHE: LRU = LRU(1024)
+
+def dfa_nbytes(dfa: ByteDFA | LazyDFA) -> int:
+    """Estimated bytes of a cached DFA: an eager one's table (plus its flags and classes), a lazy one's made
+    states (their subsets and rows) as of now."""
+    table = getattr(dfa, "table", None)
+    if isinstance(table, np.ndarray):
+        return table.nbytes * 6 // 5
+    return 1500 * dfa.num_states
+
+
+# Bounded in bytes too: one DFA of 20,000 states is 20 MB, and a worker compiling user schemas all day would
+# otherwise keep 1,024 of the largest it met (a lazy DFA is measured as inserted: it grows a little after).
+_CACHE: LRU = LRU(1024, max_bytes=128 << 20, size_of=dfa_nbytes)
 # pattern -> make(max_states=, deadline=): terminals whose DFA a frontend builds from what the regex was written
 # from (an object's "any other key" from its key list), never through the regex. Bounded like _CACHE; an
 # evicted entry only sends its pattern down the regex path, to the same DFA.

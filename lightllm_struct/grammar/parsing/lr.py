@@ -24,7 +24,14 @@ SHIFT, REDUCE = 0, 1
 
 # Tables by grammar text. The JSON-schema frontend builds the tables anyway (to check the text); it leaves
 # them here, so compiling the text does not analyse it again.
-_TABLES: LRU = LRU(64)
+def _tables_nbytes(entry: tuple) -> int:
+    """Estimated bytes of cached tables: about 100 bytes a table entry, 600 a state (two dicts)."""
+    tables = entry[0]
+    return 100 * (sum(map(len, tables.actions)) + sum(map(len, tables.gotos))) + 600 * len(tables.actions)
+
+
+# Bounded in bytes too: a tool of 250 optional parameters has tables of 15 MB.
+_TABLES: LRU = LRU(64, max_bytes=64 << 20, size_of=_tables_nbytes)
 
 
 @dataclass(frozen=True)

@@ -64,3 +64,24 @@ def test_a_loaded_grammar_walks_like_the_compiled_one():
         assert ours.allowed_token_ids() == theirs.allowed_token_ids()
         assert ours.accept_bytes(bytes([byte])) and theirs.accept_bytes(bytes([byte]))
     assert ours.is_complete() and theirs.is_complete()
+
+
+def test_the_process_wide_dfa_and_table_caches_are_bounded_in_bytes(monkeypatch):
+    from lightllm_struct.grammar.lexing import dfa_cache
+    from lightllm_struct.grammar.parsing import lr
+
+    dfa = dfa_cache.terminal_dfa("[a-z]{1,12}", None, max_states=1000)
+    assert dfa_cache.dfa_nbytes(dfa) >= dfa.table.nbytes
+    monkeypatch.setattr(dfa_cache._CACHE, "max_bytes", 3 * dfa_cache.dfa_nbytes(dfa))
+    for n in range(13, 23):  # ten DFAs of about the same size
+        dfa_cache.terminal_dfa(f"[a-z]{{1,{n}}}", None, max_states=1000)
+    assert dfa_cache._CACHE.nbytes <= dfa_cache._CACHE.max_bytes and len(dfa_cache._CACHE) <= 4
+    text = 'start: "a" b*\nb: "b" | "c"'
+    tables = lr.build_lr_tables(text)
+    size = lr._tables_nbytes((tables, 0))
+    monkeypatch.setattr(lr._TABLES, "max_bytes", size)
+    lr.remember_tables(text, tables, 0)
+    assert size > 0 and text in lr._TABLES
+    other = 'start: "x" y*\ny: "y" | "z" | "w"'
+    lr.remember_tables(other, lr.build_lr_tables(other), 0)  # together over the bound: the older tables go
+    assert text not in lr._TABLES and lr._TABLES.nbytes <= size
