@@ -51,7 +51,7 @@ def matrix_scan(matrix: TokenMatrix, lexer, rows: np.ndarray, offset: int, state
             cur, cur_len, states = cur[done:], cur_len[done:], states[done:]
             if not len(cur):
                 break
-        nxt = table[(states << 8) | matrix.columns[col][cur]]
+        nxt = table[(states << 8) | matrix.columns[col][cur]].astype(np.int64)  # the table may be int16
         if nxt.min() < 0:
             ok = nxt >= 0
             stuck = ~ok

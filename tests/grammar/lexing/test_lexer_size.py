@@ -85,3 +85,15 @@ def test_the_process_wide_dfa_and_table_caches_are_bounded_in_bytes(monkeypatch)
     other = 'start: "x" y*\ny: "y" | "z" | "w"'
     lr.remember_tables(other, lr.build_lr_tables(other), 0)  # together over the bound: the older tables go
     assert text not in lr._TABLES and lr._TABLES.nbytes <= size
+
+
+def test_every_scanner_reads_narrow_tables_of_many_states_alike():
+    schema = {"type": "object", "properties": {f"key{i}": {"type": "integer"} for i in range(80)}}
+    tok = small_tokenizer()
+    grammars = [GrammarCompiler(tok, scanner=s).compile_json_schema(schema) for s in ("trie", "matrix", "trie_numpy")]
+    assert _widest(grammars[0]).num_states > 200 and _widest(grammars[0]).table.dtype == np.int16
+    matchers = [Matcher(g) for g in grammars]
+    for byte in b'{"key12":-1,"key79":5}':
+        masks = [m.allowed_token_ids() for m in matchers]
+        assert masks[0] == masks[1] == masks[2]
+        assert all(m.accept_bytes(bytes([byte])) for m in matchers)
