@@ -151,12 +151,13 @@ class _Alarm:
     """
 
     fired = False  # set by any alarm of this process; compile_job clears it before each job
+    fired_error: LightLLMStructError | None = None  # what the last alarm raised
 
     def __init__(self, seconds: float, error: LightLLMStructError) -> None:
         self.seconds, self.error = seconds, error
 
     def _fire(self, *_: Any) -> None:
-        _Alarm.fired = True
+        _Alarm.fired, _Alarm.fired_error = True, self.error
         raise self.error
 
     def __enter__(self) -> None:
@@ -184,7 +185,9 @@ def _limit_memory(memory_mb: int | None) -> None:
 
 
 def _setup(init: WorkerInit) -> tuple[Any, Any]:
+    from lightllm_struct.engine.grammar_manager import compile_and_warm, compile_constraint
     from lightllm_struct.grammar import GrammarCompiler, TokenizerInfo
+    from lightllm_struct.request import Constraint
 
     info = TokenizerInfo.from_vocab(init.vocab, eos_token_ids=init.eos_token_ids,
                                     special_token_ids=init.special_token_ids)
@@ -196,8 +199,10 @@ def _setup(init: WorkerInit) -> tuple[Any, Any]:
     # that raised its own CompileTimeout here never started.
     deadline, compiler.compile_timeout_s = compiler.compile_timeout_s, None
     try:
-        grammar = compiler.compile_json_schema(
-            {"type": "object", "properties": {"a": {"type": "string", "format": "uri"}}})
+        schema = {"type": "object", "properties": {"a": {"type": "string", "format": "uri"}}}
+        # compile_and_warm builds the vocabulary's budget-check tables too (numba kernels compiled on a fresh
+        # install: an alarm inside numba's compile leaves it broken for the worker's life)
+        grammar = (compile_and_warm if init.warm else compile_constraint)(compiler, Constraint("json_schema", schema))
         _first_mask(grammar, info)
     finally:
         compiler.compile_timeout_s = deadline
@@ -250,12 +255,22 @@ def _run_job(compiler: Any, info: Any, init: WorkerInit, job: tuple) -> tuple[st
     except RecursionError:
         return "error", pack_error(GrammarTooComplex("the constraint nests too deeply to compile"))
     except Exception as exc:  # noqa: BLE001 -- every failure goes back typed; the worker lives on
-        return "error", pack_error(exc)
+        return "error", pack_error(_after_alarm(exc))
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException:  # noqa: BLE001 -- rpds (jsonschema's Rust maps) panics as pyo3's PanicException, a
         # BaseException that no module exports: every BaseException but the interpreter's own stop signals
         return "error", pack_error(GrammarTooComplex("the constraint nests too deeply to compile"))
+
+
+def _after_alarm(exc: BaseException) -> BaseException:
+    """What to report for ``exc``: an untyped error raised after an alarm fired is the alarm's consequence. The
+    alarm's own exception can be swallowed where it lands (numba compiling a kernel calls back into Python
+    through ctypes, which only prints it), and the code around it then fails in its own way ("no compiled
+    object yet"): the fuzz benchmark saw that as an untyped error instead of the deadline it was."""
+    if _Alarm.fired and _Alarm.fired_error is not None and not isinstance(_typed_cause(exc), LightLLMStructError):
+        return _Alarm.fired_error
+    return exc
 
 
 # Compiles are background work beside the engine's step loop: on a machine with few cores, hostile compiles

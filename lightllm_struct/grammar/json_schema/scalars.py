@@ -158,7 +158,15 @@ def _intersection(patterns: list[str], fmt: str | None, lengths: tuple[int, int 
         return None if content is None else '"' + content + '"'
     except OverflowError as exc:
         raise UnsupportedSchemaFeature(f"pattern/format/length combination too large to intersect ({exc})",
-                                       pointer=f"{ptr}/maxLength" if hi is not None else f"{ptr}/minLength") from exc
+                                       pointer=f"{ptr}/{_widest_part(patterns, fmt, lengths)}") from exc
+
+
+def _widest_part(patterns: list[str], fmt: str | None, lengths: tuple[int, int | None] | None) -> str:
+    """The keyword a too-large intersection is refused at: the length bound if one took part (the usual cause),
+    else the pattern, else the format (a pattern and a format alone can also blow up)."""
+    if lengths is not None:
+        return "maxLength" if lengths[1] is not None else "minLength"
+    return "pattern" if patterns else "format"
 
 
 def _pattern(pattern: Any, ptr: str) -> str:

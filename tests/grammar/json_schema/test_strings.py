@@ -233,3 +233,13 @@ def test_distinct_literals_do_not_grow_memory_without_bound():
     assert len(strings._SPELLED_LITERALS) == strings._SPELLED_LITERALS.maxsize
     assert grown < 2**18, f"{grown} bytes more kept by the second 50k distinct literals"
     assert literal_spelling(literal_string("kept")) == '"kept"'
+
+
+@pytest.mark.parametrize("fmt, pattern", [("email", ".*[0-9]{5}.*"), ("date-time", ".*1.{10}")])
+def test_a_pattern_and_format_too_large_to_intersect_are_refused_at_the_pattern(fmt, pattern):
+    # No length bound took part: the refusal once raised UnboundLocalError (untyped) looking for one.
+    from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
+    from lightllm_struct.grammar.json_schema import json_schema_to_lark
+    with pytest.raises(UnsupportedSchemaFeature) as info:
+        json_schema_to_lark({"type": "string", "format": fmt, "pattern": pattern})
+    assert info.value.pointer == "/pattern"
