@@ -45,7 +45,7 @@ def main() -> None:
     vocab = engine.model_config.vocab_size
     for i in range(args.decoders):
         engine.add_request(Request(request_id=f"d{i}", prompt_token_ids=[1 + i, 2, 3, 4, 5, 6, 7, 8],
-                                   sampling=SamplingParams(max_tokens=100_000, ignore_eos=True)))
+                                   sampling=SamplingParams(max_tokens=400, ignore_eos=True)))
     for _ in range(5):
         engine.step()
     # A prompt of distinct-ish tokens (no prefix-cache hit), as a rendered tool schema would be.

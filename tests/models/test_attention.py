@@ -37,7 +37,10 @@ def _naive(q, k_buf, v_buf, table, seq_lens, query_lens, *, window=None):
     ([90, 12, 41], [24, 1, 41], None),  # a chunk, one decode, a whole prompt in one step
     ([30, 50, 9], [1, 1, 1], None),  # decodes only
     ([60, 20], [15, 1], 8),  # sliding window
-], ids=["prompt", "chunk", "mixed", "decode", "window"])
+    ([5, 300, 7, 140, 290, 700], [1] * 6, None),  # decodes of spread contexts: batched in groups by length
+    ([5, 300, 90, 700, 6], [1, 1, 20, 1, 1], None),  # the same beside a chunk
+    ([3, 400, 9, 350], [1] * 4, 16),  # groups under a sliding window
+], ids=["prompt", "chunk", "mixed", "decode", "window", "spread-decode", "spread-mixed", "spread-window"])
 def test_torch_backend_matches_the_written_out_softmax(seq_lens, query_lens, window):
     g = torch.Generator().manual_seed(3)
     hq, hkv, d = 6, 2, 16
@@ -57,3 +60,17 @@ def test_torch_backend_matches_the_written_out_softmax(seq_lens, query_lens, win
     assert torch.equal(k_buf[meta.slot_mapping], k) and torch.equal(v_buf[meta.slot_mapping], v)
     ref = _naive(q, k_buf, v_buf, table, seq_lens, query_lens, window=window)
     assert torch.allclose(out, ref, atol=1e-10, rtol=1e-8)
+
+
+def test_decodes_of_spread_contexts_are_padded_only_within_their_length_group(monkeypatch):
+    lens = [5, 300, 7, 140, 290, 700, 120]
+    table = torch.arange(len(lens) * 702, dtype=torch.int32).reshape(len(lens), 702)
+    meta = AttentionMetadata.build(lens, [1] * len(lens), table)
+    backend, padded = TorchAttentionBackend(), []
+    real = backend._decode
+    monkeypatch.setattr(backend, "_decode", lambda q, *a: padded.append((q.shape[0], a[-1])) or real(q, *a))
+    q, k, v = (torch.randn(len(lens), h, 8) for h in (4, 2, 2))
+    pool = _Pool(torch.randn(table.numel(), 2, 8), torch.randn(table.numel(), 2, 8))
+    backend.forward(q, k, v, layer=0, kv_cache=pool, meta=meta)
+    # 5, 7, 120 (all short) | 140 | 290, 300 | 700: no row padded beyond twice its length or the short context.
+    assert sorted(padded) == [(1, 140), (1, 700), (2, 300), (3, 120)]
