@@ -1,11 +1,13 @@
 """Which tokens of which requests run in the next step, and where their KV goes.
 
-One step mixes decodes (one token each) and prefill chunks under a token budget. New requests are admitted
-first-come first-served while the *future peak* memory of the running requests plus the candidate fits the
-pool (LightLLM): with ``a_i`` slots held and ``b_i`` still to come, sorted by ``b`` descending, the peak is
-``max_i (b_i * i + sum_{j<=i} a_j)``. ``b`` is estimated from the last finished output lengths conditioned
-on what was already produced, capped by max_tokens and by a grammar's hard bound. When an estimate proves
-too small, the newest request is preempted (its KV goes to the prefix cache, so re-admission is cheap).
+One step mixes decodes (one token each, planned first) and prefill chunks under a token budget; while requests
+decode, the chunks also share a cost-weighted prefill bound (``prefill_budget.py``) so that a long prompt is spread
+over steps instead of stalling every stream. New requests are admitted first-come first-served while the
+*future peak* memory of the running requests plus the candidate fits the pool (LightLLM): with ``a_i`` slots held
+and ``b_i`` still to come, sorted by ``b`` descending, the peak is ``max_i (b_i * i + sum_{j<=i} a_j)``. ``b`` is
+estimated from the last finished output lengths conditioned on what was already produced, capped by max_tokens
+and by a grammar's hard bound. When an estimate proves too small, the newest request is preempted (its KV goes
+to the prefix cache, so re-admission is cheap).
 """
 from __future__ import annotations
 
