@@ -32,6 +32,13 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 STARTUP_TIMEOUT_S = 300.0  # imports and vocabulary set-up on a loaded machine
 
 
+class CompileFuture(cf.Future):
+    """A job's future that also says when a worker began running it (None while queued): how long the compile
+    itself took, apart from time spent waiting for a free or restarting worker."""
+
+    started_at: float | None = None
+
+
 class _Worker:
     """One worker process (``python -m lightllm_struct.engine.compile_worker``) and its end of a socket pair.
 
@@ -140,8 +147,8 @@ class CompilePool:
         for _ in self._threads:
             self._jobs.put(None)
 
-    def _submit(self, job: tuple) -> cf.Future:
-        future: cf.Future = cf.Future()
+    def _submit(self, job: tuple) -> CompileFuture:
+        future = CompileFuture()
         self._jobs.put((job, future))
         return future
 
@@ -197,6 +204,7 @@ class CompilePool:
         except RecursionError:
             future.set_exception(GrammarTooComplex("the constraint nests too deeply to compile"))
             return worker
+        future.started_at = time.monotonic()
         try:
             kind, payload, *restart = worker.run(data, timeout_s)
         except (EOFError, OSError):

@@ -144,3 +144,11 @@ def test_a_worker_that_grew_past_its_allowance_is_recycled_after_its_job(local):
         assert pool.compile(Constraint("choice", ["a"]), timeout_s=60).result(timeout=400) is not None
     finally:
         pool.shutdown()
+
+
+def test_a_future_says_when_a_worker_took_its_job(pool):
+    # the fuzz harness times a compile from here, apart from the wait for a free or restarting worker
+    before = time.monotonic()
+    future = pool.call(time.sleep, 0.2, timeout_s=30)
+    assert future.result(timeout=400) is None
+    assert future.started_at is not None and before <= future.started_at <= time.monotonic() - 0.2

@@ -23,14 +23,21 @@ class Outcome:
     untyped: list[str] = field(default_factory=list)
     late: list[tuple[str, float]] = field(default_factory=list)  # past deadline + grace
     worker_deaths: int = 0
-    seconds: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # from a worker taking the job to its answer
+    waits: list[float] = field(default_factory=list)  # queued: every worker busy or restarting
 
     def summary(self) -> dict:
         s = sorted(self.seconds) or [0.0]
         return {"constraints": self.total, "grammars": self.grammars, "typed_errors": dict(self.codes.most_common()),
                 "untyped": len(self.untyped), "late": len(self.late), "worker_deaths": self.worker_deaths,
                 "p50_s": round(s[len(s) // 2], 4), "p99_s": round(s[int(len(s) * 0.99)], 4),
-                "max_s": round(s[-1], 3)}
+                "max_s": round(s[-1], 3), **_waits(self.waits)}
+
+
+def _waits(waits: list[float]) -> dict:
+    w = sorted(waits) or [0.0]
+    return {"queued_p50_s": round(w[len(w) // 2], 4), "queued_p99_s": round(w[int(len(w) * 0.99)], 4),
+            "queued_max_s": round(w[-1], 3)}
 
 
 def warm(pool: CompilePool) -> None:
@@ -48,13 +55,21 @@ def run(pool: CompilePool, cases, *, deadline_s: float, batch: int = 8) -> Outco
         chunk = [c for c in chunk if c is not None]
         if not chunk:
             return out
-        started = [(name, c, time.monotonic(), pool.compile(c, timeout_s=deadline_s)) for name, c in chunk]
-        for name, constraint, _, future in started:
-            _record(out, name, constraint, future, deadline_s)
+        started = [(name, c, _stamped(pool.compile(c, timeout_s=deadline_s))) for name, c in chunk]
+        for name, constraint, (submitted, future, answered) in started:
+            _record(out, name, constraint, future, deadline_s, submitted=submitted, answered=answered)
 
 
-def _record(out: Outcome, name: str, constraint: Constraint, future, deadline_s: float) -> None:
-    start = time.monotonic()
+def _stamped(future) -> tuple[float, object, list[float]]:
+    """(submitted at, the future, [answered at] once it is done): stamped by the pool's thread as it answers."""
+    answered: list[float] = []
+    submitted = time.monotonic()
+    future.add_done_callback(lambda _: answered.append(time.monotonic()))
+    return submitted, future, answered
+
+
+def _record(out: Outcome, name: str, constraint: Constraint, future, deadline_s: float, *, submitted: float,
+            answered: list[float]) -> None:
     try:
         future.result(timeout=deadline_s * 4 + 60)
         out.grammars += 1
@@ -64,8 +79,12 @@ def _record(out: Outcome, name: str, constraint: Constraint, future, deadline_s:
         out.worker_deaths += isinstance(exc, CompileWorkerDied)
         out.codes[error_code(exc)] += 1
     out.total += 1
-    # Wall time of the compile itself, as the engine sees it (queueing behind the batch excluded).
-    wall = time.monotonic() - start
+    # The compile's own time: from a worker taking the job (the pool stamps it) to its answer. Waiting for a
+    # worker (busy, or restarting after a kill: seconds on a loaded machine) is counted apart, as ``waits``.
+    done = answered[0] if answered else time.monotonic()
+    began = future.started_at if future.started_at is not None else submitted
+    wall = done - began
     out.seconds.append(wall)
+    out.waits.append(began - submitted)
     if wall > deadline_s + KILL_GRACE_S + 1.0:
         out.late.append((name, wall))
