@@ -4,8 +4,8 @@ A cached grammar that a running request still walks must stay (evicting it frees
 request with that constraint would compile it again): its users are the matchers made from it, held weakly,
 so a request that ends stops counting without any hook. Once a large grammar is evicted, its memory is only
 reclaimed by the cyclic collector (a grammar and its mask caches refer to each other), and glibc keeps freed
-small blocks in the process unless asked: ``release_memory`` does both after a large eviction (a 250-parameter
-tool's grammar: 545 -> 460 MB RSS after ``malloc_trim(0)``, measured in ``benchmarks/RESULTS.md``).
+small blocks in the process unless asked: ``release_memory`` trims the heap once an evicted grammar is freed
+(a 250-parameter tool's grammar deleted: 545 -> 460 MB RSS after ``malloc_trim(0)``, ``benchmarks/RESULTS.md``).
 """
 from __future__ import annotations
 
@@ -79,17 +79,42 @@ def _malloc_trim() -> Any:
 
 
 _TRIM = _malloc_trim()
-_release_lock = threading.Lock()
+_TRIM_DELAY_S = 0.5  # a finalizer runs before the objects it watched are freed: trim a little after
 
 
-def release_memory(nbytes: int) -> bool:
-    """After ``nbytes`` were evicted from a cache: collect cycles and return free heap pages to the system
-    (glibc's ``malloc_trim``) if that is large enough to matter; whether it ran."""
+def release_memory(futures: list, nbytes: int) -> bool:
+    """After ``futures`` (cached compiles, ``nbytes`` estimated) were evicted: once each grammar is freed,
+    return free heap pages to the system (glibc's ``malloc_trim``), if that is large enough to matter.
+
+    An evicted grammar may still be referenced (a request that holds it, the future a coroutine awaits),
+    and a grammar is freed only by the cyclic collector (it and its mask caches refer to each other): so the
+    trim waits for the grammar's finalizer, and a collection now frees those that nothing holds any more.
+    Returns whether anything was scheduled.
+    """
     if nbytes < RELEASE_MIN_BYTES:
         return False
-    with _release_lock:  # two evicting threads need one collection, not two at once
-        gc.collect()
-        if _TRIM is not None:
-            _TRIM(0)
-    logger.debug("released memory after evicting %.0f MB of grammars", nbytes / 2**20)
+    for future in futures:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            try:
+                weakref.finalize(future.result(), _trim_soon)
+            except TypeError:  # not weakly referable: nothing to wait for
+                pass
+    futures.clear()
+    threading.Thread(target=_collect, name="llms-release", daemon=True).start()
     return True
+
+
+def _collect() -> None:
+    gc.collect()  # out of the evicting caller's frame, which still held the values
+
+
+def _trim_soon() -> None:
+    timer = threading.Timer(_TRIM_DELAY_S, _trim)
+    timer.daemon = True
+    timer.start()
+
+
+def _trim() -> None:
+    if _TRIM is not None:
+        _TRIM(0)
+    logger.debug("returned free heap to the system after evicting grammars")

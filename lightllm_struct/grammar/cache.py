@@ -34,8 +34,9 @@ class LRU(Generic[K, V]):
     in_use:
         Whether a value must stay (None: never); such entries are skipped by eviction.
     on_evict:
-        Called as ``on_evict(nbytes)`` after entries were evicted, with their estimated bytes, once this cache
-        dropped them and released its lock (to give memory back: ``engine/grammar_users.release_memory``).
+        Called as ``on_evict(values, nbytes)`` after entries were evicted (their values and estimated bytes),
+        once this cache dropped them and released its lock (to give memory back once they are freed:
+        ``engine/grammar_users.release_memory``).
 
     Raises
     ------
@@ -45,7 +46,7 @@ class LRU(Generic[K, V]):
 
     def __init__(self, maxsize: int, *, max_bytes: int | None = None, size_of: Callable[[V], int] | None = None,
                  in_use: Callable[[V], bool] | None = None,
-                 on_evict: Callable[[int], None] | None = None) -> None:
+                 on_evict: Callable[[list[V], int], None] | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"LRU maxsize must be >= 1, got {maxsize}")
         if max_bytes is not None and max_bytes < 1:
@@ -163,7 +164,8 @@ class LRU(Generic[K, V]):
 
     def _report(self, evicted: list[tuple[K, V, int]]) -> int:
         nbytes = sum(size for _, _, size in evicted)
-        evicted.clear()  # the values' last references here: what they alone held can be freed now
+        values = [value for _, value, _ in evicted]
+        evicted.clear()
         if nbytes and self._on_evict is not None:
-            self._on_evict(nbytes)
+            self._on_evict(values, nbytes)
         return nbytes

@@ -58,8 +58,19 @@ def test_future_nbytes_reads_the_grammar_once_done():
     assert future_nbytes(_done(frozenset({1}))) == 0  # no estimate: counts nothing
 
 
-def test_release_memory_runs_only_after_a_large_eviction(monkeypatch):
-    trims: list = []
-    monkeypatch.setattr(grammar_users, "_TRIM", trims.append)
-    assert release_memory(grammar_users.RELEASE_MIN_BYTES - 1) is False and trims == []
-    assert release_memory(grammar_users.RELEASE_MIN_BYTES) is True and trims == [0]
+def test_memory_is_trimmed_once_an_evicted_grammar_is_freed(monkeypatch):
+    import gc
+    import threading
+
+    trimmed = threading.Event()
+    monkeypatch.setattr(grammar_users, "_TRIM", lambda pad: trimmed.set())
+    monkeypatch.setattr(grammar_users, "_TRIM_DELAY_S", 0.0)
+    assert release_memory([_done(Grammar())], grammar_users.RELEASE_MIN_BYTES - 1) is False
+    held = Grammar()
+    held.cycle = held  # freed by the cyclic collector only, as a compiled grammar is
+    assert release_memory([_done(held)], grammar_users.RELEASE_MIN_BYTES) is True
+    gc.collect()
+    assert not trimmed.wait(0.5)  # still referenced here: nothing freed, nothing trimmed
+    del held
+    gc.collect()
+    assert trimmed.wait(10)

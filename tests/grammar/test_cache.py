@@ -48,7 +48,7 @@ class Blob:
 
 def _blobs(max_bytes: int, released: list | None = None) -> LRU:
     return LRU(100, max_bytes=max_bytes, size_of=lambda b: b.nbytes, in_use=lambda b: b.busy,
-               on_evict=None if released is None else released.append)
+               on_evict=None if released is None else lambda values, nbytes: released.append(nbytes))
 
 
 def test_a_byte_bound_evicts_by_bytes_not_entries():
@@ -93,25 +93,17 @@ def test_refresh_remeasures_values_that_grew_and_evicts():
     assert lru.refresh("other") == 0 and lru.nbytes == 400  # one key re-measured, under the bound
 
 
-def test_on_evict_runs_once_the_cache_dropped_its_values():
-    import weakref
-
+def test_on_evict_gets_the_values_and_their_bytes_after_the_lock():
     seen: list = []
-    ref: list = []
-    lru = LRU(1, on_evict=lambda nbytes: seen.append(ref[0]() is None))
-    blob = Blob(0)
-    ref.append(weakref.ref(blob))
-    lru.put("a", blob)
-    del blob
-    lru.put("b", Blob(0))
-    assert seen == []  # nothing measured: no bytes to report
-    lru2 = LRU(1, size_of=lambda b: b.nbytes, on_evict=lambda nbytes: seen.append((nbytes, ref[1]() is None)))
-    blob = Blob(10)
-    ref.append(weakref.ref(blob))
-    lru2.put("a", blob)
-    del blob
-    lru2.put("b", Blob(1))
-    assert seen == [(10, True)]
+    lru = LRU(1, size_of=lambda b: b.nbytes, on_evict=lambda values, nbytes: seen.append(
+        ([v.nbytes for v in values], nbytes, lru.get("b") is not None)))  # the lock is free: get() works
+    lru.put("a", Blob(10))
+    lru.put("b", Blob(1))
+    assert seen == [([10], 10, True)]
+    quiet = LRU(1, on_evict=lambda values, nbytes: seen.append(nbytes))
+    quiet.put("a", Blob(0))
+    quiet.put("b", Blob(0))
+    assert len(seen) == 1  # nothing measured: no bytes to report
 
 
 def test_a_byte_bound_below_one_is_refused():
