@@ -1,6 +1,6 @@
 """Schemas of the keywords issue 18 added (pattern properties, divisibility, pattern with lengths, key names,
 property counts, uniqueItems over finite item domains, contains counts, if/then/else and dependentSchemas as
-unions, the non-integral numbers, anyOf as disjoint alternatives, merged multipleOf), shared by the soundness walks and the completeness tests."""
+unions, the non-integral numbers, anyOf as disjoint alternatives, merged multipleOf, unevaluatedProperties by cases), shared by the soundness walks and the completeness tests."""
 from __future__ import annotations
 
 KEYWORD_SCHEMAS = {
@@ -43,6 +43,11 @@ KEYWORD_SCHEMAS = {
                                                 "maxItems": 1, "items": {"type": "integer"}}]}},
     "multiple_of_merged": {"type": "array", "maxItems": 3,
                            "items": {"allOf": [{"multipleOf": 0.75}, {"multipleOf": 0.5}], "maximum": 40}},
+    "unevaluated_if": {"type": "object", "required": ["kind"], "unevaluatedProperties": False,
+                       "properties": {"kind": {"enum": ["a", "b"]}},
+                       "if": {"properties": {"kind": {"const": "a"}}},
+                       "then": {"properties": {"x": {"type": "integer", "minimum": 0}}},
+                       "else": {"properties": {"y": {"type": "boolean"}}}},
     "not_integer": {"type": "array", "maxItems": 4,
                     "items": {"type": "number", "minimum": -5, "maximum": 100, "not": {"type": "integer"}}},
 }

@@ -8,6 +8,7 @@ terminate. A schema node compiles in this order: ``$ref`` (with siblings: merged
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -27,6 +28,7 @@ from lightllm_struct.grammar.json_schema.exclusive import exclusive_branches, fi
 from lightllm_struct.grammar.json_schema.negation import Negator
 from lightllm_struct.grammar.json_schema.presence import PRESENCE, NotPresence, absorb, presence_of
 from lightllm_struct.grammar.json_schema.refs import RefResolver, escape_token, preloaded_registry
+from lightllm_struct.grammar.json_schema.unevaluated import WORDS, as_cases, needs_cases
 
 TYPE_KEYWORDS = {
     "null": (),
@@ -144,7 +146,22 @@ class Converter:
             return self._compile_node(merged, base, ptr, depth=depth + 1)
         if "allOf" in schema:
             return self._compile_node(self._flat(schema, base, ptr, depth), base, ptr, depth=depth + 1)
-        return self._compile_flat(absorb_unevaluated(schema), base, ptr)
+        flat = absorb_unevaluated(schema)
+        if needs_cases(flat):  # unevaluated* whose reach depends on applicators: a union of cases
+            word = next(w for w in WORDS if flat.get(w, True) not in (True, {}))
+            return self._renamed(lambda: self._compile_node(as_cases(flat, self._flattener(base), ptr), base, ptr,
+                                                            depth=depth + 1), ptr, f"{ptr}/{word}")
+        return self._compile_flat(flat, base, ptr)
+
+    def _renamed(self, compile_: Callable[[], Piece], ptr: str, where: str) -> Piece:
+        """``compile_()``, with a refusal inside the anyOf made up at ``ptr`` named by ``where`` (the keyword it
+        was made from: the made-up pointer names nothing in the schema)."""
+        try:
+            return compile_()
+        except SchemaError as exc:
+            if exc.pointer != f"{ptr}/anyOf" and not exc.pointer.startswith(f"{ptr}/anyOf/"):
+                raise
+            raise type(exc)(str(exc).rsplit(" (at ", 1)[0], pointer=where) from None
 
     def _flat(self, schema: Any, base: str, ptr: str, depth: int) -> dict:
         """``schema`` with its top-level ``$ref``/``allOf`` merged away (False: an impossible schema)."""
@@ -202,12 +219,8 @@ class Converter:
         unioned = self._conditionals(schema, base, ptr, presence=presence)
         if unioned is not None:
             schema, where = unioned
-            try:
-                return self._compile_branches(schema, "anyOf", base, ptr, label=where[len(ptr) + 1:])
-            except SchemaError as exc:  # a refusal inside the made-up anyOf: named by the conditional's pointer
-                if exc.pointer != f"{ptr}/anyOf" and not exc.pointer.startswith(f"{ptr}/anyOf/"):
-                    raise
-                raise type(exc)(str(exc).rsplit(" (at ", 1)[0], pointer=where) from None
+            return self._renamed(lambda: self._compile_branches(schema, "anyOf", base, ptr, label=where[len(ptr) + 1:]),
+                                 ptr, where)
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 return self._compile_branches(schema, key, base, ptr)

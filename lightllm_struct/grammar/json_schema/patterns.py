@@ -249,9 +249,13 @@ IPV6 = _ipv6()
 UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _URI_CHAR = "(?:[A-Za-z0-9\\-._~:\\/?#\\[\\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})"
 URI = f"[A-Za-z][A-Za-z0-9+\\-.]*:{_URI_CHAR}*"
+# RFC 3339 appendix A's duration (a subset of what jsonschema's checker, isoduration, reads: no fractions, no
+# skipped units such as "P1Y2D")
+_DUR_TIME = "T(?:[0-9]+H(?:[0-9]+M(?:[0-9]+S)?)?|[0-9]+M(?:[0-9]+S)?|[0-9]+S)"
+DURATION = f"P(?:(?:[0-9]+D|[0-9]+M(?:[0-9]+D)?|[0-9]+Y(?:[0-9]+M(?:[0-9]+D)?)?)(?:{_DUR_TIME})?|{_DUR_TIME}|[0-9]+W)"
 FORMATS = {
     "date": DATE, "time": TIME, "date-time": f"{DATE}[Tt]{TIME}", "email": EMAIL, "uuid": UUID,
-    "uri": URI, "ipv4": IPV4, "ipv6": IPV6, "hostname": HOSTNAME,
+    "uri": URI, "ipv4": IPV4, "ipv6": IPV6, "hostname": HOSTNAME, "duration": DURATION,
 }
 
 

@@ -167,7 +167,20 @@ FORMAT_CASES = {
     "ipv6": (["::1", "::", "1:2:3:4:5:6:7:8", "fe80::1:2", "::ffff:192.168.0.1", "1::"],
              ["12345::", "1:2:3:4:5:6:7:8:9", ":::", "1::2::3"]),
     "hostname": (["www.example.com", "a-b.c1"], ["-a.com", "a_b.com", "a..b", "x" * 64]),
+    "duration": (["P4Y", "PT1M", "P1DT12H", "P0D", "P2W", "P1Y2M3DT4H5M6S", "PT36H"],
+                 ["P", "PT", "P1DT", "P1W2D", "1D", "P1.5D", "PT1H2S3M"]),
 }
+
+
+def test_duration_is_within_what_jsonschema_reads():
+    """Sound against the oracle: every sampled string the duration regex takes, isoduration takes too."""
+    import jsonschema
+
+    checker, rng = jsonschema.Draft202012Validator.FORMAT_CHECKER, random.Random(5)
+    parts = ["P", "T", "1", "12", "0", "Y", "M", "D", "W", "H", "S", ".5", "-"]
+    taken = [t for t in ("".join(rng.choice(parts) for _ in range(rng.randint(1, 8))) for _ in range(60000))
+             if re.fullmatch(FORMATS["duration"], t)]
+    assert len(taken) > 20 and all(checker.conforms(t, "duration") for t in taken)
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
