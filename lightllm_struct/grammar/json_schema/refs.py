@@ -122,8 +122,10 @@ class RefResolver:
 
     def _walk(self, resource: Target, fragment: str, ref: str, pointer: str) -> Target:
         node, path, base = resource.schema, resource.pointer, resource.base
-        for raw in fragment.split("/")[1:]:
-            token = raw.replace("~1", "/").replace("~0", "~")
+        tokens = [raw.replace("~1", "/").replace("~0", "~") for raw in fragment.split("/")[1:]]
+        for i, token in enumerate(tokens):
+            if isinstance(node, dict):
+                token = _legacy_name(node, token, tokens[i + 1] if i + 1 < len(tokens) else None)
             if isinstance(node, dict) and token in node:
                 node = node[token]
             elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
@@ -146,3 +148,20 @@ class RefResolver:
                                   pointer=pointer) from None
             self._checked.add(id(node))
         return Target(node, base, path)
+
+
+def _legacy_name(node: dict, token: str, following: str | None) -> str:
+    """The keyword a draft 4-2019-09 pointer token names after dialects.py rewrote the node into 2020-12
+    (``items`` arrays became ``prefixItems``, ``additionalItems`` became ``items``, ``dependencies`` split into
+    ``dependentSchemas``/``dependentRequired``); ``token`` itself where the node has no such rewrite."""
+    prefix = isinstance(node.get("prefixItems"), list)
+    if token == "items" and prefix and following is not None and following.isdigit() \
+            and not isinstance(node.get("items"), list):
+        return "prefixItems"
+    if token == "additionalItems" and "additionalItems" not in node and prefix:
+        return "items"
+    if token == "dependencies" and "dependencies" not in node:
+        for word in ("dependentSchemas", "dependentRequired"):
+            if isinstance(node.get(word), dict) and following in node[word]:
+                return word
+    return token

@@ -93,3 +93,19 @@ def test_dynamic_refs_with_several_anchors_are_refused():
     with pytest.raises(UnsupportedSchemaFeature) as err:
         json_schema_to_lark(schema)
     assert err.value.pointer == "/items/$dynamicRef"
+
+
+@pytest.mark.parametrize("schema, values", [
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "integer"}, {"$ref": "#/items/0"}]},
+     [[1, 2], [1, "a"], ["a"], [1, 2, "x"], []]),
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "items": [{}], "additionalItems": {"type": "string"},
+      "properties": {"a": {"$ref": "#/additionalItems"}}}, [["x", "y"], ["x", 1], {"a": "s"}, {"a": 1}]),
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "dependencies": {"a": {"required": ["b"]}},
+      "properties": {"c": {"$ref": "#/dependencies/a"}}}, [{"c": {"b": 1}}, {"c": {}}, {"a": 1, "b": 2}, {"a": 1}]),
+])
+def test_pointers_into_rewritten_legacy_keywords_resolve(schema, values):
+    # dialects.py rewrites tuple items, additionalItems and dependencies into 2020-12 keywords; a $ref written
+    # against the old names still finds its subschema (refs._legacy_name)
+    g = SchemaGrammar(schema)
+    for value in values:
+        g.check(value)
