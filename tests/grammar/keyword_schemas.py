@@ -1,6 +1,6 @@
 """Schemas of the keywords issue 18 added (pattern properties, divisibility, pattern with lengths, key names,
 property counts, uniqueItems over finite item domains, contains counts, if/then/else and dependentSchemas as
-unions, the non-integral numbers, anyOf as disjoint alternatives, merged multipleOf, unevaluatedProperties by cases), shared by the soundness walks and the completeness tests."""
+unions, the non-integral numbers, anyOf as disjoint alternatives, merged multipleOf, unevaluatedProperties by cases, not multipleOf), shared by the soundness walks and the completeness tests."""
 from __future__ import annotations
 
 KEYWORD_SCHEMAS = {
@@ -48,6 +48,8 @@ KEYWORD_SCHEMAS = {
                        "if": {"properties": {"kind": {"const": "a"}}},
                        "then": {"properties": {"x": {"type": "integer", "minimum": 0}}},
                        "else": {"properties": {"y": {"type": "boolean"}}}},
+    "not_multiple_of": {"type": "array", "maxItems": 4,
+                        "items": {"type": "number", "minimum": -50, "maximum": 300, "not": {"multipleOf": 7}}},
     "not_integer": {"type": "array", "maxItems": 4,
                     "items": {"type": "number", "minimum": -5, "maximum": 100, "not": {"type": "integer"}}},
 }

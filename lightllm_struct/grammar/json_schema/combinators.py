@@ -31,6 +31,8 @@ NOT_PATTERNS = "$lightllm:notPatterns"
 # A number of the node is not an integer: "value" (not integral) or "syntax" (draft 4: written with a fraction
 # or an exponent); the complement of ``type: integer`` among numbers (negation.py).
 NON_INTEGRAL = "$lightllm:nonIntegral"
+# Steps no number of the node is a multiple of (the complement of ``multipleOf``, negation.py).
+NOT_MULTIPLES = "$lightllm:notMultiples"
 _SCHEMA_VALUED = ("items", "additionalProperties", "propertyNames", "unevaluatedItems", "unevaluatedProperties")
 MAX_BRANCHES = 64
 
@@ -204,13 +206,16 @@ def merge(a: dict, b: dict, *, pointer: str) -> dict:
     excluded = list(dict.fromkeys(p for s in (a, b) for p in s.get(NOT_PATTERNS, [])))
     if excluded:
         out[NOT_PATTERNS] = excluded
+    steps = list(dict.fromkeys(p for s in (a, b) for p in s.get(NOT_MULTIPLES, [])))
+    if steps:
+        out[NOT_MULTIPLES] = steps
     if "not" in a and "not" in b and not json_equal(a["not"], b["not"]):
         out["not"] = {"anyOf": [a["not"], b["not"]]}  # ¬x ∧ ¬y = ¬(x ∨ y)
     _merge_contains(a, b, out, pointer)
     _merge_dependents(a, b, out, pointer)
     handled = {"dependentSchemas", "dependentRequired", "type", "properties", "additionalProperties", "patternProperties", "prefixItems", "items", "enum",
                "const", "required",
-               "uniqueItems", "anyOf", "oneOf", "pattern", MORE_PATTERNS, NOT_PATTERNS, *_LOWER, *_UPPER,
+               "uniqueItems", "anyOf", "oneOf", "pattern", MORE_PATTERNS, NOT_PATTERNS, NOT_MULTIPLES, *_LOWER, *_UPPER,
                *ANNOTATIONS, "contains"} | ({"not"} if "not" in out else set())
     for key in (k for s in (a, b) for k in s if k not in handled):
         if key in a and key in b and not json_equal(a[key], b[key]):
@@ -288,12 +293,14 @@ def _merge_patterns(a: dict, b: dict, out: dict) -> None:
 
 def as_jsonschema(schema: dict) -> dict:
     """``schema`` with this package's internal keywords written as JSON Schema (for ``jsonschema`` checks)."""
-    if MORE_PATTERNS not in schema and NOT_PATTERNS not in schema and NON_INTEGRAL not in schema:
+    if not {MORE_PATTERNS, NOT_PATTERNS, NON_INTEGRAL, NOT_MULTIPLES} & set(schema):
         return schema
-    out = {k: v for k, v in schema.items() if k not in (MORE_PATTERNS, NOT_PATTERNS, NON_INTEGRAL)}
+    out = {k: v for k, v in schema.items() if k not in (MORE_PATTERNS, NOT_PATTERNS, NON_INTEGRAL, NOT_MULTIPLES)}
     extra = [{"pattern": p} for p in schema.get(MORE_PATTERNS, [])]
     if NON_INTEGRAL in schema:  # (by value: a draft-04 "1.0" is left out of an enum here, which only narrows)
         extra.append({"not": {"type": "integer"}})
+    if schema.get(NOT_MULTIPLES):
+        extra.append({"not": {"type": "number", "anyOf": [{"multipleOf": m} for m in schema[NOT_MULTIPLES]]}})
     if schema.get(NOT_PATTERNS):
         extra.append({"not": {"type": "string", "anyOf": [{"pattern": p} for p in schema[NOT_PATTERNS]]}})
     return {**out, "allOf": [*out.get("allOf", []), *extra]}

@@ -16,8 +16,9 @@ import jsonschema
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema import scalars
 from lightllm_struct.grammar.json_schema.builder import KINDS, NOTHING, GrammarBuilder, Piece
-from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MORE_PATTERNS, NON_INTEGRAL, NOT_PATTERNS,
-                                                              Unsatisfiable, absorb_unevaluated, as_jsonschema, merge)
+from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MORE_PATTERNS, NON_INTEGRAL, NOT_MULTIPLES,
+                                                              NOT_PATTERNS, Unsatisfiable, absorb_unevaluated,
+                                                              as_jsonschema, merge)
 from lightllm_struct.grammar.json_schema.arrays import compile_array
 from lightllm_struct.grammar.json_schema.objects import compile_object
 from lightllm_struct.grammar.json_schema.values import const_piece
@@ -43,7 +44,7 @@ TYPE_KEYWORDS = {
 _GENERIC = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "nullable", "not", "if", "then", "else"}
 KNOWN_KEYWORDS = _GENERIC | ANNOTATIONS | {k for ks in TYPE_KEYWORDS.values() for k in ks} | {INTEGER_SYNTAX,
                                                                                            MORE_PATTERNS, PRESENCE, NOT_PATTERNS,
-                                                                                           NON_INTEGRAL}
+                                                                                           NON_INTEGRAL, NOT_MULTIPLES}
 JSON_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
 MAX_MERGE_DEPTH = 64
 

@@ -30,7 +30,7 @@ def fsm_of(regex: str) -> FSM:
     return interegular.parse_pattern(regex).to_fsm().reduce()
 
 
-def intersection(regexes: Sequence[str | FSM], excluded: Sequence[str] = (), *,
+def intersection(regexes: Sequence[str | FSM], excluded: Sequence[str | FSM] = (), *,
                  render: Render = char_class) -> str | None:
     """A regex for strings matching every one of ``regexes`` (regex text or automata) and none of ``excluded``.
 
@@ -39,7 +39,7 @@ def intersection(regexes: Sequence[str | FSM], excluded: Sequence[str] = (), *,
     """
     automata = [r if isinstance(r, FSM) else fsm_of(r) for r in regexes]
     k = len(automata)
-    automata += [fsm_of(other) for other in excluded]
+    automata += [other if isinstance(other, FSM) else fsm_of(other) for other in excluded]
     fsm = automata[0] if len(automata) == 1 else product(
         automata, lambda accepts: all(accepts[:k]) and not any(accepts[k:]))
     fsm = minimal(fsm)

@@ -19,7 +19,8 @@ from typing import Any
 
 from lightllm_struct.grammar.errors import SchemaError, UnsupportedSchemaFeature
 from lightllm_struct.grammar.json_schema.combinators import (ANNOTATIONS, MAX_BRANCHES, MORE_PATTERNS, NON_INTEGRAL,
-                                                              NOT_PATTERNS, Unsatisfiable, json_equal, merge)
+                                                              NOT_MULTIPLES, NOT_PATTERNS, Unsatisfiable, json_equal,
+                                                              merge)
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.patterns import FORMATS
 
@@ -100,6 +101,10 @@ class Negator:
                 groups.append(({key: value}, [{"type": ["string"], NOT_PATTERNS: [value]}]))
             elif key == MORE_PATTERNS:
                 groups += [({"pattern": p}, [{"type": ["string"], NOT_PATTERNS: [p]}]) for p in value]
+            elif key == "multipleOf":  # the non-multiples (scalars.py: an automaton difference)
+                groups.append(({key: value}, [{"type": ["number"], NOT_MULTIPLES: [value]}]))
+            elif key == NOT_MULTIPLES:
+                groups += [({key: [m]}, [{"type": ["number"], "multipleOf": m}]) for m in value]
             elif key == NON_INTEGRAL:  # among numbers, the integers (draft 4's by syntax)
                 integers = {"type": ["integer"], **({INTEGER_SYNTAX: True} if value == "syntax" else {})}
                 groups.append(({key: value}, [integers]))

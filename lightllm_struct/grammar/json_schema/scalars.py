@@ -18,11 +18,11 @@ from lightllm_struct.grammar.json_schema.patterns import (
     length_range,
     pattern_content_regex,
 )
-from lightllm_struct.grammar.json_schema.combinators import MORE_PATTERNS, NON_INTEGRAL, NOT_PATTERNS
+from lightllm_struct.grammar.json_schema.combinators import MORE_PATTERNS, NON_INTEGRAL, NOT_MULTIPLES, NOT_PATTERNS
 from lightllm_struct.grammar.json_schema.dialects import INTEGER_SYNTAX
 from lightllm_struct.grammar.json_schema.fsm_regex import intersection
 from lightllm_struct.grammar.json_schema.multiples import multiple_fsm, step_parts
-from lightllm_struct.grammar.json_schema.regex_util import char_class, repeat
+from lightllm_struct.grammar.json_schema.regex_util import alt, char_class, repeat
 from lightllm_struct.grammar.json_schema.strings import ALL, string_regex
 
 # Length limits intersected with a pattern or format cost automaton states per counted character.
@@ -76,9 +76,40 @@ def _number(schema: dict, integer: bool, ptr: str) -> str | None:
             return None
         fractional = NON_INTEGRAL_SYNTAX if schema[NON_INTEGRAL] == "syntax" else NON_INTEGRAL_VALUE
         bounded = fractional if lo is None and hi is None else intersection([bounded, fractional])
-    if step is None or integer and step == 1 or bounded is None:
-        return bounded
-    return _multiple_of(step, bounded, ptr)
+    if not (step is None or integer and step == 1 or bounded is None):
+        bounded = _multiple_of(step, bounded, ptr)
+    if schema.get(NOT_MULTIPLES) and bounded is not None:
+        bounded = _not_multiple_of(schema[NOT_MULTIPLES], bounded, ptr)
+    return bounded
+
+
+# Exponent-free numbers: the non-multiples are the difference with the multiples' automaton, which reads no
+# exponent ("3e0" would slip through the difference): so written without one, as multipleOf's (every value has
+# such a spelling).
+_EXPONENT_FREE = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"
+
+
+def _not_multiple_of(steps: list, bounded: str, ptr: str) -> str | None:
+    """The bounded numbers that are multiples of none of ``steps``."""
+    fsms = []
+    for step in steps:
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+            raise SchemaError("multipleOf must be a number greater than 0", pointer=ptr)
+        parts = step_parts(step)
+        try:
+            if parts is None:
+                raise OverflowError("no short decimal form")
+            fsms.append(multiple_fsm(*parts))
+        except OverflowError as exc:
+            raise UnsupportedSchemaFeature(f"not: the non-multiples of {step}: {exc}", pointer=ptr) from exc
+    try:
+        plain = intersection([bounded, _EXPONENT_FREE], excluded=fsms)
+        # no non-integral number is a multiple of an integer step: those take their exponent spellings too
+        fractional = intersection([bounded, NON_INTEGRAL_VALUE]) if all(
+            float(step).is_integer() for step in steps) else None
+    except OverflowError as exc:
+        raise UnsupportedSchemaFeature(f"not: the non-multiples of {steps}: {exc}", pointer=ptr) from exc
+    return alt([r for r in (plain, fractional) if r is not None])
 
 
 def _multiple_of(step: int | float, bounded: str, ptr: str) -> str | None:

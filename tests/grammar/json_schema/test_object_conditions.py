@@ -121,10 +121,10 @@ def test_value_conditions_beyond_the_object_walk_are_refused_by_pointer():
     # a value condition the object walk cannot split goes the union way (test_conditionals.py), whose
     # refusal names the conditional
     with pytest.raises(UnsupportedSchemaFeature) as err:
-        json_schema_to_lark({"type": "object", "dependentSchemas": {"a~b": {"properties": {"c": {"not": {"multipleOf": 2}}}}}})
+        json_schema_to_lark({"type": "object", "dependentSchemas": {"a~b": {"properties": {"c": {"not": {"format": "email"}}}}}})
     assert err.value.pointer == "/dependentSchemas/a~0b"
     with pytest.raises(UnsupportedSchemaFeature) as err:
-        json_schema_to_lark({"properties": {"x": {"if": {"properties": {"a": {"multipleOf": 3}}}, "then": {"required": ["b"]}}}})
+        json_schema_to_lark({"properties": {"x": {"if": {"properties": {"a": {"format": "email"}}}, "then": {"required": ["b"]}}}})
     assert err.value.pointer == "/properties/x/if"
 
 
