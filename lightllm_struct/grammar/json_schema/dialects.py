@@ -163,7 +163,10 @@ class _Rewriter:
 
 
 def _ident(node: dict, draft: str) -> None:
-    """draft-04 ``id``; ``id``/``$id`` of only a fragment (draft 4 to 7) is an anchor."""
+    """draft-04 ``id``; ``id``/``$id`` of only a fragment (draft 4 to 7) is an anchor. A ``$id`` in a draft-04
+    schema is no keyword of that draft: an annotation, which changes no base URI."""
+    if draft == "draft4":
+        node.pop("$id", None)
     if "id" in node and draft in ("draft4", "legacy") and "$id" not in node and isinstance(node["id"], str):
         node["$id"] = node.pop("id")
     node.pop("id", None)

@@ -109,3 +109,15 @@ def test_pointers_into_rewritten_legacy_keywords_resolve(schema, values):
     g = SchemaGrammar(schema)
     for value in values:
         g.check(value)
+
+
+def test_a_dollar_id_in_a_draft4_schema_is_an_annotation():
+    # "$id" is no draft-04 keyword: "#/definitions/..." still resolves against the document, not the subschema
+    schema = {"$schema": "http://json-schema.org/draft-04/schema#", "$id": "https://x.invalid/base.json",
+              "definitions": {"path": {"type": "string"},
+                              "nullable-path": {"$id": "nullable-path", "oneOf": [{"$ref": "#/definitions/path"},
+                                                                                  {"type": "null"}]}},
+              "properties": {"p": {"$ref": "#/definitions/nullable-path"}}}
+    g = SchemaGrammar(schema)
+    for value in ({"p": "a"}, {"p": None}, {"p": 1}, {}):
+        g.check(value)
