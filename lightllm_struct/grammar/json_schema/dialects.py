@@ -12,6 +12,8 @@ converter; ``strict=True`` refuses them instead.
 """
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from typing import Any
 
@@ -162,6 +164,9 @@ class _Rewriter:
         return node
 
 
+_ANCHOR_NAME = re.compile(r"[A-Za-z_][-A-Za-z0-9._]*")
+
+
 def _ident(node: dict, draft: str) -> None:
     """draft-04 ``id``; ``id``/``$id`` of only a fragment (draft 4 to 7) is an anchor. A ``$id`` in a draft-04
     schema is no keyword of that draft: an annotation, which changes no base URI."""
@@ -171,6 +176,9 @@ def _ident(node: dict, draft: str) -> None:
         node["$id"] = node.pop("id")
     node.pop("id", None)
     ident = node.get("$id")
+    if isinstance(ident, str) and ident.startswith("#") and not _ANCHOR_NAME.fullmatch(ident[1:]):
+        node.pop("$id")  # "#" or a JSON pointer ("#/definitions/x", often the node's own place): names no anchor
+        return
     if isinstance(ident, str) and ident.startswith("#") and "$anchor" not in node:
         node.pop("$id")
         node["$anchor"] = ident[1:]

@@ -121,3 +121,14 @@ def test_a_dollar_id_in_a_draft4_schema_is_an_annotation():
     g = SchemaGrammar(schema)
     for value in ({"p": "a"}, {"p": None}, {"p": 1}, {}):
         g.check(value)
+
+
+def test_an_id_of_a_json_pointer_fragment_names_no_anchor():
+    # draft 4-7 schemas in the wild write "id": "#/definitions/x" (the node's own place): not a plain-name
+    # anchor, so no anchor at all (jsonschema ignores it too), and the schema still compiles
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#",
+              "definitions": {"name": {"$id": "#/definitions/name", "type": "string", "maxLength": 3}},
+              "properties": {"name": {"$ref": "#/definitions/name"}}}
+    g = SchemaGrammar(schema)
+    for value in ({"name": "abc"}, {"name": "abcd"}, {"name": 1}, {}):
+        g.check(value)
