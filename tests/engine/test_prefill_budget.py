@@ -7,8 +7,9 @@ from lightllm_struct.config import ConfigError, EngineConfig
 from lightllm_struct.engine.kv_cache import ReqToTokenTable, SlotAllocator
 from lightllm_struct.engine.prefill_budget import PrefillBudget
 from lightllm_struct.engine.scheduler import Scheduler
-from lightllm_struct.engine.sequence import Sequence
-from lightllm_struct.request import Request, RequestStatus, SamplingParams
+from lightllm_struct.request import RequestStatus
+from tests.engine.test_scheduler import _finish_sampled as _play  # the engine's part, shared with the scheduler tests
+from tests.engine.test_scheduler import _seq
 
 
 def _scheduler(slots=8192, *, budget=None, attention_context=512, **cfg):
@@ -17,21 +18,6 @@ def _scheduler(slots=8192, *, budget=None, attention_context=512, **cfg):
     table = ReqToTokenTable(max_rows=config.max_num_seqs, max_seq_len=slots)
     return Scheduler(config, allocator=alloc, table=table, prefix_cache=None, max_model_len=slots,
                      prefill_budget=PrefillBudget(budget=budget, attention_context=attention_context))
-
-
-def _seq(prompt_len, max_tokens, first=100):
-    req = Request(prompt_token_ids=[(first + j) % 5000 for j in range(prompt_len)],
-                  sampling=SamplingParams(max_tokens=max_tokens))
-    return Sequence(req=req, seed=0, detokenizer=None)
-
-
-def _play(sched, batch, token=7):
-    """The engine's part: one token to each sampling sequence, finishing those at max_tokens."""
-    for seq in batch.sampled:
-        seq.req.output_token_ids.append(token)
-        if seq.num_output >= seq.req.sampling.max_tokens:
-            seq.finish(RequestStatus.FINISHED_LENGTH)
-            sched.finish(seq)
 
 
 def _start_decoders(sched, count):

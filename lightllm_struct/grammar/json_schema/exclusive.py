@@ -8,6 +8,7 @@ union. A branch whose complement has no exact form refuses the oneOf by the poin
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lightllm_struct.grammar.errors import UnsupportedSchemaFeature
@@ -23,23 +24,9 @@ def exclusive_branches(branches: list, rest: dict, flatten: Flatten, *, assert_f
     ------
     UnsupportedSchemaFeature : a branch with no exact complement here, or too many pieces.
     """
-    negator = Negator(flatten, assert_formats=assert_formats)
-    out: list[Any] = []
-    for i, branch in enumerate(branches):
-        if branch is False:
-            continue
-        try:
-            within = flatten({"allOf": [rest, branch]} if rest else branch, f"{ptr}/{i}")
-        except Unsatisfiable:
-            continue  # this branch accepts nothing under rest
-        except UnsupportedSchemaFeature:
-            within = None
-        others = [j for j in range(len(branches)) if j != i]
-        for piece in negator.none_of([branches[j] for j in others], ptr, within=within, indices=others):
-            out.append(branch if piece == {} else {"allOf": [branch, piece]})
-        if len(out) > MAX_BRANCHES:
-            raise UnsupportedSchemaFeature("oneOf: exactly-one needs too many pieces", pointer=ptr)
-    return out
+    return _disjoint_pieces(branches, rest, flatten, assert_formats=assert_formats, ptr=ptr,
+                            excluded=lambda i: [j for j in range(len(branches)) if j != i],
+                            too_many="oneOf: exactly-one needs too many pieces")
 
 
 def first_match_branches(branches: list, rest: dict, flatten: Flatten, *, assert_formats: bool,
@@ -53,6 +40,13 @@ def first_match_branches(branches: list, rest: dict, flatten: Flatten, *, assert
     ------
     UnsupportedSchemaFeature : a branch with no exact complement here, or too many pieces.
     """
+    return _disjoint_pieces(branches, rest, flatten, assert_formats=assert_formats, ptr=ptr,
+                            excluded=lambda i: list(range(i)), too_many="anyOf: disjoint alternatives too many")
+
+
+def _disjoint_pieces(branches: list, rest: dict, flatten: Flatten, *, assert_formats: bool, ptr: str,
+                     excluded: Callable[[int], list[int]], too_many: str) -> list[Any]:
+    """``Bi ∧ ¬(B_j for j in excluded(i))`` for every satisfiable branch ``i``, as schemas."""
     negator = Negator(flatten, assert_formats=assert_formats)
     out: list[Any] = []
     for i, branch in enumerate(branches):
@@ -61,11 +55,12 @@ def first_match_branches(branches: list, rest: dict, flatten: Flatten, *, assert
         try:
             within = flatten({"allOf": [rest, branch]} if rest else branch, f"{ptr}/{i}")
         except Unsatisfiable:
-            continue
+            continue  # this branch accepts nothing under rest
         except UnsupportedSchemaFeature:
             within = None
-        for piece in negator.none_of(branches[:i], ptr, within=within):
+        others = excluded(i)
+        for piece in negator.none_of([branches[j] for j in others], ptr, within=within, indices=others):
             out.append(branch if piece == {} else {"allOf": [branch, piece]})
         if len(out) > MAX_BRANCHES:
-            raise UnsupportedSchemaFeature("anyOf: disjoint alternatives too many", pointer=ptr)
+            raise UnsupportedSchemaFeature(too_many, pointer=ptr)
     return out
