@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from lightllm_struct.grammar.lexing.lexer import UnionLexer
+
 _ENTRY = 100  # one dict entry with its key and small-tuple value
 _STATE = 300  # one per-state dict's own table
 _KERNEL = 130  # one kernel item of the shortest-finish tables
@@ -71,10 +73,11 @@ def lexer_nbytes(lexer: Any) -> int:
     states = len(lexer.accept_list)
     n = 3 * 8 * states + 8 * states  # accept_list, mask_base, has_out; accept
     table = getattr(lexer, "sink", None)
-    if table is None and type(lexer).__name__ != "UnionLexer":
+    eager = isinstance(lexer, UnionLexer)
+    if table is None and not eager:
         table = lexer.sink_table  # a lazy lexer's scan table is its only table
     n += 0 if table is None else table.nbytes
-    if type(lexer).__name__ == "UnionLexer":
+    if eager:
         n += lexer.table.nbytes
         rows = lexer.rows
         n += _ROW * (dict.__len__(rows) if isinstance(rows, dict) else len(rows))
