@@ -3,6 +3,7 @@ grows as masks are cached and stays within a factor of two of what tracemalloc m
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import tracemalloc
 
 import pytest
@@ -35,24 +36,31 @@ def test_the_estimate_grows_as_masks_are_cached(schema):
     assert grammar.nbytes() > before
 
 
-@pytest.mark.parametrize("schema", [MANY_KEYS, NESTED])
-def test_the_estimate_is_within_a_factor_of_two_of_the_measured_size(schema):
+def _estimate_and_measured(name: str) -> tuple[int, int]:
+    """(the estimate, tracemalloc's count) of a grammar loaded as an engine loads it and walked."""
+    schema = {"MANY_KEYS": MANY_KEYS, "NESTED": NESTED}[name]
     tok = small_tokenizer()
     data = dump_grammar(GrammarCompiler(tok).compile_json_schema(schema), tok)
-    # A first copy walked outside the measurement: numba's first calls in a fresh tree (no on-disk cache) and
-    # the vocabulary's shared tables are the process's, not the grammar's (CI's clean clone measured 5x).
+    # A first copy walked outside the measurement: numba's first calls and the vocabulary's shared tables are
+    # the process's, not the grammar's.
     _walk(load_grammar(data, tok), INSTANCES[id(schema)])
     gc.collect()
-    tracemalloc.start(64)
+    tracemalloc.start()
     try:
         grammar = load_grammar(data, tok)  # what an engine holds: the grammar as it arrives from a worker
         _walk(grammar, INSTANCES[id(schema)])
         gc.collect()
-        # Only what this test's own calls allocated and still hold: in the whole suite other tests' threads
-        # (compile pools, outboxes) allocate while the trace runs.
-        mine = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, __file__, all_frames=True)])
-        measured = sum(stat.size for stat in mine.statistics("filename"))
+        measured = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    estimate = grammar.nbytes()
+    return grammar.nbytes(), measured
+
+
+@pytest.mark.parametrize("name", ["MANY_KEYS", "NESTED"])
+def test_the_estimate_is_within_a_factor_of_two_of_the_measured_size(name):
+    # Measured in a fresh interpreter: in the whole suite the process's state left by earlier tests made the
+    # same walk allocate 3.6 MB against 0.74 MB alone (not found why), which is the suite's, not the grammar's.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        estimate, measured = pool.apply(_estimate_and_measured, (name,))
     assert measured / 2 <= estimate <= measured * 2, (estimate, measured)
